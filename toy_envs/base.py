@@ -54,6 +54,12 @@ class Task:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
+    pad_id, bos_id, eos_id, null_id = PAD, BOS, EOS, NULL
+
+    def prompt_mask(self, prompts: np.ndarray) -> np.ndarray:
+        """(n, P) attention mask of prompts: 1 on every token (toy prompts have a fixed length, no padding)."""
+        return np.ones(np.shape(prompts), dtype=np.int64)
+
     @property
     def max_new_tokens(self) -> int:
         """Content tokens plus the EOS that ends a well-formed response."""

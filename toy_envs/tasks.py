@@ -10,28 +10,38 @@ class Needle(Task):
     """Needle: one response position decides the reward; every other token is free filler.
 
     Prompt   `<bos> @p s`: put symbol `s` at response position `p` (0-based).
-    Response `length` symbols, then EOS.
+    Response `length` tokens, then EOS: filler tokens (`.`, `,`, `;`, `:`) anywhere, a symbol at p.
     Reward   1 if response[p] == s else 0.
     Key      position p only: the needle in a haystack of `length - 1` filler tokens. Credit gets harder as
              `length` grows, which is exactly where uniform (GRPO) credit wastes signal.
     Negative `null` (`<bos> <null> <null>`) and `wrong` (`<bos> @p s+1`: same place, another symbol).
-    Demos    filler uniform over symbols; response[p] = s with probability `accuracy`, else another symbol.
+    Demos    filler uniform over the filler tokens; response[p] = s with probability `accuracy`, else another
+             symbol. p is `position` for every prompt (default length // 2); `random_position=True` draws p
+             uniformly per prompt (much harder for a tiny model to learn from demonstrations).
     """
 
     name = "needle"
     negative_kinds = ("null", "wrong")
+    FILLER = [".", ",", ";", ":"]
 
-    def __init__(self, length: int = 8, num_symbols: int = 8, reward_noise: float = 0.0):
+    def __init__(self, length: int = 8, num_symbols: int = 8, position: int | None = None,
+                 random_position: bool = False, reward_noise: float = 0.0):
         if length < 1 or num_symbols < 2:
             raise ValueError(f"Needle needs length >= 1 and num_symbols >= 2, got {length}, {num_symbols}")
-        self.length, self.num_symbols = length, num_symbols
+        position = length // 2 if position is None else position
+        if not 0 <= position < length:
+            raise ValueError(f"Needle position={position} must be in [0, length={length})")
+        self.length, self.num_symbols, self.position, self.random_position = length, num_symbols, position, random_position
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
-        super().__init__(symbols + [f"@{p}" for p in range(length)], prompt_len=3, response_len=length,
-                         reward_noise=reward_noise)
-        self.sym0, self.pos0 = 4, 4 + num_symbols  # first symbol id, first position-token id
+        super().__init__(symbols + self.FILLER + [f"@{p}" for p in range(length)], prompt_len=3,
+                         response_len=length, reward_noise=reward_noise)
+        self.sym0 = 4  # first symbol id
+        self.filler0 = self.sym0 + num_symbols
+        self.pos0 = self.filler0 + len(self.FILLER)  # first position-token id
 
     def _sample_prompts(self, n, rng):
-        pos, sym = rng.integers(0, self.length, n), rng.integers(0, self.num_symbols, n)
+        pos = rng.integers(0, self.length, n) if self.random_position else np.full(n, self.position)
+        sym = rng.integers(0, self.num_symbols, n)
         return np.stack([np.full(n, BOS), self.pos0 + pos, self.sym0 + sym], axis=1)
 
     def _target(self, prompts):
@@ -39,9 +49,9 @@ class Needle(Task):
 
     def solve(self, prompts, rng=None):
         pos, sym = self._target(prompts)
-        n = len(prompts)
-        filler = rng.integers(0, self.num_symbols, (n, self.length)) if rng is not None else np.zeros((n, self.length), int)
-        content = self.sym0 + filler
+        n, F = len(prompts), len(self.FILLER)
+        filler = rng.integers(0, F, (n, self.length)) if rng is not None else np.zeros((n, self.length), int)
+        content = self.filler0 + filler
         content[np.arange(n), pos] = sym
         return content
 

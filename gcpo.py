@@ -1,0 +1,932 @@
+"""GCPO: Guidance Contrastive Policy Optimization (arXiv 2605.29198), one readable file.
+
+GRPO and DAPO give every token of a response the same group advantage A_i. GCPO keeps the total but moves it
+between tokens: each token's advantage becomes w_{i,t}·A_i, where w measures how much the token's log-prob
+changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null prompt, or "answer wrongly").
+
+    python gcpo.py                                  # warm start + GCPO on the Needle toy task (~2 min CPU)
+    python gcpo.py --algo dapo --env chainsum       # a baseline on another task; --help lists every knob
+    python -m pytest -q                             # the tests
+
+Data flows top to bottom: config → policy → sampling → rewards → group advantage → contrastive token
+weights (THE GCPO PART) → loss → update → training loop → CLI. The math is pure functions on (N, T) tensors.
+Shapes: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length, T response length
+(max_new_tokens), V vocabulary size.
+
+What is simplified, said plainly: one process, no vLLM, no FSDP; the toy policy is a tiny GPT-2 trained from
+scratch with a supervised warm start (SPEC §7); dropout is off during RL so that ρ ≡ 1 on the first
+mini-batch. Where the paper and the official code differ, both exist behind a named option (SPEC §4, §5).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import dataclasses
+import inspect
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------------------
+# CONFIG
+
+
+@dataclass
+class Config:
+    # experiment
+    algo: str = "gcpo"
+    """preset: grpo | dr_grpo | dapo | gcpo (SPEC §6); any option given explicitly overrides the preset"""
+    env: str = "needle"
+    """toy task: needle | copy | gridpaint | chainsum (or its gymnasium id, e.g. toy_envs/Needle-v0)"""
+    task_args: str = ""
+    """task parameters as k=v,k=v (e.g. length=16,num_symbols=8); see the task's docstring"""
+    model: str = "tiny"
+    """'tiny': a small GPT-2 built for the task's vocabulary (random init); else a name or path for from_pretrained"""
+    device: str = "auto"
+    """auto (CUDA when available) | cpu | cuda"""
+    seed: int = 1
+    """seeds model init, demonstrations, prompts and sampling (all derived from it)"""
+    steps: int = 150
+    """RL steps (one rollout + its updates each)"""
+    out: str = ""
+    """directory for metrics.jsonl, config.json and the final model (save_pretrained); empty: write nothing"""
+    html: str = ""
+    """write the final weight-shaded sample response to this HTML file"""
+    # tiny policy
+    n_layer: int = 2
+    """tiny GPT-2 layers"""
+    n_embd: int = 64
+    """tiny GPT-2 width"""
+    n_head: int = 4
+    """tiny GPT-2 attention heads"""
+    # warm start (SPEC §7)
+    warm_steps: int = 1200
+    """supervised steps on imperfect demonstrations before RL (0: none)"""
+    warm_batch: int = 64
+    """demonstrations per warm-start step"""
+    warm_lr: float = 1e-3
+    """warm-start learning rate (AdamW)"""
+    demo_accuracy: float = 0.3
+    """fraction of demonstrations that are correct, so RL has room to improve"""
+    null_prob: float = 0.1
+    """prompt dropout to the null prompt during the warm start (as in CFG training)"""
+    # rollout (SPEC §1)
+    batch_prompts: int = 16
+    """B: prompts per rollout"""
+    group_size: int = 8
+    """G: responses per prompt (at least 2)"""
+    temperature: float = 1.0
+    """sampling temperature; log-probs everywhere use the same logits / temperature"""
+    top_p: float = 1.0
+    """nucleus sampling threshold (1: off)"""
+    max_new_tokens: int = 0
+    """response length cap L_max (0: the task's own length + EOS)"""
+    guidance_scale: float = 1.0
+    """classifier-free-guided sampling scale s (1: plain sampling; >1 samples off-policy, trains on π(·|x))"""
+    # rewards (SPEC §2)
+    overlong_buffer: int = 0
+    """DAPO soft overlong punishment buffer L_cache (0: off)"""
+    overlong_filter: bool = False
+    """DAPO overlong filtering: truncated responses get loss mask 0"""
+    dynamic_sampling: bool = True
+    """DAPO dynamic sampling: drop all-equal-reward groups and sample more prompts (preset)"""
+    max_sampling_tries: int = 4
+    """dynamic sampling: most rollouts per step before training on what was kept"""
+    # group advantage (SPEC §3)
+    adv_scale: str = "group"
+    """group: z-score within the group (GRPO) | batch: r − mean_G over batch std | none: r − mean_G (Dr. GRPO)"""
+    adv_eps: float = 1e-6
+    """ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)"""
+    # contrastive token credit (SPEC §4): THE GCPO PART
+    token_credit: bool = True
+    """reweight token advantages by the contrast with the negative prompt (GCPO preset only)"""
+    negative: str = "null"
+    """negative prompt kind: null (CFG unconditional) | wrong (asks for another answer), if the task offers it"""
+    divergence: str = "kl"
+    """token score: kl (official k3) | full_kl (paper: exact KL over the vocabulary) | abs | info_gain"""
+    normalization: str = "hist"
+    """scores → weights: hist (official rank power law) | softmax | minmax | none"""
+    ties: str = "average"
+    """hist ties: average (x⁻ = x gives w ≡ 1) | official (argsort order, bit-exact with the official code)"""
+    top_fraction: float = 0.4
+    """hist x: the top fraction of tokens ..."""
+    target_mass: float = 0.8
+    """hist y: ... that carries this fraction of the weight (official 0.4 → 0.8)"""
+    softmax_temp: float = 1.0
+    """softmax normalization temperature τ_w"""
+    weights_from: str = "current"
+    """policy that scores the contrast: current (official, per micro-batch) | rollout (old policy, once)"""
+    # loss (SPEC §5)
+    eps_low: float = 0.2
+    """PPO clip ε_low"""
+    eps_high: float = 0.28
+    """PPO clip ε_high (DAPO clip-higher 0.28; GRPO 0.2)"""
+    dual_clip: float = 3.0
+    """dual-clip constant c for negative advantages (0: off)"""
+    loss_agg: str = "token-mean"
+    """token-mean (DAPO) | seq-mean-token-mean (GRPO) | seq-mean-token-sum-norm (Dr. GRPO)"""
+    beta: float = 0.0
+    """KL-to-reference coefficient (GRPO 0.04; DAPO and official reasoning 0)"""
+    kl_estimator: str = "k3"
+    """k3 | k1"""
+    kl_reweight: bool = False
+    """official T2I variant: per-token KL × (0.5 + 0.5·clamp(2 − 2w, 0, 1))"""
+    entropy_penalty: float = 0.0
+    """official reasoning runs add c·mean(−logp) to the loss (c > 0 lowers entropy); not in the paper"""
+    # optimisation
+    lr: float = 1e-3
+    """RL learning rate (AdamW)"""
+    epochs: int = 1
+    """passes over each rollout"""
+    minibatches: int = 1
+    """optimizer steps per epoch (the rollout is split into this many mini-batches)"""
+    micro_batch: int = 0
+    """responses per forward/backward within a mini-batch (0: the whole mini-batch)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm; a non-finite norm skips the step"""
+    eval_prompts: int = 256
+    """held-out prompts for the before/after evaluation"""
+
+
+PRESETS = {  # SPEC §6; every value can be overridden
+    "grpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.2, dual_clip=0.0, loss_agg="seq-mean-token-mean",
+                 dynamic_sampling=False, beta=0.04, token_credit=False),
+    "dr_grpo": dict(adv_scale="none", eps_low=0.2, eps_high=0.2, dual_clip=0.0,
+                    loss_agg="seq-mean-token-sum-norm", dynamic_sampling=False, beta=0.0, token_credit=False),
+    "dapo": dict(adv_scale="group", eps_low=0.2, eps_high=0.28, dual_clip=3.0, loss_agg="token-mean",
+                 dynamic_sampling=True, beta=0.0, token_credit=False),
+    "gcpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.28, dual_clip=3.0, loss_agg="token-mean",
+                 dynamic_sampling=True, beta=0.0, token_credit=True, divergence="kl", normalization="hist"),
+}
+CHOICES = {
+    "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "adv_scale": ("group", "batch", "none"),
+    "divergence": ("kl", "full_kl", "abs", "info_gain"), "normalization": ("hist", "softmax", "minmax", "none"),
+    "ties": ("average", "official"), "weights_from": ("current", "rollout"), "kl_estimator": ("k3", "k1"),
+    "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
+}
+
+
+def make_config(algo: str = "gcpo", **overrides) -> Config:
+    """The preset's Config with `overrides` applied, validated."""
+    if algo not in PRESETS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {list(PRESETS)}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)}; see `python gcpo.py --help`")
+    cfg = Config(algo=algo, **{**PRESETS[algo], **overrides})
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: Config) -> None:
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} is not an option; choose one of {list(allowed)}")
+    if cfg.group_size < 2:
+        raise ValueError(f"group_size={cfg.group_size}: a group advantage needs at least 2 responses per prompt")
+    if cfg.batch_prompts < 1:
+        raise ValueError(f"batch_prompts={cfg.batch_prompts}: an empty batch cannot be trained on")
+    check_hist_params(cfg.top_fraction, cfg.target_mass)
+    if cfg.guidance_scale < 0:
+        raise ValueError(f"guidance_scale={cfg.guidance_scale} is negative; use s >= 0 (1 = plain sampling)")
+    if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
+        raise ValueError(f"need temperature > 0 and top_p in (0, 1], got {cfg.temperature}, {cfg.top_p}")
+    if 0 < cfg.dual_clip <= 1 or cfg.dual_clip < 0:
+        raise ValueError(f"dual_clip={cfg.dual_clip}: use c > 1 (3 in DAPO/verl) or 0 to turn it off")
+    if cfg.minibatches < 1 or cfg.epochs < 1 or cfg.micro_batch < 0:
+        raise ValueError("need minibatches >= 1, epochs >= 1 and micro_batch >= 0")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
+
+
+def parse_task_args(text: str) -> dict:
+    """'length=16,num_symbols=8' → {'length': 16, 'num_symbols': 8} (values parsed as Python literals)."""
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"task_args item {item!r} is not k=v (e.g. --task-args length=16,num_symbols=8)")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v.strip()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# POLICY: any Hugging Face causal LM; toy tasks get a tiny GPT-2 sized to their vocabulary
+
+
+def build_policy(cfg: Config, vocab_size: int, n_positions: int, special: dict):
+    """A tiny randomly initialised GPT-2 (cfg.model == 'tiny') or a pretrained model by name/path."""
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    if cfg.model == "tiny":
+        conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **special)
+        return GPT2LMHeadModel(conf)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model)
+    if model.config.vocab_size < vocab_size:
+        raise ValueError(f"model {cfg.model!r} has {model.config.vocab_size} tokens but the task needs {vocab_size}; "
+                         "use a task whose vocabulary the model covers, or --model tiny")
+    return model
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding: (N, S) mask → (N, S) positions, 0 at the first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, full=False):
+    """log π(y_t | x, y_<t) for every response token, in one forward pass.
+
+    prompts (N, P) left-padded, prompt_mask (N, P), responses (N, T).
+    Returns logp (N, T) float32 and, if full, the whole log-softmax (N, T, V) (for `full_kl`)."""
+    P = prompts.shape[1]
+    ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
+    attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn)).logits
+    logits = logits[:, P - 1:-1].float() / temperature  # (N, T, V): position P-1+t predicts y_t
+    logp_all = F.log_softmax(logits, dim=-1)  # (N, T, V)
+    logp = logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1)  # (N, T)
+    return logp, (logp_all if full else None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SAMPLING (SPEC §1)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability mass reaches top_p; others → −inf. (N, V) → (N, V)."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, idx = logits.sort(dim=-1, descending=True)  # (N, V)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs > top_p  # mass before this token already reaches top_p
+    return logits.scatter(-1, idx, sorted_logits.masked_fill(drop, float("-inf")))
+
+
+@torch.no_grad()
+def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperature=1.0, top_p=1.0,
+           generator=None, neg_prompts=None, neg_mask=None, guidance_scale=1.0):
+    """Batched autoregressive sampling with a KV cache. One call samples one response per prompt row (repeat
+    the rows G times for a group).
+
+    prompts (N, P) left-padded with prompt_mask (N, P). With guidance_scale s != 1, the next-token logits are
+    ℓ = ℓ(·|x⁻) + s·(ℓ(·|x) − ℓ(·|x⁻)) (classifier-free guidance, needs neg_prompts (N, P⁻)).
+    Returns responses (N, T) with pad after EOS, mask (N, T) = 1 on real tokens incl. EOS, the *conditional*
+    sampling log-probs logp (N, T) (what the loss trains on; off-policy when s != 1 or top_p < 1), and
+    truncated (N,) = no EOS within max_new_tokens."""
+    N = prompts.shape[0]
+    guided = guidance_scale != 1.0
+    if guided:
+        if neg_prompts is None:
+            raise ValueError("guidance_scale != 1 needs neg_prompts (the negative prompt for the guidance)")
+        width = max(prompts.shape[1], neg_prompts.shape[1])  # left-pad both to one width
+        lp = lambda t, m, v: F.pad(t, (width - t.shape[1], 0), value=v)
+        ids = torch.cat([lp(prompts, None, pad_id), lp(neg_prompts, None, pad_id)])  # (2N, P')
+        attn = torch.cat([lp(prompt_mask, None, 0), lp(neg_mask, None, 0)])
+    else:
+        ids, attn = prompts, prompt_mask
+    pos = position_ids(attn)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+    past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
+
+    device = prompts.device
+    responses = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (N, T)
+    logp = torch.zeros(N, max_new_tokens, device=device)  # (N, T)
+    mask = torch.zeros(N, max_new_tokens, dtype=torch.long, device=device)  # (N, T)
+    done = torch.zeros(N, dtype=torch.bool, device=device)  # (N,)
+    for t in range(max_new_tokens):
+        cond = F.log_softmax(logits[:N].float() / temperature, dim=-1)  # (N, V)
+        if guided:
+            uncond = F.log_softmax(logits[N:].float() / temperature, dim=-1)
+            draw_from = uncond + guidance_scale * (cond - uncond)
+        else:
+            draw_from = cond
+        probs = top_p_filter(draw_from, top_p).softmax(-1)  # (N, V)
+        tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)
+        tok = tok.masked_fill(done, pad_id)
+        responses[:, t] = tok
+        logp[:, t] = cond.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(done, 0.0)
+        mask[:, t] = (~done).long()
+        done = done | (tok == eos_id)
+        if bool(done.all()):
+            break
+        feed = torch.cat([tok, tok]) if guided else tok  # (N,) or (2N,)
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+        out = model(input_ids=feed[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+                    past_key_values=past, use_cache=True)
+        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+    T = int(mask.sum(1).max()) if N else 0  # drop all-padding columns
+    return responses[:, :T], mask[:, :T], logp[:, :T], ~done
+
+
+# ---------------------------------------------------------------------------------------------------------
+# REWARDS (SPEC §2)
+
+
+def check_rewards(rewards: torch.Tensor, n: int) -> torch.Tensor:
+    """Rewards must be n finite numbers; anything else is an error, never silently fixed."""
+    if rewards.shape != (n,):
+        raise ValueError(f"expected one reward per response, shape ({n},), got {tuple(rewards.shape)}")
+    if not torch.isfinite(rewards).all():
+        bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()[:5]
+        raise ValueError(f"rewards must be finite; NaN/inf at responses {bad}: fix the reward function")
+    return rewards
+
+
+def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
+    """DAPO soft overlong punishment R_len(|y|), (N,) lengths → (N,) penalties:
+    0 if |y| ≤ L_max − L_cache;  ((L_max − L_cache) − |y|)/L_cache inside the buffer;  −1 beyond L_max."""
+    if not 0 < buffer <= max_len:
+        raise ValueError(f"overlong buffer L_cache={buffer} must be in (0, L_max={max_len}]")
+    start = max_len - buffer
+    pen = (start - lengths.double()) / buffer
+    return torch.where(lengths <= start, torch.zeros_like(pen), torch.where(lengths <= max_len, pen, -torch.ones_like(pen)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# GROUP ADVANTAGE (SPEC §3)
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6) -> torch.Tensor:
+    """(N,) rewards, each group of `group_size` contiguous → (N,) advantages.
+
+    group: A_i = (r_i − mean_G r)/(std_G r + ε) (GRPO, unbiased std, ε = 1e-6 as EasyR1);
+    batch: (r_i − mean_G r)/(std_batch r + ε); none: r_i − mean_G r (Dr. GRPO).
+    A group whose rewards are all equal gets exactly 0."""
+    if group_size < 2:
+        raise ValueError(f"group_size={group_size}: a group advantage needs at least 2 responses per prompt")
+    if rewards.ndim != 1 or rewards.numel() == 0 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be (B·G,) with G={group_size} dividing it, got shape {tuple(rewards.shape)}")
+    r = rewards.view(-1, group_size)  # (B, G)
+    centered = r - r.mean(dim=1, keepdim=True)  # (B, G)
+    if scale == "group":
+        adv = centered / (r.std(dim=1, keepdim=True) + eps)
+    elif scale == "batch":
+        adv = centered / (rewards.std() + eps)
+    elif scale == "none":
+        adv = centered
+    else:
+        raise ValueError(f"unknown advantage scale {scale!r}; choose group, batch or none")
+    flat = r.max(dim=1, keepdim=True).values == r.min(dim=1, keepdim=True).values  # (B, 1)
+    return adv.masked_fill(flat, 0.0).reshape(-1)
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """DAPO dynamic sampling filter: (B·G,) rewards → (B,) bool, False where a group's rewards are all equal
+    (its advantages, and so its gradient, are exactly zero)."""
+    r = rewards.view(-1, group_size)
+    return r.max(dim=1).values != r.min(dim=1).values
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CONTRASTIVE TOKEN WEIGHTS (SPEC §4): THE GCPO PART
+
+
+def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_all=None):
+    """Per-token contrast η between the prompt and the negative prompt, (N, T) → (N, T), 0 on padding.
+
+    d = clamp(logp⁻ − logp, −20, 20);
+    kl (official): η = min(exp(d) − d − 1, 10), the one-sample k3 estimate of KL(π(·|x) ‖ π(·|x⁻));
+    full_kl (paper): η = Σ_v π(v|x)(log π(v|x) − log π(v|x⁻)), needs logp_all, logp_neg_all (N, T, V);
+    abs: |d|;  info_gain: logp − logp⁻ clamped to [0, its 0.9 quantile over the response's valid tokens]
+    (per response as SPEC §4; the official code takes the quantile over the whole batch)."""
+    valid = mask.bool()
+    d = (logp_neg - logp).clamp(-20.0, 20.0)  # (N, T)
+    if divergence == "kl":
+        eta = (d.exp() - d - 1.0).clamp(max=10.0)
+    elif divergence == "full_kl":
+        if logp_all is None or logp_neg_all is None:
+            raise ValueError("divergence='full_kl' needs the full log-softmax of both prompts (logp_all, logp_neg_all)")
+        eta = (logp_all.exp() * (logp_all - logp_neg_all)).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 up to rounding
+    elif divergence == "abs":
+        eta = d.abs()
+    elif divergence == "info_gain":
+        gain = logp - logp_neg  # (N, T)
+        cap = torch.nanquantile(gain.masked_fill(~valid, float("nan")), 0.9, dim=1, keepdim=True)  # (N, 1)
+        eta = torch.minimum(gain.clamp(min=0.0), cap.nan_to_num(0.0).clamp(min=0.0))
+    else:
+        raise ValueError(f"unknown divergence {divergence!r}; choose kl, full_kl, abs or info_gain")
+    return eta.masked_fill(~valid, 0.0)
+
+
+def check_hist_params(top_fraction: float, target_mass: float) -> None:
+    if not (0 < top_fraction < 1 and 0 < target_mass < 1):
+        raise ValueError(f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1)")
+    if target_mass < top_fraction:
+        raise ValueError(f"target_mass={target_mass} < top_fraction={top_fraction} would favour low-contrast "
+                         "tokens; use target_mass >= top_fraction (equal gives uniform weights)")
+
+
+def hist_alpha(top_fraction: float = 0.4, target_mass: float = 0.8) -> float:
+    """α = ln(1 − y)/ln(1 − x) − 1: with u = p^α, the top x of percentiles carry the fraction y of Σu
+    (continuous limit). x = 0.4, y = 0.8 → α = 2.15066; y = x → α = 0 (uniform)."""
+    check_hist_params(top_fraction, target_mass)
+    return math.log(1.0 - target_mass) / math.log(1.0 - top_fraction) - 1.0
+
+
+def average_ranks(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Ascending ranks 1..N_i of each row's valid scores, ties sharing their mean rank. (N, T) → (N, T) float;
+    the values on invalid positions are meaningless."""
+    s = scores.masked_fill(~valid, float("inf"))  # invalid sort last
+    sorted_s = s.sort(dim=1).values  # (N, T)
+    below = torch.searchsorted(sorted_s, s.contiguous(), right=False)  # (N, T): # valid scores < s
+    upto = torch.searchsorted(sorted_s, s.contiguous(), right=True)  # (N, T): # valid scores ≤ s
+    return (below + 1 + upto).to(scores.dtype) / 2
+
+
+def _hist_official(scores, valid, alpha):
+    """The official per-row loop, vectorised over rows of equal length so each row sees exactly the official
+    ops (argsort of its N valid scores, ranks/N, pow, w/Σw·N) and the weights match bit for bit."""
+    weights = torch.zeros_like(scores)
+    lengths = valid.sum(1)  # (N,)
+    for n in lengths.unique().tolist():  # a loop over distinct lengths, not over responses
+        if n == 0:
+            continue
+        rows = (lengths == n).nonzero().squeeze(1)  # (R,)
+        cols = valid[rows].long().argsort(dim=1, descending=True, stable=True)[:, :n].sort(dim=1).values  # (R, n)
+        vals = scores[rows].gather(1, cols)  # (R, n): the valid scores, in order
+        ranks = torch.empty_like(vals).scatter_(
+            1, vals.argsort(dim=1), torch.arange(1, n + 1, dtype=vals.dtype, device=vals.device).expand_as(vals))
+        u = (ranks / n).pow(alpha)
+        weights[rows] = torch.zeros_like(scores[rows]).scatter_(1, cols, u / u.sum(1, keepdim=True) * n)
+    return weights
+
+
+def normalize_weights(scores, mask, normalization="hist", ties="average", top_fraction=0.4, target_mass=0.8,
+                      softmax_temp=1.0):
+    """Token scores η (N, T) → weights w (N, T), per response over its valid tokens only; 0 on padding.
+
+    hist (official): rank the N valid scores ascending, p = rank/N, u = p^α (α = hist_alpha(x, y)),
+        w = u·N/Σu. Mean 1; the top x = 40% of tokens carry ≈ y = 80% of the weight; max w → α + 1.
+        ties='average': tied scores share their mean rank (x⁻ = x → w ≡ 1); 'official': argsort order.
+    softmax: w = N·softmax_t(η_t / max_t η_t / τ_w).  minmax (official): (η − min)/(max − min + 1e-8)
+        clamped to [0.2, 1], then rescaled to mean 1.  none: w = η.
+    A response with no valid token gets all-zero weights, never NaN."""
+    valid = mask.bool()
+    n_valid = valid.sum(1, keepdim=True).to(scores.dtype)  # (N, 1)
+    if normalization == "hist":
+        alpha = hist_alpha(top_fraction, target_mass)
+        if ties == "official":
+            return _hist_official(scores, valid, alpha)
+        if ties != "average":
+            raise ValueError(f"unknown ties {ties!r}; choose average or official")
+        u = (average_ranks(scores, valid) / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
+        return u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
+    if normalization == "softmax":
+        scale = scores.masked_fill(~valid, 0.0).max(1, keepdim=True).values.clamp(min=1e-8)  # (N, 1)
+        z = (scores / scale / softmax_temp).masked_fill(~valid, float("-inf"))
+        return torch.where(valid, z.softmax(1) * n_valid, torch.zeros_like(scores))
+    if normalization == "minmax":
+        lo = scores.masked_fill(~valid, float("inf")).min(1, keepdim=True).values
+        hi = scores.masked_fill(~valid, float("-inf")).max(1, keepdim=True).values.clamp(min=1e-8)
+        w = ((scores - lo) / (hi - lo + 1e-8)).clamp(0.2, 1.0).masked_fill(~valid, 0.0)
+        return w / w.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
+    if normalization == "none":
+        return scores.masked_fill(~valid, 0.0)
+    raise ValueError(f"unknown normalization {normalization!r}; choose hist, softmax, minmax or none")
+
+
+@torch.no_grad()
+def token_weights(logp, logp_neg, mask, divergence="kl", normalization="hist", ties="average", top_fraction=0.4,
+                  target_mass=0.8, softmax_temp=1.0, logp_all=None, logp_neg_all=None):
+    """GCPO token weights w (N, T) from the response's log-probs under the prompt, logp (N, T), and under the
+    negative prompt, logp_neg (N, T): normalize_weights(token_scores(...)). No gradient flows through them.
+    The token advantage is then Ã_{i,t} = w_{i,t}·A_i: signs are kept and Σ_t w_{i,t} = N_i."""
+    scores = token_scores(logp.detach(), logp_neg.detach(), mask, divergence,
+                          None if logp_all is None else logp_all.detach(),
+                          None if logp_neg_all is None else logp_neg_all.detach())
+    return normalize_weights(scores, mask, normalization, ties, top_fraction, target_mass, softmax_temp)
+
+
+def key_token_share(weights, key_mask, mask) -> torch.Tensor:
+    """Σ w on key tokens / Σ w on valid tokens, over the whole batch (uniform weights give the key fraction)."""
+    valid = mask.bool()
+    return (weights * (key_mask & valid)).sum() / (weights * valid).sum().clamp(min=1e-30)
+
+
+def key_token_auc(weights, key_mask, mask) -> torch.Tensor:
+    """Ranking AUC of weights, key vs other valid tokens, per response (ties count ½), averaged over the
+    responses that have both kinds; NaN if none has. 0.5 = no preference, 1 = every key token ranks first."""
+    valid = mask.bool()
+    key, other = key_mask & valid, ~key_mask & valid
+    n_key, n_other = key.sum(1).double(), other.sum(1).double()  # (N,)
+    ranks = average_ranks(weights.double(), valid)  # (N, T)
+    u_stat = (ranks * key).sum(1) - n_key * (n_key + 1) / 2  # (N,) Mann-Whitney U: (key, other) pairs, key higher
+    both = (n_key > 0) & (n_other > 0)
+    auc = u_stat[both] / (n_key[both] * n_other[both])
+    return auc.mean() if both.any() else torch.tensor(float("nan"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# LOSS (SPEC §5)
+
+
+def aggregate(x, mask, loss_agg="token-mean", total_tokens=None, total_seqs=None, max_len=None):
+    """Per-token values x (N, T) → scalar, correct under gradient accumulation: pass the whole mini-batch's
+    total_tokens (token-mean) or total_seqs (the seq modes); by default this micro-batch's own.
+    token-mean (DAPO): Σ m·x / total_tokens.   seq-mean-token-mean (GRPO): Σ_i (Σ_t m·x / |y_i|) / total_seqs.
+    seq-mean-token-sum-norm (Dr. GRPO): Σ m·x / (total_seqs · L_max), max_len = L_max required."""
+    m = mask.to(x.dtype)
+    if loss_agg == "token-mean":
+        total = m.sum() if total_tokens is None else torch.as_tensor(total_tokens, dtype=x.dtype)
+        return (x * m).sum() / total.clamp(min=1)  # no valid token at all: loss 0, gradient 0
+    seqs = x.shape[0] if total_seqs is None else total_seqs
+    if loss_agg == "seq-mean-token-mean":
+        return ((x * m).sum(1) / m.sum(1).clamp(min=1)).sum() / max(seqs, 1)
+    if loss_agg == "seq-mean-token-sum-norm":
+        if max_len is None:
+            raise ValueError("loss_agg='seq-mean-token-sum-norm' needs max_len = L_max (the generation cap)")
+        return (x * m).sum() / (max(seqs, 1) * max_len)
+    raise ValueError(f"unknown loss_agg {loss_agg!r}; choose one of {CHOICES['loss_agg']}")
+
+
+def kl_penalty(logp, ref_logp, estimator="k3"):
+    """Per-token KL to the reference, (N, T): k3 = exp(r − logp) − (r − logp) − 1 (≥ 0) or k1 = logp − r."""
+    if estimator == "k3":
+        delta = (ref_logp - logp).clamp(-20.0, 20.0)
+        return delta.exp() - delta - 1.0
+    if estimator == "k1":
+        return logp - ref_logp
+    raise ValueError(f"unknown kl_estimator {estimator!r}; choose k3 or k1")
+
+
+def clip_fractions(ratio, advantages, mask, eps_low, eps_high, dual_clip):
+    """Fractions of valid tokens whose gradient the clip removes: high (Ã > 0, ρ > 1 + ε_high), low
+    (Ã < 0, ρ < 1 − ε_low) and dual (Ã < 0, ρ > c). (N, T) inputs → dict of floats."""
+    valid = mask.bool()
+    n = valid.sum().clamp(min=1)
+    frac = lambda b: ((b & valid).sum() / n).item()
+    return {"clipfrac_high": frac((advantages > 0) & (ratio > 1 + eps_high)),
+            "clipfrac_low": frac((advantages < 0) & (ratio < 1 - eps_low)),
+            "clipfrac_dual": frac((advantages < 0) & (ratio > dual_clip)) if dual_clip > 0 else 0.0}
+
+
+def policy_loss(logp, logp_old, advantages, mask, eps_low=0.2, eps_high=0.28, dual_clip=3.0, loss_agg="token-mean",
+                total_tokens=None, total_seqs=None, max_len=None, ref_logp=None, beta=0.0, kl_estimator="k3",
+                kl_weights=None, entropy_penalty=0.0):
+    """Clipped surrogate with per-token advantages Ã (N, T). Returns (loss, metrics).
+
+    ρ = exp(clamp(logp − logp_old, −20, 20));  ℓ = max(−Ã ρ, −Ã clip(ρ, 1 − ε_low, 1 + ε_high));
+    dual clip (c > 0, Ã < 0): ℓ ← min(ℓ, −c Ã).  loss = agg(ℓ) + β·agg(KL) + entropy_penalty·agg_tok(−logp),
+    with kl_weights (GCPO weights w) the official T2I reweighting KL·(0.5 + 0.5·clamp(2 − 2w, 0, 1))."""
+    ratio = (logp - logp_old).clamp(-20.0, 20.0).exp()  # (N, T)
+    pg = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - eps_low, 1 + eps_high))  # (N, T)
+    if dual_clip > 0:
+        pg = torch.where(advantages < 0, torch.minimum(pg, -dual_clip * advantages), pg)
+    agg = dict(loss_agg=loss_agg, total_tokens=total_tokens, total_seqs=total_seqs, max_len=max_len)
+    loss = aggregate(pg, mask, **agg)
+    valid = mask.bool()
+    n = valid.sum().clamp(min=1)
+    metrics = {"pg_loss": loss.item(), **clip_fractions(ratio.detach(), advantages, mask, eps_low, eps_high, dual_clip),
+               "entropy": (-(logp.detach() * valid).sum() / n).item()}
+    if beta > 0:
+        if ref_logp is None:
+            raise ValueError("beta > 0 needs ref_logp, the frozen reference policy's log-probs")
+        kl = kl_penalty(logp, ref_logp, kl_estimator)  # (N, T)
+        if kl_weights is not None:
+            kl = kl * (0.5 + 0.5 * (2.0 - 2.0 * kl_weights).clamp(0.0, 1.0))
+        kl_term = aggregate(kl, mask, **agg)
+        loss = loss + beta * kl_term
+        metrics["kl_ref"] = kl_term.item()
+    if entropy_penalty != 0:
+        loss = loss + entropy_penalty * aggregate(-logp, mask, "token-mean", total_tokens)
+    return loss, metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ROLLOUT: B prompts × G responses → rewards → dynamic sampling → advantages
+
+
+def seeded(cfg: Config, *keys: int):
+    """Derived, not global, randomness: a numpy Generator and a torch Generator for (seed, *keys)."""
+    np_rng = np.random.default_rng([cfg.seed, *keys])
+    gen = torch.Generator(device=cfg.device).manual_seed(int(np_rng.integers(2**62)))
+    return np_rng, gen
+
+
+def as_tensor(a, device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), device=device)
+
+
+@torch.no_grad()
+def rollout(model, task, cfg: Config, step: int) -> dict:
+    """Sample, score and (with dynamic sampling) filter one training batch. Returns a dict of (N, ...) tensors
+    (prompts, prompt_mask, neg_prompts, neg_mask, responses, mask, logp_old, rewards, adv, key_mask, and
+    w_rollout when weights_from='rollout') plus rollout metrics."""
+    G, T, dev = cfg.group_size, cfg.max_new_tokens, cfg.device
+    kept, all_rewards, tries = [], [], 0
+    n_kept = 0
+    while tries < (cfg.max_sampling_tries if cfg.dynamic_sampling else 1) and n_kept < cfg.batch_prompts:
+        np_rng, gen = seeded(cfg, step, tries)
+        tries += 1
+        prompts_np = np.repeat(task.sample_prompts(cfg.batch_prompts, np_rng), G, axis=0)  # (N, P)
+        neg_np = task.negative_prompts(prompts_np, cfg.negative)  # (N, P)
+        prompts, neg = as_tensor(prompts_np, dev), as_tensor(neg_np, dev)
+        pmask, nmask = as_tensor(task.prompt_mask(prompts_np), dev), as_tensor(task.prompt_mask(neg_np), dev)
+        responses, mask, logp_old, truncated = sample(
+            model, prompts, pmask, T, task.eos_id, task.pad_id, cfg.temperature, cfg.top_p, gen, neg, nmask,
+            cfg.guidance_scale)
+        score = task.score(prompts_np, responses.cpu().numpy(), rng=np_rng)
+        rewards = check_rewards(torch.as_tensor(score.reward, dtype=torch.float64), len(prompts_np)).to(dev)
+        lengths = mask.sum(1)
+        if cfg.overlong_buffer > 0:
+            rewards = rewards + overlong_penalty(lengths, T, cfg.overlong_buffer)
+        if cfg.overlong_filter:
+            mask = mask * (~truncated).long()[:, None]
+        all_rewards.append(rewards)
+        keep = informative_groups(rewards, G) if cfg.dynamic_sampling else torch.ones(cfg.batch_prompts, dtype=torch.bool, device=dev)
+        keep = keep.repeat_interleave(G)  # (N,)
+        kept.append(dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask, responses=responses,
+                         mask=mask, logp_old=logp_old, rewards=rewards, truncated=truncated,
+                         key_mask=as_tensor(score.key_mask, dev), keep=keep))
+        n_kept += int(keep.sum()) // G
+    width = max(b["responses"].shape[1] for b in kept)
+    pad_to = lambda t, v: F.pad(t, (0, width - t.shape[1]), value=v)
+    batch = {}
+    for k in ("prompts", "prompt_mask", "neg_prompts", "neg_mask", "rewards", "truncated"):
+        batch[k] = torch.cat([b[k][b["keep"]] for b in kept])
+    for k, v in (("responses", task.pad_id), ("mask", 0), ("logp_old", 0.0), ("key_mask", False)):
+        batch[k] = torch.cat([pad_to(b[k], v)[b["keep"]] for b in kept])
+    n_groups = min(n_kept, cfg.batch_prompts)
+    for k in batch:  # a full batch is exactly B groups
+        batch[k] = batch[k][: n_groups * G]
+    rewards_seen = torch.cat(all_rewards)
+    metrics = {"reward_mean": rewards_seen.mean().item(), "reward_std": rewards_seen.std().item(),
+               "zero_std_frac": 1.0 - torch.cat([informative_groups(r, G) for r in all_rewards]).double().mean().item(),
+               "response_len": torch.cat([b["mask"].sum(1) for b in kept]).double().mean().item(),
+               "truncated_frac": torch.cat([b["truncated"] for b in kept]).double().mean().item(),
+               "sampling_tries": tries, "groups_kept": n_groups}
+    if n_groups == 0:
+        return {"empty": True, "metrics": metrics}
+    batch["adv"] = group_advantages(batch["rewards"], G, cfg.adv_scale, cfg.adv_eps).float()  # (N,)
+    if cfg.token_credit and cfg.weights_from == "rollout":
+        batch["w_rollout"] = contrast_weights(model, batch, cfg)
+    batch["metrics"] = metrics
+    return batch
+
+
+@torch.no_grad()
+def contrast_weights(model, batch, cfg: Config, logp=None, logp_all=None) -> torch.Tensor:
+    """Score the batch's response tokens after the negative prompt (one no-grad forward) and turn the
+    contrast into GCPO weights. logp/logp_all: the prompt's log-probs if already computed."""
+    full = cfg.divergence == "full_kl"
+    if logp is None or (full and logp_all is None):
+        logp, logp_all = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
+                                           cfg.temperature, full=full)
+    logp_neg, logp_neg_all = response_logprobs(model, batch["neg_prompts"], batch["neg_mask"], batch["responses"],
+                                               cfg.temperature, full=full)
+    return token_weights(logp, logp_neg, batch["mask"], cfg.divergence, cfg.normalization, cfg.ties,
+                         cfg.top_fraction, cfg.target_mass, cfg.softmax_temp, logp_all, logp_neg_all)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# UPDATE: epochs × mini-batches × micro-batches, one optimizer step per mini-batch
+
+
+def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> dict:
+    """PPO-style update on one rollout. GCPO's only change: adv (N,) becomes w (N, T) · adv before the loss."""
+    N = batch["responses"].shape[0]
+    _, gen = seeded(cfg, step, 1_000_003)
+    sums, weight_stats, grad_norms, skipped = {}, [], [], 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(N, generator=gen, device=cfg.device)
+        for mb in order.chunk(cfg.minibatches):
+            total_tokens, total_seqs = batch["mask"][mb].sum(), len(mb)
+            micro = cfg.micro_batch or len(mb)
+            for idx in mb.split(micro):
+                b = {k: v[idx] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+                full = cfg.token_credit and cfg.divergence == "full_kl" and cfg.weights_from == "current"
+                logp, logp_all = response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"],
+                                                   cfg.temperature, full=full)  # (n, T) with grad
+                if cfg.token_credit:
+                    w = (contrast_weights(model, b, cfg, logp.detach(), None if logp_all is None else logp_all.detach())
+                         if cfg.weights_from == "current" else b["w_rollout"])  # (n, T), no grad
+                    weight_stats.append((w, b["key_mask"], b["mask"]))
+                else:
+                    w = b["mask"].float()  # uniform credit: every token gets A_i
+                adv = b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
+                ref_logp = None
+                if ref_model is not None:
+                    with torch.no_grad():
+                        ref_logp, _ = response_logprobs(ref_model, b["prompts"], b["prompt_mask"], b["responses"],
+                                                        cfg.temperature)
+                loss, m = policy_loss(logp, b["logp_old"], adv, b["mask"], cfg.eps_low, cfg.eps_high, cfg.dual_clip,
+                                      cfg.loss_agg, total_tokens, total_seqs, cfg.max_new_tokens, ref_logp, cfg.beta,
+                                      cfg.kl_estimator, w if (cfg.kl_reweight and cfg.token_credit) else None,
+                                      cfg.entropy_penalty)
+                loss.backward()
+                share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)
+                for k, v in m.items():  # token-weighted average over the whole update
+                    sums[k] = sums.get(k, 0.0) + v * share
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            if torch.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            grad_norms.append(grad_norm.item())
+    metrics = {**sums, "grad_norm": float(np.mean(grad_norms)), "skipped_steps": skipped}
+    metrics["key_token_frac"] = ((batch["key_mask"] & batch["mask"].bool()).sum() / batch["mask"].sum()).item()
+    if weight_stats:
+        metrics.update(weight_metrics(*(torch.cat([s[i] for s in weight_stats]) for i in range(3))))
+    return metrics
+
+
+def weight_metrics(w, key_mask, mask) -> dict:
+    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens,
+    and, when the task knows its key tokens, the weight share on key tokens and their ranking AUC."""
+    valid = mask.bool()
+    n = valid.sum(1).clamp(min=1)
+    mean = (w * valid).sum(1) / n
+    std = (((w - mean[:, None]) ** 2 * valid).sum(1) / n).sqrt()
+    top = w.masked_fill(~valid, -1.0).sort(1, descending=True).values  # (N, T)
+    k = (0.4 * n.double()).ceil().long()  # (N,)
+    top_mass = (top.clamp(min=0) * (torch.arange(w.shape[1], device=w.device)[None] < k[:, None])).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
+    out = {"weight_max": w.masked_fill(~valid, 0).max(1).values.mean().item(), "weight_std": std.mean().item(),
+           "weight_top40_mass": top_mass.mean().item()}
+    if key_mask.any():
+        out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
+        out["key_weight_auc"] = key_token_auc(w, key_mask, mask).item()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TRAINING LOOP
+
+
+def warm_start(model, task, cfg: Config) -> float:
+    """Supervised phase on imperfect demonstrations with prompt dropout to the null prompt (SPEC §7), so the
+    policy models both p(y|x) and p(y|null) and the contrast means something. Returns the last loss."""
+    if cfg.warm_steps == 0:
+        return float("nan")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.warm_lr)
+    np_rng = np.random.default_rng([cfg.seed, 7])
+    loss = torch.tensor(float("nan"))
+    for _ in range(cfg.warm_steps):
+        prompts_np, completions_np = task.demonstrations(cfg.warm_batch, np_rng, cfg.demo_accuracy, cfg.null_prob)
+        prompts, completions = as_tensor(prompts_np, cfg.device), as_tensor(completions_np, cfg.device)
+        logp, _ = response_logprobs(model, prompts, as_tensor(task.prompt_mask(prompts_np), cfg.device), completions)
+        loss = -(logp * (completions != task.pad_id)).sum() / (completions != task.pad_id).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def evaluate(model, task, cfg: Config, prompts_np: np.ndarray) -> float:
+    """Mean reward of one sampled response per held-out prompt (fixed sampling seed, so repeatable)."""
+    _, gen = seeded(cfg, 999_999)
+    prompts = as_tensor(prompts_np, cfg.device)
+    pmask = as_tensor(task.prompt_mask(prompts_np), cfg.device)
+    responses, *_ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id, cfg.temperature,
+                           cfg.top_p, gen)
+    return float(task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng([cfg.seed, 5])).reward.mean())
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
+    return name
+
+
+def train(cfg: Config, progress: bool = True) -> dict:
+    """Warm start, then `cfg.steps` RL steps. Returns a summary dict (also holds the model and task)."""
+    import toy_envs
+    from tqdm import trange
+
+    validate_config(cfg)
+    cfg.device = resolve_device(cfg.device)
+    task = toy_envs.make_task(cfg.env, **parse_task_args(cfg.task_args))
+    if cfg.negative not in task.negative_kinds:
+        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+    cfg.max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
+    torch.manual_seed(cfg.seed)
+    model = build_policy(cfg, task.vocab_size, task.prompt_len + cfg.max_new_tokens,
+                         dict(bos_token_id=task.bos_id, eos_token_id=task.eos_id, pad_token_id=task.pad_id))
+    model.to(cfg.device).eval()  # eval(): no dropout, so ρ ≡ 1 on the first mini-batch
+    warm_loss = warm_start(model, task, cfg)
+    ref_model = copy.deepcopy(model).requires_grad_(False) if cfg.beta > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    eval_prompts = task.sample_prompts(cfg.eval_prompts, np.random.default_rng([cfg.seed, 31337]))
+    reward_before = evaluate(model, task, cfg, eval_prompts)
+
+    log = None
+    if cfg.out:
+        os.makedirs(cfg.out, exist_ok=True)
+        with open(os.path.join(cfg.out, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(cfg), f, indent=1)
+        log = open(os.path.join(cfg.out, "metrics.jsonl"), "w")
+    history = []
+    bar = trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
+    for step in bar:
+        batch = rollout(model, task, cfg, step)
+        metrics = {"step": step, **batch["metrics"]}
+        if batch.get("empty"):
+            metrics["skipped_steps"] = 1  # every group had equal rewards: nothing to learn from
+        else:
+            metrics.update(update(model, optimizer, ref_model, batch, cfg, step))
+        history.append(metrics)
+        if log:
+            log.write(json.dumps(metrics) + "\n")
+        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
+    if log:
+        log.close()
+    reward_after = evaluate(model, task, cfg, eval_prompts)
+    if cfg.out:
+        model.save_pretrained(os.path.join(cfg.out, "model"))
+    return {"reward_before": reward_before, "reward_after": reward_after, "warm_loss": warm_loss,
+            "history": history, "model": model, "task": task, "cfg": cfg, "eval_prompts": eval_prompts}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each dataclass field (CleanRL style), for --help."""
+    tree = ast.parse(inspect.getsource(cls))
+    body, docs = tree.body[0].body, {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = nxt.value.value
+    return docs
+
+
+def parse_args(argv=None) -> Config:
+    """Every Config field is a --flag; unset flags take the preset's value, then the dataclass default."""
+    docs = field_docs(Config)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Config):
+        kind = {"bool": lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()]}.get(f.type, None)
+        typ = kind or {"int": int, "float": float, "str": str}[f.type]
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None,
+                       choices=CHOICES.get(f.name), metavar=None if f.name in CHOICES else f.type.upper(),
+                       help=f"{docs.get(f.name, '')} (default: {f.default})")
+    args = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+    return make_config(args.pop("algo", "gcpo"), **args)
+
+
+def show_sample(result: dict, html_path: str = "") -> str:
+    """One held-out prompt's sampled response, shaded by its GCPO weights under the final policy."""
+    from toy_envs.render import shade_tokens_html
+
+    model, task, cfg = result["model"], result["task"], result["cfg"]
+    prompts_np = result["eval_prompts"][:1]
+    _, gen = seeded(cfg, 424242)
+    prompts = as_tensor(prompts_np, cfg.device)
+    pmask = as_tensor(task.prompt_mask(prompts_np), cfg.device)
+    responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
+                                   cfg.temperature, cfg.top_p, gen)
+    neg_np = task.negative_prompts(prompts_np, cfg.negative)
+    batch = dict(prompts=prompts, prompt_mask=pmask, responses=responses, mask=mask,
+                 neg_prompts=as_tensor(neg_np, cfg.device), neg_mask=as_tensor(task.prompt_mask(neg_np), cfg.device))
+    w = contrast_weights(model, batch, cfg)[0].cpu().numpy()
+    n = int(mask.sum())
+    resp = responses[0, :n].cpu().numpy()
+    score = task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng(0))
+    text = task.render(prompts_np[0], resp, w[:n])
+    text += f"\nweights:  {' '.join(f'{x:.2f}' for x in w[:n])}\nkey:      " + " ".join(
+        "^" if k else "." for k in score.key_mask[0, :n]) + f"\nreward:   {score.reward[0]:.3f}"
+    if html_path:
+        title = f"{cfg.algo} on {task.name}: {' '.join(task.decode(prompts_np[0]))} (reward {score.reward[0]:.3f})"
+        with open(html_path, "w") as f:
+            f.write(shade_tokens_html(task.decode(resp), w[:n], title))
+    return text
+
+
+def summarize(result: dict) -> str:
+    cfg, hist = result["cfg"], result["history"]
+    last = hist[-10:] if hist else []
+    mean = lambda k: np.nanmean([h[k] for h in last if k in h]) if any(k in h for h in last) else float("nan")
+    lines = [f"{cfg.algo} on {cfg.env}: eval reward {result['reward_before']:.3f} (warm start) -> "
+             f"{result['reward_after']:.3f} after {cfg.steps} steps (seed {cfg.seed})"]
+    if cfg.token_credit:
+        lines.append(f"weights (last 10 steps): max {mean('weight_max'):.2f}, std {mean('weight_std'):.2f}, "
+                     f"top-40% mass {mean('weight_top40_mass'):.3f}; key-token share {mean('key_weight_share'):.3f} "
+                     f"vs uniform {mean('key_token_frac'):.3f}, key AUC {mean('key_weight_auc'):.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    cfg = parse_args(argv)
+    result = train(cfg)
+    print(summarize(result))
+    print(show_sample(result, cfg.html))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
