@@ -457,7 +457,9 @@ def _hist_official(scores, valid, alpha):
         vals = scores[rows].gather(1, cols)  # (R, n): the valid scores, in order
         ranks = torch.empty_like(vals).scatter_(
             1, vals.argsort(dim=1), torch.arange(1, n + 1, dtype=vals.dtype, device=vals.device).expand_as(vals))
-        u = (ranks / n).pow(alpha)
+        pct = torch.zeros(len(rows), n + 1, dtype=vals.dtype, device=vals.device)
+        pct[:, :n] = ranks / n
+        u = pct[:, :n].pow(alpha)  # a strided view: pow runs row by row with the official 1-D rounding
         weights[rows] = torch.zeros_like(scores[rows]).scatter_(1, cols, u / u.sum(1, keepdim=True) * n)
     return weights
 
@@ -481,7 +483,10 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
         if ties != "average":
             raise ValueError(f"unknown ties {ties!r}; choose average or official")
         u = (average_ranks(scores, valid) / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
-        return u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
+        w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
+        lo = scores.masked_fill(~valid, float("inf")).amin(1, keepdim=True)
+        hi = scores.masked_fill(~valid, float("-inf")).amax(1, keepdim=True)
+        return torch.where(lo == hi, valid.to(scores.dtype), w)  # all tied (e.g. x⁻ = x): exactly 1, not 1 ± ulp
     if normalization == "softmax":
         scale = scores.masked_fill(~valid, 0.0).max(1, keepdim=True).values.clamp(min=1e-8)  # (N, 1)
         z = (scores / scale / softmax_temp).masked_fill(~valid, float("-inf"))
@@ -693,8 +698,33 @@ def contrast_weights(model, batch, cfg: Config, logp=None, logp_all=None) -> tor
 # UPDATE: epochs × mini-batches × micro-batches, one optimizer step per mini-batch
 
 
+def micro_batch_loss(model, ref_model, b: dict, cfg: Config, total_tokens, total_seqs):
+    """Loss of one micro-batch b (dict of (n, ...) tensors). GCPO's only change to DAPO is here: the advantage
+    A_i (n,) becomes Ã = w · A_i (n, T), with w from the contrast against the negative prompt.
+    Returns (loss, metrics, w) where w is None without token credit."""
+    full = cfg.token_credit and cfg.divergence == "full_kl" and cfg.weights_from == "current"
+    logp, logp_all = response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"],
+                                       cfg.temperature, full=full)  # (n, T), with grad
+    w = None
+    if cfg.token_credit:  # THE GCPO PART: no-grad weights from the current (or rollout) policy
+        w = (contrast_weights(model, b, cfg, logp.detach(), None if logp_all is None else logp_all.detach())
+             if cfg.weights_from == "current" else b["w_rollout"])  # (n, T)
+        adv = b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
+    else:
+        adv = b["adv"][:, None].expand_as(logp)  # (n, T): uniform credit, every token gets A_i
+    ref_logp = None
+    if ref_model is not None:
+        with torch.no_grad():
+            ref_logp, _ = response_logprobs(ref_model, b["prompts"], b["prompt_mask"], b["responses"], cfg.temperature)
+    loss, metrics = policy_loss(logp, b["logp_old"], adv, b["mask"], cfg.eps_low, cfg.eps_high, cfg.dual_clip,
+                                cfg.loss_agg, total_tokens, total_seqs, cfg.max_new_tokens, ref_logp, cfg.beta,
+                                cfg.kl_estimator, w if cfg.kl_reweight else None, cfg.entropy_penalty)
+    return loss, metrics, w
+
+
 def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> dict:
-    """PPO-style update on one rollout. GCPO's only change: adv (N,) becomes w (N, T) · adv before the loss."""
+    """PPO-style update on one rollout: epochs × mini-batches (one optimizer step each) × micro-batches
+    (gradient accumulation, each divided by the whole mini-batch's token or sequence count)."""
     N = batch["responses"].shape[0]
     _, gen = seeded(cfg, step, 1_000_003)
     sums, weight_stats, grad_norms, skipped = {}, [], [], 0
@@ -702,29 +732,12 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
         order = torch.randperm(N, generator=gen, device=cfg.device)
         for mb in order.chunk(cfg.minibatches):
             total_tokens, total_seqs = batch["mask"][mb].sum(), len(mb)
-            micro = cfg.micro_batch or len(mb)
-            for idx in mb.split(micro):
+            for idx in mb.split(cfg.micro_batch or len(mb)):
                 b = {k: v[idx] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-                full = cfg.token_credit and cfg.divergence == "full_kl" and cfg.weights_from == "current"
-                logp, logp_all = response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"],
-                                                   cfg.temperature, full=full)  # (n, T) with grad
-                if cfg.token_credit:
-                    w = (contrast_weights(model, b, cfg, logp.detach(), None if logp_all is None else logp_all.detach())
-                         if cfg.weights_from == "current" else b["w_rollout"])  # (n, T), no grad
-                    weight_stats.append((w, b["key_mask"], b["mask"]))
-                else:
-                    w = b["mask"].float()  # uniform credit: every token gets A_i
-                adv = b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
-                ref_logp = None
-                if ref_model is not None:
-                    with torch.no_grad():
-                        ref_logp, _ = response_logprobs(ref_model, b["prompts"], b["prompt_mask"], b["responses"],
-                                                        cfg.temperature)
-                loss, m = policy_loss(logp, b["logp_old"], adv, b["mask"], cfg.eps_low, cfg.eps_high, cfg.dual_clip,
-                                      cfg.loss_agg, total_tokens, total_seqs, cfg.max_new_tokens, ref_logp, cfg.beta,
-                                      cfg.kl_estimator, w if (cfg.kl_reweight and cfg.token_credit) else None,
-                                      cfg.entropy_penalty)
+                loss, m, w = micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs)
                 loss.backward()
+                if w is not None:
+                    weight_stats.append((w, b["key_mask"], b["mask"]))
                 share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)
                 for k, v in m.items():  # token-weighted average over the whole update
                     sums[k] = sums.get(k, 0.0) + v * share
@@ -732,7 +745,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
             if torch.isfinite(grad_norm):
                 optimizer.step()
             else:
-                skipped += 1
+                skipped += 1  # a non-finite gradient never reaches the weights
             optimizer.zero_grad(set_to_none=True)
             grad_norms.append(grad_norm.item())
     metrics = {**sums, "grad_norm": float(np.mean(grad_norms)), "skipped_steps": skipped}
