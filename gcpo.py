@@ -269,7 +269,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
         return logits
     sorted_logits, idx = logits.sort(dim=-1, descending=True)  # (N, V)
     probs = sorted_logits.softmax(-1)
-    drop = probs.cumsum(-1) - probs > top_p  # mass before this token already reaches top_p
+    drop = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches top_p
     return logits.scatter(-1, idx, sorted_logits.masked_fill(drop, float("-inf")))
 
 
