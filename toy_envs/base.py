@@ -1,7 +1,8 @@
 """The shared machinery of every toy task: vocabulary layout, scoring, demonstrations, negative prompts.
 
 A task is a *one-step* sequence problem: a prompt of `prompt_len` tokens, a response of `response_len`
-content tokens followed by EOS, and a scalar reward. Every task also knows its **key tokens**: the response
+content tokens followed by EOS, and a scalar reward. With `require_eos` (default) a response without EOS
+(truncated) scores 0; EOS is then required but is not a key token (it does not depend on the prompt). Every task also knows its **key tokens**: the response
 positions that actually decide the reward. They are the ground truth against which GCPO's token weights can
 be scored (SPEC §7).
 
@@ -40,7 +41,8 @@ class Task:
     name: str = "task"
     negative_kinds: tuple[str, ...] = ("null",)
 
-    def __init__(self, vocab: list[str], prompt_len: int, response_len: int, reward_noise: float = 0.0):
+    def __init__(self, vocab: list[str], prompt_len: int, response_len: int, reward_noise: float = 0.0,
+                 require_eos: bool = True):
         if not np.isfinite(reward_noise) or reward_noise < 0:
             raise ValueError(f"reward_noise must be a finite number >= 0, got {reward_noise}")
         self.vocab = SPECIALS + list(vocab)
@@ -48,6 +50,7 @@ class Task:
         if len(self.token_id) != len(self.vocab):
             raise ValueError(f"{type(self).__name__}: duplicate token strings in the vocabulary")
         self.prompt_len, self.response_len, self.reward_noise = prompt_len, response_len, float(reward_noise)
+        self.require_eos = require_eos
 
     # ---- sizes ------------------------------------------------------------------------------------------
     @property
@@ -112,6 +115,10 @@ class Task:
         width = min(T, self.response_len)
         key_mask[:, :width] = key_content[:, :width] & (np.arange(width)[None] < lengths[:, None])
         reward = reward.astype(np.float64)
+        if self.require_eos:  # a response that never ends (truncated) scores 0, as in most RL-for-LLM setups
+            ended = (completions == EOS).any(1)
+            reward = np.where(ended, reward, 0.0)
+            parts = {**parts, "ended": ended.astype(np.float64)}
         if self.reward_noise > 0:
             if rng is None:
                 raise ValueError(f"{self.name} has reward_noise={self.reward_noise}: pass rng= to score()")

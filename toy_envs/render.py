@@ -13,7 +13,9 @@ def _heat(weights, n):
     """Weights → intensities in [0, 1] (weight / max weight over the shown tokens); None → all zero."""
     if weights is None:
         return np.zeros(n)
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)[:n]
+    w = np.zeros(n)
+    given = np.asarray(weights, dtype=np.float64).reshape(-1)[:n]
+    w[:len(given)] = given  # tokens past a short response have no weight
     top = w.max() if w.size and w.max() > 0 else 1.0
     return np.clip(w / top, 0.0, 1.0)
 

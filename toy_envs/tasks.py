@@ -25,7 +25,7 @@ class Needle(Task):
     FILLER = [".", ",", ";", ":"]
 
     def __init__(self, length: int = 8, num_symbols: int = 8, position: int | None = None,
-                 random_position: bool = False, reward_noise: float = 0.0):
+                 random_position: bool = False, reward_noise: float = 0.0, require_eos: bool = True):
         if length < 1 or num_symbols < 2:
             raise ValueError(f"Needle needs length >= 1 and num_symbols >= 2, got {length}, {num_symbols}")
         position = length // 2 if position is None else position
@@ -34,7 +34,7 @@ class Needle(Task):
         self.length, self.num_symbols, self.position, self.random_position = length, num_symbols, position, random_position
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
         super().__init__(symbols + self.FILLER + [f"@{p}" for p in range(length)], prompt_len=3,
-                         response_len=length, reward_noise=reward_noise)
+                         response_len=length, reward_noise=reward_noise, require_eos=require_eos)
         self.sym0 = 4  # first symbol id
         self.filler0 = self.sym0 + num_symbols
         self.pos0 = self.filler0 + len(self.FILLER)  # first position-token id
@@ -90,12 +90,13 @@ class Copy(Task):
     name = "copy"
     negative_kinds = ("null", "wrong")
 
-    def __init__(self, length: int = 6, num_symbols: int = 6, reverse: bool = False, reward_noise: float = 0.0):
+    def __init__(self, length: int = 6, num_symbols: int = 6, reverse: bool = False, reward_noise: float = 0.0,
+                 require_eos: bool = True):
         if length < 1 or num_symbols < 2:
             raise ValueError(f"Copy needs length >= 1 and num_symbols >= 2, got {length}, {num_symbols}")
         self.length, self.num_symbols, self.reverse = length, num_symbols, reverse
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
-        super().__init__(symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise)
+        super().__init__(symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise, require_eos=require_eos)
         self.sym0 = 4
 
     def _sample_prompts(self, n, rng):
@@ -155,7 +156,8 @@ class GridPaint(Task):
     negative_kinds = ("null", "wrong")
     COLOURS = ["red", "green", "blue", "yellow", "magenta", "cyan"]
 
-    def __init__(self, height: int = 5, width: int = 5, num_colours: int = 3, reward_noise: float = 0.0):
+    def __init__(self, height: int = 5, width: int = 5, num_colours: int = 3, reward_noise: float = 0.0,
+                 require_eos: bool = True):
         if height < 3 or width < 3:
             raise ValueError(f"GridPaint grid {height}x{width} is too small for its shapes; use at least 3x3")
         if not 2 <= num_colours <= len(self.COLOURS):
@@ -166,7 +168,7 @@ class GridPaint(Task):
         self.masks = np.stack([m.reshape(-1) for m in self.shapes.values()])  # (num_shapes, H*W)
         colours = self.COLOURS[:num_colours]
         super().__init__([f"={c}" for c in colours] + self.shape_names + ["."] + colours,
-                         prompt_len=3, response_len=height * width, reward_noise=reward_noise)
+                         prompt_len=3, response_len=height * width, reward_noise=reward_noise, require_eos=require_eos)
         self.col0 = 4  # prompt colour tokens
         self.shape0 = self.col0 + num_colours
         self.bg = self.shape0 + len(self.shape_names)  # background pixel; colour pixels follow it
@@ -234,7 +236,8 @@ class ChainSum(Task):
     negative_kinds = ("null", "wrong")
     FILLER = ["hmm", "so", "then", "ok"]
 
-    def __init__(self, num_terms: int = 3, filler: int = 2, wrong_prob: float = 0.1, reward_noise: float = 0.0):
+    def __init__(self, num_terms: int = 3, filler: int = 2, wrong_prob: float = 0.1, reward_noise: float = 0.0,
+                 require_eos: bool = True):
         if num_terms < 2 or filler < 0:
             raise ValueError(f"ChainSum needs num_terms >= 2 and filler >= 0, got {num_terms}, {filler}")
         if not 0.0 <= wrong_prob <= 1.0:
@@ -242,7 +245,7 @@ class ChainSum(Task):
         self.num_terms, self.filler, self.wrong_prob = num_terms, filler, wrong_prob
         super().__init__([str(d) for d in range(10)] + ["solve", "wrong", "ans"] + self.FILLER,
                          prompt_len=2 + num_terms, response_len=num_terms * (filler + 1) + 2,
-                         reward_noise=reward_noise)
+                         reward_noise=reward_noise, require_eos=require_eos)
         self.digit0, self.solve_tok, self.wrong_tok, self.ans_tok = 4, 14, 15, 16
         self.filler0 = 17
         step = filler + 1

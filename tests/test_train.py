@@ -1,0 +1,114 @@
+"""End to end: learning thresholds from a fixed seed, the CLI, determinism, loading a saved model, bad input."""
+import json
+import os
+
+import pytest
+import torch
+
+import gcpo
+
+
+@pytest.fixture(scope="module")
+def warm_model(tmp_path_factory):
+    """One warm start (the default's), saved with save_pretrained and reloaded by path in the tests below."""
+    out = tmp_path_factory.mktemp("warm")
+    gcpo.train(gcpo.make_config("gcpo", steps=0, out=str(out), device="cpu"), progress=False)
+    return str(out / "model")
+
+
+@pytest.mark.parametrize("algo", ["dapo", "gcpo"])
+def test_learning_raises_reward(warm_model, algo):
+    cfg = gcpo.make_config(algo, model=warm_model, warm_steps=0, steps=120, device="cpu")
+    result = gcpo.train(cfg, progress=False)
+    assert 0.05 < result["reward_before"] < 0.5  # the warm start is imperfect ...
+    assert result["reward_after"] > result["reward_before"] + 0.25  # ... and RL clearly improves it
+    if algo == "gcpo":  # the contrast finds the needle: most of its weight is on the key token
+        last = result["history"][-10:]
+        assert sum(h["key_weight_auc"] for h in last) / 10 > 0.9
+
+
+def test_cli_smoke_writes_outputs(tmp_path, capsys):
+    out, html = tmp_path / "run", tmp_path / "sample.html"
+    gcpo.main(["--steps", "2", "--warm-steps", "3", "--batch-prompts", "4", "--group-size", "4",
+               "--out", str(out), "--html", str(html), "--env", "toy_envs/GridPaint-v0", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert "eval reward" in printed and "key-token share" in printed
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [0, 1]
+    for key in ("reward_mean", "reward_std", "zero_std_frac", "response_len", "sampling_tries", "groups_kept"):
+        assert key in lines[0]
+    assert json.loads((out / "config.json").read_text())["env"] == "toy_envs/GridPaint-v0"
+    assert (out / "model" / "config.json").exists() and "<span" in html.read_text()
+
+
+def test_same_seed_same_metrics_file(tmp_path):
+    args = dict(steps=3, warm_steps=20, batch_prompts=4, group_size=4, device="cpu", env="chainsum")
+    for name in ("a", "b"):
+        gcpo.train(gcpo.make_config("gcpo", out=str(tmp_path / name), **args), progress=False)
+    a, b = (tmp_path / "a" / "metrics.jsonl").read_bytes(), (tmp_path / "b" / "metrics.jsonl").read_bytes()
+    assert a == b and len(a) > 0
+    gcpo.train(gcpo.make_config("gcpo", out=str(tmp_path / "c"), seed=2, **args), progress=False)
+    assert (tmp_path / "c" / "metrics.jsonl").read_bytes() != a
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dr_grpo"])
+def test_other_presets_run_and_follow_spec(algo):
+    cfg = gcpo.make_config(algo, steps=2, warm_steps=5, batch_prompts=4, group_size=4, device="cpu")
+    assert (cfg.loss_agg, cfg.beta) == {"grpo": ("seq-mean-token-mean", 0.04),
+                                        "dr_grpo": ("seq-mean-token-sum-norm", 0.0)}[algo]
+    hist = gcpo.train(cfg, progress=False)["history"]
+    assert all(torch.isfinite(torch.tensor(h["grad_norm"])) for h in hist)
+    assert ("kl_ref" in hist[-1]) == (algo == "grpo")
+
+
+def test_option_variants_run():
+    """full_kl, rollout weights, micro-batches, several mini-batches, overlong shaping, guided sampling."""
+    cfg = gcpo.make_config("gcpo", steps=2, warm_steps=5, batch_prompts=4, group_size=4, device="cpu",
+                           divergence="full_kl", weights_from="rollout", micro_batch=3, minibatches=2,
+                           overlong_buffer=3, overlong_filter=True, guidance_scale=2.0, negative="wrong")
+    hist = gcpo.train(cfg, progress=False)["history"]
+    assert len(hist) == 2 and all(h["skipped_steps"] == 0 for h in hist)
+
+
+def test_vocab_too_small(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=10, n_positions=32, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="has 10 tokens but the task needs"):
+        gcpo.train(gcpo.make_config("gcpo", model=str(tmp_path), steps=1, device="cpu"), progress=False)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (dict(algo="ppo"), "unknown algo"),
+    (dict(loss_agg="sum"), "loss_agg"),
+    (dict(divergence="js"), "divergence"),
+    (dict(group_size=1), "at least 2"),
+    (dict(batch_prompts=0), "empty batch"),
+    (dict(top_fraction=1.2), "top_fraction"),
+    (dict(target_mass=0.3), "target_mass"),
+    (dict(guidance_scale=-1.0), "negative"),
+    (dict(bogus=1), "unknown option"),
+])
+def test_bad_config(overrides, match):
+    algo = overrides.pop("algo", "gcpo")
+    with pytest.raises(ValueError, match=match):
+        gcpo.make_config(algo, **overrides)
+
+
+def test_bad_env_and_negative():
+    with pytest.raises(ValueError, match="unknown env"):
+        gcpo.train(gcpo.make_config("gcpo", env="mountaincar", device="cpu"), progress=False)
+    with pytest.raises(ValueError, match="task_args"):
+        gcpo.parse_task_args("length16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_cuda_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        gcpo.make_config("gcpo", device="cuda")
+
+
+def test_cli_rejects_unknown_choice(capsys):
+    with pytest.raises(SystemExit):
+        gcpo.parse_args(["--algo", "ppo"])
+    assert "invalid choice" in capsys.readouterr().err
