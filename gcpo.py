@@ -290,9 +290,9 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         if neg_prompts is None:
             raise ValueError("guidance_scale != 1 needs neg_prompts (the negative prompt for the guidance)")
         width = max(prompts.shape[1], neg_prompts.shape[1])  # left-pad both to one width
-        lp = lambda t, m, v: F.pad(t, (width - t.shape[1], 0), value=v)
-        ids = torch.cat([lp(prompts, None, pad_id), lp(neg_prompts, None, pad_id)])  # (2N, P')
-        attn = torch.cat([lp(prompt_mask, None, 0), lp(neg_mask, None, 0)])
+        left_pad = lambda t, v: F.pad(t, (width - t.shape[1], 0), value=v)
+        ids = torch.cat([left_pad(prompts, pad_id), left_pad(neg_prompts, pad_id)])  # (2N, P')
+        attn = torch.cat([left_pad(prompt_mask, 0), left_pad(neg_mask, 0)])  # (2N, P')
     else:
         ids, attn = prompts, prompt_mask
     pos = position_ids(attn)
@@ -629,8 +629,7 @@ def rollout(model, task, cfg: Config, step: int) -> dict:
     (prompts, prompt_mask, neg_prompts, neg_mask, responses, mask, logp_old, rewards, adv, key_mask, and
     w_rollout when weights_from='rollout') plus rollout metrics."""
     G, T, dev = cfg.group_size, cfg.max_new_tokens, cfg.device
-    kept, all_rewards, tries = [], [], 0
-    n_kept = 0
+    kept, all_rewards, tries, n_kept = [], [], 0, 0
     while tries < (cfg.max_sampling_tries if cfg.dynamic_sampling else 1) and n_kept < cfg.batch_prompts:
         np_rng, gen = seeded(cfg, step, tries)
         tries += 1

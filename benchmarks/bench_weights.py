@@ -3,12 +3,15 @@
     python benchmarks/bench_weights.py            # prints a table; --device cuda for the GPU
 """
 import argparse
+import os
+import sys
 import math
 import time
 
 import torch
 
-import gcpo
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import gcpo  # noqa: E402
 
 
 def official_loop(div, mask, alpha):

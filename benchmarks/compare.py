@@ -6,11 +6,14 @@
 Each seed warm-starts once; every algorithm then starts from that same saved model (same prompts too).
 """
 import argparse
+import os
+import sys
 import tempfile
 
 import numpy as np
 
-import gcpo
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import gcpo  # noqa: E402
 
 
 def main():
