@@ -40,7 +40,7 @@ def main():
                     before.append(r["reward_before"])
                 if cfg.token_credit:
                     last = r["history"][-10:]
-                    diag.append([np.mean([h[k] for h in last]) for k in ("key_weight_share", "key_token_frac", "key_weight_auc")])
+                    diag.append([np.nanmean([h.get(k, np.nan) for h in last]) for k in ("key_weight_share", "key_token_frac", "key_weight_auc")])
     print(f"env={args.env} {args.task_args} seeds={args.seeds} steps={args.steps}")
     print(f"{'algo':>8} | eval reward after RL, mean ± std over seeds | per seed")
     print(f"{'warm':>8} | {np.mean(before):.3f} ± {np.std(before):.3f} | " + " ".join(f"{x:.3f}" for x in before))

@@ -23,8 +23,8 @@ def test_learning_raises_reward(warm_model, algo):
     assert 0.05 < result["reward_before"] < 0.5  # the warm start is imperfect ...
     assert result["reward_after"] > result["reward_before"] + 0.25  # ... and RL clearly improves it
     if algo == "gcpo":  # the contrast finds the needle: most of its weight is on the key token
-        last = result["history"][-10:]
-        assert sum(h["key_weight_auc"] for h in last) / 10 > 0.9
+        aucs = [h["key_weight_auc"] for h in result["history"][-10:] if "key_weight_auc" in h]
+        assert len(aucs) > 0 and sum(aucs) / len(aucs) > 0.9
 
 
 def test_cli_smoke_writes_outputs(tmp_path, capsys):
