@@ -436,12 +436,14 @@ def hist_alpha(top_fraction: float = 0.4, target_mass: float = 0.8) -> float:
 
 def average_ranks(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Ascending ranks 1..N_i of each row's valid scores, ties sharing their mean rank. (N, T) → (N, T) float;
-    the values on invalid positions are meaningless."""
-    s = scores.masked_fill(~valid, float("inf"))  # invalid sort last
-    sorted_s = s.sort(dim=1).values  # (N, T)
-    below = torch.searchsorted(sorted_s, s.contiguous(), right=False)  # (N, T): # valid scores < s
-    upto = torch.searchsorted(sorted_s, s.contiguous(), right=True)  # (N, T): # valid scores ≤ s
-    return (below + 1 + upto).to(scores.dtype) / 2
+    the values on invalid positions are meaningless. One sort for the batch; in sorted order, equal scores
+    form runs, and a run of length ℓ ending at rank r gives each member the rank r − (ℓ − 1)/2."""
+    sorted_s, order = scores.masked_fill(~valid, float("inf")).sort(dim=1)  # (N, T): invalid sort last
+    new = sorted_s[:, 1:] != sorted_s[:, :-1]  # (N, T-1): a new run starts at j+1
+    run = torch.cat([new.new_zeros(len(new), 1), new], 1).cumsum(1)  # (N, T): run index of sorted position j
+    length = torch.zeros_like(scores).scatter_add_(1, run, torch.ones_like(scores))  # (N, T): ℓ of run k
+    mean_rank = (length.cumsum(1) - (length - 1) / 2).gather(1, run)  # (N, T), in sorted order
+    return torch.empty_like(scores).scatter_(1, order, mean_rank)
 
 
 def _hist_official(scores, valid, alpha):
@@ -473,8 +475,13 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
         ties='average': tied scores share their mean rank (x⁻ = x → w ≡ 1); 'official': argsort order.
     softmax: w = N·softmax_t(η_t / max_t η_t / τ_w).  minmax (official): (η − min)/(max − min + 1e-8)
         clamped to [0.2, 1], then rescaled to mean 1.  none: w = η.
-    A response with no valid token gets all-zero weights, never NaN."""
+    A response with no valid token gets all-zero weights, never NaN. Half-precision scores are ranked and
+    normalised in float32 (bfloat16 cannot count ranks past 256)."""
     valid = mask.bool()
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()
+    if not (scores.isfinite() | ~valid).all():
+        raise ValueError("token scores must be finite on valid tokens; check the log-probs for NaN/inf")
     n_valid = valid.sum(1, keepdim=True).to(scores.dtype)  # (N, 1)
     if normalization == "hist":
         alpha = hist_alpha(top_fraction, target_mass)

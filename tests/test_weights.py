@@ -230,3 +230,39 @@ def test_key_token_metrics_by_hand():
     assert gcpo.key_token_share(w, key, mask).item() == pytest.approx((3 + 2 + 1) / (5 + 4))
     # row 0: key beats all 3 others → 1; row 1: key {2, 1} vs other {1}: pairs (2>1)=1, (1=1)=½ → 0.75
     assert gcpo.key_token_auc(w, key, mask).item() == pytest.approx((1.0 + 0.75) / 2)
+
+
+def brute_force_average_ranks(values):
+    """Mean rank of each value among a 1-D list: 1 + #smaller + (#equal − 1)/2, in O(n²)."""
+    return [1 + sum(u < v for u in values) + (sum(u == v for u in values) - 1) / 2 for v in values]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_average_ranks_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 5, (7, 15), generator=g).double()  # heavy ties
+    mask = torch.rand(7, 15, generator=g) < 0.7  # holes
+    mask[0] = False
+    ranks = gcpo.average_ranks(scores, mask)
+    for i in range(7):
+        expected = brute_force_average_ranks(scores[i][mask[i]].tolist())
+        assert ranks[i][mask[i]].tolist() == expected
+
+
+def test_half_precision_scores_are_ranked_in_float32():
+    N, T = 2, 600  # more ranks than bfloat16 can count
+    scores = torch.rand(N, T, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(N, T, dtype=torch.long)
+    w16 = gcpo.normalize_weights(scores.bfloat16(), mask)
+    w32 = gcpo.normalize_weights(scores.bfloat16().float(), mask)
+    assert w16.dtype == torch.float32 and torch.equal(w16, w32)
+
+
+def test_non_finite_scores_rejected():
+    scores = torch.rand(2, 4)
+    scores[1, 2] = float("nan")
+    mask = torch.ones(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="finite"):
+        gcpo.normalize_weights(scores, mask)
+    mask[1, 2] = 0  # NaN on padding is ignored
+    assert gcpo.normalize_weights(scores, mask)[1, 2] == 0
