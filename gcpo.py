@@ -44,21 +44,26 @@ class Config:
     algo: str = "gcpo"
     """preset: grpo | dr_grpo | dapo | gcpo (SPEC §6); any option given explicitly overrides the preset"""
     env: str = "needle"
-    """toy task: needle | copy | gridpaint | chainsum (or its gymnasium id, e.g. toy_envs/Needle-v0)"""
+    """task: needle | copy | gridpaint | chainsum | topic | sentiment (or its gymnasium id, e.g. toy_envs/Needle-v0)"""
     task_args: str = ""
     """task parameters as k=v,k=v (e.g. length=16,num_symbols=8); see the task's docstring"""
     model: str = "tiny"
-    """'tiny': a small GPT-2 built for the task's vocabulary (random init); else a name or path for from_pretrained"""
+    """'tiny': a small GPT-2 built for the task's vocabulary (random init); else a hub name (gpt2) or a local
+    directory for from_pretrained (text tasks then use its tokenizer)"""
     device: str = "auto"
     """auto (CUDA when available) | cpu | cuda"""
+    dtype: str = "float32"
+    """float32 | bfloat16 (autocast mixed precision for the forward passes; parameters stay float32; for GPUs)"""
     seed: int = 1
     """seeds model init, demonstrations, prompts and sampling (all derived from it)"""
     steps: int = 150
     """RL steps (one rollout + its updates each)"""
     out: str = ""
     """directory for metrics.jsonl, config.json and the final model (save_pretrained); empty: write nothing"""
+    show: int = 1
+    """held-out prompts whose sampled response is printed at the end, shaded by GCPO weight (0: none)"""
     html: str = ""
-    """write the final weight-shaded sample response to this HTML file"""
+    """also write those weight-shaded responses to this HTML file"""
     # tiny policy
     n_layer: int = 2
     """tiny GPT-2 layers"""
@@ -67,8 +72,9 @@ class Config:
     n_head: int = 4
     """tiny GPT-2 attention heads"""
     # warm start (SPEC §7)
-    warm_steps: int = 1200
-    """supervised steps on imperfect demonstrations before RL (0: none)"""
+    warm_steps: int = -1
+    """supervised steps on imperfect demonstrations before RL (0: none; -1: 1200 for the tiny model, 0 for a
+    pretrained one)"""
     warm_batch: int = 64
     """demonstrations per warm-start step"""
     warm_lr: float = 1e-3
@@ -107,8 +113,9 @@ class Config:
     # contrastive token credit (SPEC §4): THE GCPO PART
     token_credit: bool = True
     """reweight token advantages by the contrast with the negative prompt (GCPO preset only)"""
-    negative: str = "null"
-    """negative prompt kind: null (CFG unconditional) | wrong (asks for another answer), if the task offers it"""
+    negative: str = ""
+    """negative prompt kind, one the task offers ('': its first): null (CFG unconditional) | wrong (another
+    answer) for symbolic tasks; notopic | other (topic), opposite | neutral (sentiment)"""
     divergence: str = "kl"
     """token score: kl (official k3) | full_kl (paper: exact KL over the vocabulary) | abs | info_gain"""
     normalization: str = "hist"
@@ -166,7 +173,7 @@ PRESETS = {  # SPEC §6; every value can be overridden
                  dynamic_sampling=True, beta=0.0, token_credit=True, divergence="kl", normalization="hist"),
 }
 CHOICES = {
-    "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "adv_scale": ("group", "batch", "none"),
+    "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "bfloat16"), "adv_scale": ("group", "batch", "none"),
     "divergence": ("kl", "full_kl", "abs", "info_gain"), "normalization": ("hist", "softmax", "minmax", "none"),
     "ties": ("average", "official"), "weights_from": ("current", "rollout"), "kl_estimator": ("k3", "k1"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
@@ -224,6 +231,35 @@ def parse_task_args(text: str) -> dict:
 # POLICY: any Hugging Face causal LM; toy tasks get a tiny GPT-2 sized to their vocabulary
 
 
+def from_pretrained(cls, name: str):
+    """cls.from_pretrained(name) (never trust_remote_code), with one clear error instead of a stack of hub
+    errors. A name that starts with '.', '/' or '~' is a local directory; anything else may be a hub name."""
+    if name.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        raise ValueError(f"model directory {name!r} does not exist; pass a directory written by save_pretrained "
+                         "(e.g. runs/x/model) or a hub name such as gpt2")
+    try:
+        return cls.from_pretrained(os.path.expanduser(name))
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot load {name!r} with {cls.__name__}: {first}. A hub name (e.g. gpt2) downloads once "
+                         "and needs internet the first time; a local directory needs the files save_pretrained "
+                         "writes") from None
+
+
+def load_tokenizer(name: str):
+    """The pretrained model's tokenizer, left-padded, with a pad token (EOS when it has none, as GPT-2)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = from_pretrained(AutoTokenizer, name)
+    if tokenizer.eos_token is None:
+        raise ValueError(f"the tokenizer of {name!r} has no EOS token, so responses cannot end; set eos_token "
+                         "(GPT-2: '<|endoftext|>') and save it again")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def build_policy(cfg: Config, vocab_size: int, n_positions: int, special: dict):
     """A tiny randomly initialised GPT-2 (cfg.model == 'tiny') or a pretrained model by name/path."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -232,11 +268,18 @@ def build_policy(cfg: Config, vocab_size: int, n_positions: int, special: dict):
         conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **special)
         return GPT2LMHeadModel(conf)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model)
+    model = from_pretrained(AutoModelForCausalLM, cfg.model)
     if model.config.vocab_size < vocab_size:
         raise ValueError(f"model {cfg.model!r} has {model.config.vocab_size} tokens but the task needs {vocab_size}; "
-                         "use a task whose vocabulary the model covers, or --model tiny")
+                         "use a task whose vocabulary the model covers (a text task with the model's own tokenizer), "
+                         "or --model tiny")
     return model
+
+
+def autocast(cfg: Config):
+    """Mixed precision for forward passes when cfg.dtype == 'bfloat16'; parameters, gradients and the
+    optimizer stay float32, and log-probs are always taken in float32 (response_logprobs, sample)."""
+    return torch.autocast(cfg.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -821,51 +864,70 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def make_task(cfg: Config):
+    """The task for cfg.env; a text task gets the pretrained model's tokenizer (the tiny model: the task's
+    own word tokenizer). Returns (task, tokenizer or None)."""
+    import toy_envs
+
+    cls = toy_envs.TASKS[toy_envs.task_name(cfg.env)]
+    kwargs = parse_task_args(cfg.task_args)
+    tokenizer = None
+    if issubclass(cls, toy_envs.TextTask) and cfg.model != "tiny":
+        tokenizer = kwargs["tokenizer"] = load_tokenizer(cfg.model)
+    task = cls(**kwargs)
+    cfg.negative = cfg.negative or task.negative_kinds[0]
+    if cfg.negative not in task.negative_kinds:
+        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+    return task, tokenizer
+
+
 def train(cfg: Config, progress: bool = True) -> dict:
     """Warm start, then `cfg.steps` RL steps. Returns a summary dict (also holds the model and task)."""
-    import toy_envs
     from tqdm import trange
 
     validate_config(cfg)
     cfg.device = resolve_device(cfg.device)
-    task = toy_envs.make_task(cfg.env, **parse_task_args(cfg.task_args))
-    if cfg.negative not in task.negative_kinds:
-        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+    task, tokenizer = make_task(cfg)
     cfg.max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
+    if cfg.warm_steps < 0:
+        cfg.warm_steps = 1200 if cfg.model == "tiny" else 0
     torch.manual_seed(cfg.seed)
     model = build_policy(cfg, task.vocab_size, task.prompt_len + cfg.max_new_tokens,
                          dict(bos_token_id=task.bos_id, eos_token_id=task.eos_id, pad_token_id=task.pad_id))
     model.to(cfg.device).eval()  # eval(): no dropout, so ρ ≡ 1 on the first mini-batch
-    warm_loss = warm_start(model, task, cfg)
-    ref_model = copy.deepcopy(model).requires_grad_(False) if cfg.beta > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    eval_prompts = task.sample_prompts(cfg.eval_prompts, np.random.default_rng([cfg.seed, 31337]))
-    reward_before = evaluate(model, task, cfg, eval_prompts)
+    with autocast(cfg):
+        warm_loss = warm_start(model, task, cfg)
+        ref_model = copy.deepcopy(model).requires_grad_(False) if cfg.beta > 0 else None
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        eval_prompts = task.sample_prompts(cfg.eval_prompts, np.random.default_rng([cfg.seed, 31337]))
+        reward_before = evaluate(model, task, cfg, eval_prompts)
 
-    log = None
-    if cfg.out:
-        os.makedirs(cfg.out, exist_ok=True)
-        with open(os.path.join(cfg.out, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(cfg), f, indent=1)
-        log = open(os.path.join(cfg.out, "metrics.jsonl"), "w")
-    history = []
-    bar = trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
-    for step in bar:
-        batch = rollout(model, task, cfg, step)
-        metrics = {"step": step, **batch["metrics"]}
-        if batch.get("empty"):
-            metrics["skipped_steps"] = 1  # every group had equal rewards: nothing to learn from
-        else:
-            metrics.update(update(model, optimizer, ref_model, batch, cfg, step))
-        history.append(metrics)
+        log = None
+        if cfg.out:
+            os.makedirs(cfg.out, exist_ok=True)
+            with open(os.path.join(cfg.out, "config.json"), "w") as f:
+                json.dump(dataclasses.asdict(cfg), f, indent=1)
+            log = open(os.path.join(cfg.out, "metrics.jsonl"), "w")
+        history = []
+        bar = trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
+        for step in bar:
+            batch = rollout(model, task, cfg, step)
+            metrics = {"step": step, **batch["metrics"]}
+            if batch.get("empty"):
+                metrics["skipped_steps"] = 1  # every group had equal rewards: nothing to learn from
+            else:
+                metrics.update(update(model, optimizer, ref_model, batch, cfg, step))
+            history.append(metrics)
+            if log:
+                log.write(json.dumps(metrics) + "\n")
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
         if log:
-            log.write(json.dumps(metrics) + "\n")
-        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
-    if log:
-        log.close()
-    reward_after = evaluate(model, task, cfg, eval_prompts)
+            log.close()
+        reward_after = evaluate(model, task, cfg, eval_prompts) if cfg.steps else reward_before
     if cfg.out:
         model.save_pretrained(os.path.join(cfg.out, "model"))
+        if tokenizer is not None:  # so that --model DIR/model loads both
+            tokenizer.save_pretrained(os.path.join(cfg.out, "model"))
     return {"reward_before": reward_before, "reward_after": reward_after, "warm_loss": warm_loss,
             "history": history, "model": model, "task": task, "cfg": cfg, "eval_prompts": eval_prompts}
 
@@ -880,7 +942,7 @@ def field_docs(cls) -> dict[str, str]:
     body, docs = tree.body[0].body, {}
     for node, nxt in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = nxt.value.value
+            docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
 
@@ -898,32 +960,39 @@ def parse_args(argv=None) -> Config:
     return make_config(args.pop("algo", "gcpo"), **args)
 
 
-def show_sample(result: dict, html_path: str = "") -> str:
-    """One held-out prompt's sampled response, shaded by its GCPO weights under the final policy."""
-    from toy_envs.render import shade_tokens_html
+def show_sample(result: dict, n: int = 1, html_path: str = "") -> str:
+    """Sampled responses to the first n held-out prompts, each token shaded by its GCPO weight under the final
+    policy: the contrast between the prompt and its negative, shown above it. Optionally as an HTML page."""
+    from toy_envs.render import html_page
 
     model, task, cfg = result["model"], result["task"], result["cfg"]
-    prompts_np = result["eval_prompts"][:1]
-    _, gen = seeded(cfg, 424242)
-    prompts = as_tensor(prompts_np, cfg.device)
-    pmask = as_tensor(task.prompt_mask(prompts_np), cfg.device)
-    responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
-                                   cfg.temperature, cfg.top_p, gen)
+    prompts_np = result["eval_prompts"][:n]
     neg_np = task.negative_prompts(prompts_np, cfg.negative)
-    batch = dict(prompts=prompts, prompt_mask=pmask, responses=responses, mask=mask,
-                 neg_prompts=as_tensor(neg_np, cfg.device), neg_mask=as_tensor(task.prompt_mask(neg_np), cfg.device))
-    w = contrast_weights(model, batch, cfg)[0].cpu().numpy()
-    n = int(mask.sum())
-    resp = responses[0, :n].cpu().numpy()
+    _, gen = seeded(cfg, 424242)
+    with autocast(cfg):
+        prompts, pmask = as_tensor(prompts_np, cfg.device), as_tensor(task.prompt_mask(prompts_np), cfg.device)
+        responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
+                                       cfg.temperature, cfg.top_p, gen)
+        batch = dict(prompts=prompts, prompt_mask=pmask, responses=responses, mask=mask,
+                     neg_prompts=as_tensor(neg_np, cfg.device), neg_mask=as_tensor(task.prompt_mask(neg_np), cfg.device))
+        w = contrast_weights(model, batch, cfg).cpu().numpy()  # (n, T)
     score = task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng(0))
-    text = task.render(prompts_np[0], resp, w[:n])
-    text += f"\nweights:  {' '.join(f'{x:.2f}' for x in w[:n])}\nkey:      " + " ".join(
-        "^" if k else "." for k in score.key_mask[0, :n]) + f"\nreward:   {score.reward[0]:.3f}"
+    blocks, sections = [], []
+    for i in range(len(prompts_np)):
+        k = int(mask[i].sum())
+        resp, wi = responses[i, :k].cpu().numpy(), w[i, :k]
+        prompt_line, rest = task.render(prompts_np[i], resp, wi).split("\n", 1)
+        blocks.append(f"{prompt_line}\nnegative: {task.prompt_string(neg_np[i])}\n{rest}"
+                      f"\nweights:  {' '.join(f'{x:.2f}' for x in wi)}"
+                      f"\nkey:      {' '.join('^' if key else '.' for key in score.key_mask[i, :k])}"
+                      f"\nreward:   {score.reward[i]:.3f}")
+        sections.append((f"prompt: {task.prompt_string(prompts_np[i])}  |  negative ({cfg.negative}): "
+                         f"{task.prompt_string(neg_np[i])}  |  reward {score.reward[i]:.3f}", task.decode(resp), wi))
     if html_path:
-        title = f"{cfg.algo} on {task.name}: {' '.join(task.decode(prompts_np[0]))} (reward {score.reward[0]:.3f})"
         with open(html_path, "w") as f:
-            f.write(shade_tokens_html(task.decode(resp), w[:n], title))
-    return text
+            f.write(html_page(f"GCPO token weights ({cfg.divergence}/{cfg.normalization}): {cfg.algo} on "
+                              f"{task.name}, model {cfg.model}", sections))
+    return "\n\n".join(blocks)
 
 
 def summarize(result: dict) -> str:
@@ -943,9 +1012,13 @@ def main(argv=None) -> dict:
     cfg = parse_args(argv)
     result = train(cfg)
     print(summarize(result))
-    print(show_sample(result, cfg.html))
+    if cfg.show > 0:
+        print(show_sample(result, cfg.show, cfg.html))
     return result
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except ValueError as e:  # bad input: the message names the problem and the fix; no traceback
+        sys.exit(f"gcpo.py: error: {e}")

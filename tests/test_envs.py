@@ -85,7 +85,10 @@ def test_chainsum_by_hand():
     assert t.score(prompt, np.array([[hmm, d(7), hmm, d(2), t.ans_tok, d(3), EOS]])).reward[0] == 0.0
 
 
-@pytest.mark.parametrize("name", sorted(toy_envs.TASKS))
+SYMBOLIC = sorted(n for n, cls in toy_envs.TASKS.items() if not issubclass(cls, toy_envs.TextTask))
+
+
+@pytest.mark.parametrize("name", SYMBOLIC)
 @pytest.mark.parametrize("accuracy", [0.2, 0.7])
 def test_demonstrations_hit_requested_accuracy(name, accuracy):
     kw = {"wrong_prob": 0.0} if name == "chainsum" else {}
@@ -97,7 +100,7 @@ def test_demonstrations_hit_requested_accuracy(name, accuracy):
     assert (completions[:, -1] == EOS).all() and completions.shape == (n, t.max_new_tokens)
 
 
-@pytest.mark.parametrize("name", sorted(toy_envs.TASKS))
+@pytest.mark.parametrize("name", SYMBOLIC)
 def test_negative_prompts_and_null_dropout(name):
     t = toy_envs.make_task(name)
     prompts = t.sample_prompts(50, np.random.default_rng(0))
@@ -113,7 +116,7 @@ def test_negative_prompts_and_null_dropout(name):
     assert abs(frac - 0.25) < 0.05
 
 
-@pytest.mark.parametrize("name", sorted(toy_envs.TASKS))
+@pytest.mark.parametrize("name", SYMBOLIC)
 def test_token_step_wrapper_matches_one_step(name):
     one = gym.make(toy_envs.ENV_IDS[name])
     tok = toy_envs.TokenStepEnv(gym.make(toy_envs.ENV_IDS[name]))

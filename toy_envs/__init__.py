@@ -4,6 +4,7 @@
     task = toy_envs.make_task("needle", length=8)        # batched interface used by gcpo.py
     env = gymnasium.make("toy_envs/Needle-v0")            # one-step gymnasium episode
     env = toy_envs.TokenStepEnv(gymnasium.make("toy_envs/Needle-v0"))  # one token per step
+    task = toy_envs.make_task("topic", tokenizer=gpt2_tokenizer)   # text tasks take any HF tokenizer
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import gymnasium as gym
 from toy_envs.base import BOS, EOS, NULL, PAD, Score, Task
 from toy_envs.gym_env import TaskEnv, TokenStepEnv
 from toy_envs.tasks import ChainSum, Copy, GridPaint, Needle
+from toy_envs.text import Sentiment, TextTask, Topic, WordTokenizer
 
-TASKS: dict[str, type[Task]] = {"needle": Needle, "copy": Copy, "gridpaint": GridPaint, "chainsum": ChainSum}
-ENV_IDS = {"needle": "toy_envs/Needle-v0", "copy": "toy_envs/Copy-v0", "gridpaint": "toy_envs/GridPaint-v0",
-           "chainsum": "toy_envs/ChainSum-v0"}
+TASKS: dict[str, type[Task]] = {"needle": Needle, "copy": Copy, "gridpaint": GridPaint, "chainsum": ChainSum,
+                                "topic": Topic, "sentiment": Sentiment}
+ENV_IDS = {name: f"toy_envs/{cls.__name__}-v0" for name, cls in TASKS.items()}
 
 
 def task_name(name_or_id: str) -> str:
@@ -41,4 +43,4 @@ for _name, _id in ENV_IDS.items():
         gym.register(id=_id, entry_point="toy_envs:_make_env", kwargs={"task": _name})
 
 __all__ = ["BOS", "EOS", "NULL", "PAD", "Score", "Task", "TaskEnv", "TokenStepEnv", "Needle", "Copy",
-           "GridPaint", "ChainSum", "TASKS", "ENV_IDS", "make_task", "task_name"]
+           "GridPaint", "ChainSum", "TextTask", "Topic", "Sentiment", "WordTokenizer", "TASKS", "ENV_IDS", "make_task", "task_name"]

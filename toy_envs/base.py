@@ -159,6 +159,10 @@ class Task:
         """Token ids → token strings (one per id)."""
         return [self.vocab[int(t)] for t in np.asarray(tokens).reshape(-1)]
 
+    def prompt_string(self, prompt) -> str:
+        """A prompt (or negative prompt) as one line of text."""
+        return " ".join(self.decode(prompt))
+
     def render(self, prompt, completion, weights=None) -> str:
         """ANSI text: the prompt, then the response with each token shaded by `weights` (if given)."""
         from toy_envs.render import shade_tokens

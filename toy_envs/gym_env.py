@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from toy_envs.base import EOS, PAD, Task
+from toy_envs.base import Task
 
 
 class TaskEnv(gym.Env):
@@ -68,7 +68,7 @@ class TokenStepEnv(gym.Wrapper):
         self._prompt = None
 
     def _obs(self):
-        resp = np.full(self.task.max_new_tokens, PAD, dtype=np.int64)
+        resp = np.full(self.task.max_new_tokens, self.task.pad_id, dtype=np.int64)
         resp[:len(self._tokens)] = self._tokens
         return np.concatenate([self._prompt, resp])
 
@@ -83,9 +83,9 @@ class TokenStepEnv(gym.Wrapper):
         if not self.action_space.contains(action):
             raise ValueError(f"action must be a token id in [0, {self.task.vocab_size}), got {action!r}")
         self._tokens.append(int(action))
-        if int(action) != EOS and len(self._tokens) < self.task.max_new_tokens:
+        if int(action) != self.task.eos_id and len(self._tokens) < self.task.max_new_tokens:
             return self._obs(), 0.0, False, False, {}
-        response = np.full(self.task.max_new_tokens, PAD, dtype=np.int64)
+        response = np.full(self.task.max_new_tokens, self.task.pad_id, dtype=np.int64)
         response[:len(self._tokens)] = self._tokens
         _, reward, _, _, info = self.env.step(response)
         return self._obs(), reward, True, False, info

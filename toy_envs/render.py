@@ -34,15 +34,25 @@ def shade_tokens(tokens: list[str], weights=None) -> str:
 
 def shade_tokens_html(tokens: list[str], weights=None, title: str = "") -> str:
     """A small standalone HTML page with the same shading as `shade_tokens`, weights in the tooltips."""
-    heat = _heat(weights, len(tokens))
-    w = np.zeros(len(tokens)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-    spans = []
-    for i, (tok, h) in enumerate(zip(tokens, heat)):
-        g = int(255 - 200 * h)
-        spans.append(f'<span title="w={w[i]:.3f}" style="background:rgb(255,{g},{g});padding:2px;'
-                     f'margin:1px;font-family:monospace">{html.escape(tok)}</span>')
+    return html_page(title, [("", tokens, weights)])
+
+
+def html_page(title: str, sections) -> str:
+    """A standalone HTML page: a title, then per section (heading, tokens, weights) a heading line and the
+    tokens shaded white → red by weight / max weight, each weight in its tooltip."""
+    body = []
+    for heading, tokens, weights in sections:
+        heat = _heat(weights, len(tokens))
+        w = np.zeros(len(tokens)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+        spans = []
+        for i, (tok, h) in enumerate(zip(tokens, heat)):
+            g = int(255 - 200 * h)
+            spans.append(f'<span title="w={w[i]:.3f}" style="background:rgb(255,{g},{g});padding:2px;'
+                         f'margin:1px;font-family:monospace;white-space:pre">{html.escape(tok)}</span>')
+        head = f"<p><b>{html.escape(heading)}</b></p>" if heading else ""
+        body.append(f"{head}<p>{''.join(spans)}</p>")
     return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<h3>{html.escape(title)}</h3><p>{' '.join(spans)}</p>")
+            f"<h3>{html.escape(title)}</h3>" + "\n".join(body))
 
 
 def render_grid(pixels, height: int, width: int, colours: list[str], weights=None) -> str:

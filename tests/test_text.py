@@ -1,0 +1,219 @@
+"""Text tasks and the pretrained-model path, offline: exact rewards and key masks on hand-written completions
+(with the built-in word tokenizer and with a byte-level BPE), and the real `--model DIR` loading path on a
+tiny GPT-2 that conftest builds and saves."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import gcpo
+import toy_envs
+from conftest import save_tiny_gpt2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def bpe(tiny_gpt2):
+    return gcpo.load_tokenizer(tiny_gpt2)
+
+
+def completion(task, pieces, eos_after=None, width=None):
+    """Token ids of the text pieces, each encoded on its own (so the test knows which tokens form which
+    piece), optional EOS after piece `eos_after`, pad to `width`. Returns (ids (1, T), piece index per token)."""
+    ids, owner = [], []
+    for k, piece in enumerate(pieces):
+        enc = task.tokenizer.encode(piece, add_special_tokens=False)
+        ids += enc
+        owner += [k] * len(enc)
+        if eos_after == k:
+            ids.append(task.eos_id)
+            owner.append(-1)
+    width = width or len(ids)
+    ids += [task.pad_id] * (width - len(ids))
+    owner += [-1] * (width - len(owner))
+    return np.array([ids]), np.array(owner)
+
+
+def prompt_for(task, label):
+    return task._ids[(label, "prompt")][None]
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_topic_rewards_and_key_masks_by_hand(tokenizer, bpe):
+    t = toy_envs.make_task("topic", tokenizer=None if tokenizer == "word" else bpe)
+    ocean = prompt_for(t, "ocean")
+    cases = [  # pieces, EOS after piece k (None: none), expected reward, pieces that are hits
+        ([" the", " whale", " and", " the", " coral", "."], 5, 2 / 3, {1, 4}),
+        ([" sea", " wave", " fish", " ship", "."], 4, 1.0, {0, 1, 2, 3}),  # 4 distinct words, capped at 3
+        ([" fish", " fish", " fish"], None, 1 / 3, {0, 1, 2}),  # one distinct word, three key occurrences
+        ([" the", " moon", " and", " the", " stars"], 4, 0.0, set()),  # another topic's words: no hit
+        ([" the", " sea"], 0, 0.0, set()),  # EOS after "the": the hit after EOS does not count
+    ]
+    for pieces, eos_after, reward, hits in cases:
+        ids, owner = completion(t, pieces, eos_after, width=12)
+        score = t.score(ocean, ids)
+        assert score.reward[0] == pytest.approx(reward), pieces
+        assert score.key_mask[0].tolist() == [k in hits for k in owner], pieces
+        assert score.parts["hits"][0] == len(hits)
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_sentiment_rewards_and_key_masks_by_hand(tokenizer, bpe):
+    t = toy_envs.make_task("sentiment", tokenizer=None if tokenizer == "word" else bpe)
+    pieces = [" a", " great", " film", ",", " great", " fun"]  # 3 positive words: net +3, clipped to +2
+    ids, owner = completion(t, pieces, eos_after=5)
+    assert t.score(prompt_for(t, "positive"), ids).reward[0] == 1.0
+    assert t.score(prompt_for(t, "negative"), ids).reward[0] == -1.0
+    mixed = [" good", " and", " boring", " and", " dull"]  # net −1 for positive
+    ids, owner = completion(t, mixed, eos_after=4)
+    score = t.score(prompt_for(t, "positive"), ids)
+    assert score.reward[0] == -0.5
+    assert score.key_mask[0].tolist() == [k in {0, 2, 4} for k in owner]  # both lexicons are key
+
+
+def test_require_eos_and_noise():
+    t = toy_envs.make_task("topic", require_eos=True, reward_noise=0.5)
+    ids, _ = completion(t, [" sea", " wave", " fish"])  # no EOS
+    score = t.score(prompt_for(t, "ocean"), ids, rng=np.random.default_rng(0))
+    assert score.parts["clean_reward"][0] == 0.0 and score.parts["ended"][0] == 0.0
+    with pytest.raises(ValueError, match="pass rng"):
+        t.score(prompt_for(t, "ocean"), ids)
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_prompts_negatives_and_padding(tokenizer, bpe):
+    for name, expected in [("topic", {"notopic": "Here is a sentence:", "other": "Here is a sentence about the space:"}),
+                           ("sentiment", {"opposite": "Here is a negative review of the film:",
+                                          "neutral": "Here is a review of the film:"})]:
+        t = toy_envs.make_task(name, tokenizer=None if tokenizer == "word" else bpe)
+        label = "ocean" if name == "topic" else "positive"
+        prompt = prompt_for(t, label)
+        for kind, text in expected.items():
+            neg = t.negative_prompts(prompt, kind)
+            mask = t.prompt_mask(neg)[0]
+            n_real = len(t.tokenizer.encode(text, add_special_tokens=False))
+            assert mask.tolist() == [0] * (t.prompt_len - n_real) + [1] * n_real  # left padding only
+            assert t.prompt_string(neg[0]).lower() == text.lower()
+        assert t.negative_prompts(prompt)[0].tolist() == t.negative_prompts(prompt, t.negative_kinds[0])[0].tolist()
+        with pytest.raises(ValueError, match="no negative prompt"):
+            t.negative_prompts(prompt, "null")
+        with pytest.raises(ValueError, match="not one of the task's prompts"):
+            t.score(t.negative_prompts(prompt, t.unconditional), np.zeros((1, 3), dtype=np.int64))
+
+
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+@pytest.mark.parametrize("accuracy", [0.2, 0.7])
+def test_text_demonstrations(name, accuracy):
+    t = toy_envs.make_task(name)
+    n = 2000
+    prompts, completions = t.demonstrations(n, np.random.default_rng(0), accuracy=accuracy, null_prob=0.0)
+    perfect = (t.score(prompts, completions).reward == 1.0).mean()
+    assert abs(perfect - accuracy) < 4 * np.sqrt(accuracy * (1 - accuracy) / n)
+    assert ((completions == t.eos_id).sum(1) == 1).all()  # every demonstration ends
+    dp, _ = t.demonstrations(n, np.random.default_rng(1), null_prob=0.25)
+    uncond = t._ids[(t.labels[0], t.unconditional)]
+    assert abs((dp == uncond).all(1).mean() - 0.25) < 0.05
+
+
+def test_word_tokenizer():
+    tok = toy_envs.WordTokenizer(["the", "sea", "."])
+    ids = tok.encode("The sea.")
+    assert tok.decode(ids) == "the sea." and len(tok) == 5
+    assert gcpo_spans(tok, ids) == [(0, 3), (3, 7), (7, 8)]
+    with pytest.raises(ValueError, match="outside"):
+        tok.encode("the whale")
+
+
+def gcpo_spans(tok, ids):
+    from toy_envs.text import token_spans
+
+    return token_spans(tok, ids)
+
+
+def test_tokenizer_without_eos(tmp_path):
+    path = save_tiny_gpt2(tmp_path / "noeos", eos=False)
+    with pytest.raises(ValueError, match="no EOS"):
+        gcpo.load_tokenizer(path)
+    tok = toy_envs.WordTokenizer(["a"])
+    tok.eos_token_id = None
+    with pytest.raises(ValueError, match="no EOS"):
+        toy_envs.make_task("topic", tokenizer=tok)
+
+
+def test_model_vocab_smaller_than_tokenizer(tmp_path):
+    path = save_tiny_gpt2(tmp_path / "small", vocab_size=100)
+    with pytest.raises(ValueError, match="has 100 tokens but the task needs"):
+        gcpo.train(gcpo.make_config("gcpo", model=path, env="topic", steps=1), progress=False)
+
+
+def test_missing_model_directory_is_one_clear_error():
+    with pytest.raises(ValueError, match="does not exist"):
+        gcpo.load_tokenizer("./no/such/model")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "gcpo.py"), "--model", "./no/such/model", "--env", "topic"],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode != 0 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def small_cfg(model, **kw):
+    return gcpo.make_config("gcpo", model=model, env="topic", batch_prompts=3, group_size=4, eval_prompts=4,
+                            max_new_tokens=10, device="cpu", **kw)
+
+
+def test_pretrained_path_trains(tiny_gpt2, tmp_path):
+    """The real loading path: from_pretrained on a saved model and tokenizer, a few GCPO steps that change the
+    parameters, then save_pretrained of both and a reload."""
+    before = {k: v.clone() for k, v in gcpo.from_pretrained(__import__("transformers").AutoModelForCausalLM,
+                                                             tiny_gpt2).state_dict().items()}
+    cfg = small_cfg(tiny_gpt2, steps=3, lr=1e-2, dynamic_sampling=False, out=str(tmp_path / "run"),
+                    task_args="reward_noise=0.1")  # noisy rewards: nonzero advantages even for a random model
+    result = gcpo.train(cfg, progress=False)
+    assert cfg.warm_steps == 0 and cfg.negative == "notopic"  # pretrained: no warm start by default
+    after = result["model"].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    for h in result["history"]:
+        assert np.isfinite(h["pg_loss"]) and 0 < h["grad_norm"] < float("inf") and h["skipped_steps"] == 0
+    reloaded = gcpo.load_tokenizer(str(tmp_path / "run" / "model"))  # tokenizer saved beside the weights
+    assert len(reloaded) == len(gcpo.load_tokenizer(tiny_gpt2))
+
+
+def test_pretrained_rollout_alignment(tiny_gpt2):
+    """Log-probs finite and equal to a full forward; weights one per response token; EOS and padding right."""
+    cfg = small_cfg(tiny_gpt2, steps=0)
+    task, tokenizer = gcpo.make_task(cfg)
+    assert tokenizer.padding_side == "left" and task.pad_id == tokenizer.pad_token_id == tokenizer.eos_token_id
+    model = gcpo.build_policy(cfg, task.vocab_size, 64, {}).eval()
+    batch = gcpo.rollout(model, task, cfg, step=0)
+    responses, mask = batch["responses"], batch["mask"]
+    assert (batch["neg_mask"] == 0).any()  # the negative prompt is shorter: left padding is exercised
+    logp, _ = gcpo.response_logprobs(model, batch["prompts"], batch["prompt_mask"], responses)
+    valid = mask.bool()
+    assert torch.isfinite(logp[valid]).all()
+    torch.testing.assert_close(logp[valid], batch["logp_old"][valid], atol=1e-4, rtol=0)
+    for row, m in zip(responses, mask):  # mask is 1 up to and including the first EOS, then pad and 0
+        n = int(m.sum())
+        assert m[:n].all() and not m[n:].any() and (row[n:] == task.pad_id).all()
+        eos = (row[:n] == task.eos_id).nonzero()
+        assert len(eos) == 0 and n == cfg.max_new_tokens or eos[0].item() == n - 1
+    w = gcpo.contrast_weights(model, batch, cfg)
+    assert w.shape == responses.shape and (w[~valid] == 0).all() and torch.isfinite(w).all()
+    torch.testing.assert_close(w.sum(1), mask.sum(1).float())  # hist weights: mean 1 over each response
+
+
+def test_show_sample_with_negative_and_html(tiny_gpt2, tmp_path):
+    result = gcpo.train(small_cfg(tiny_gpt2, steps=0), progress=False)
+    html = tmp_path / "w.html"
+    text = gcpo.show_sample(result, n=2, html_path=str(html))
+    assert text.count("negative: Here is a sentence:") == 2
+    page = html.read_text()
+    assert page.count("negative (notopic)") == 2 and page.count('title="w=') >= 2
+
+
+def test_bfloat16_autocast_smoke(tiny_gpt2):
+    """Smoke test: --dtype bfloat16 runs (autocast on CPU); log-probs and weights stay float32."""
+    result = gcpo.train(small_cfg(tiny_gpt2, steps=1, dtype="bfloat16", dynamic_sampling=False), progress=False)
+    assert all(p.dtype == torch.float32 for p in result["model"].parameters())
+    assert np.isfinite(result["history"][0]["pg_loss"])
