@@ -250,6 +250,10 @@ def load_tokenizer(name: str):
     """The pretrained model's tokenizer, left-padded, with a pad token (EOS when it has none, as GPT-2)."""
     from transformers import AutoTokenizer
 
+    from toy_envs import WordTokenizer
+
+    if os.path.isfile(os.path.join(os.path.expanduser(name), WordTokenizer.FILE)):  # a saved tiny text-task model
+        return WordTokenizer.from_pretrained(os.path.expanduser(name))
     tokenizer = from_pretrained(AutoTokenizer, name)
     if tokenizer.eos_token is None:
         raise ValueError(f"the tokenizer of {name!r} has no EOS token, so responses cannot end; set eos_token "
@@ -296,7 +300,9 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
     ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
     attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
     logits = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn)).logits
-    logits = logits[:, P - 1:-1].float() / temperature  # (N, T, V): position P-1+t predicts y_t
+    logits = logits[:, P - 1:-1].float()  # (N, T, V): position P-1+t predicts y_t
+    if temperature != 1.0:  # (skip the copy: at GPT-2's vocabulary it is the largest tensor of the step)
+        logits = logits / temperature
     logp_all = F.log_softmax(logits, dim=-1)  # (N, T, V)
     logp = logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1)  # (N, T)
     return logp, (logp_all if full else None)
@@ -866,15 +872,15 @@ def resolve_device(name: str) -> str:
 
 def make_task(cfg: Config):
     """The task for cfg.env; a text task gets the pretrained model's tokenizer (the tiny model: the task's
-    own word tokenizer). Returns (task, tokenizer or None)."""
+    own word tokenizer). Returns (task, the text task's tokenizer or None)."""
     import toy_envs
 
     cls = toy_envs.TASKS[toy_envs.task_name(cfg.env)]
     kwargs = parse_task_args(cfg.task_args)
-    tokenizer = None
     if issubclass(cls, toy_envs.TextTask) and cfg.model != "tiny":
-        tokenizer = kwargs["tokenizer"] = load_tokenizer(cfg.model)
+        kwargs["tokenizer"] = load_tokenizer(cfg.model)
     task = cls(**kwargs)
+    tokenizer = getattr(task, "tokenizer", None)
     cfg.negative = cfg.negative or task.negative_kinds[0]
     if cfg.negative not in task.negative_kinds:
         raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")

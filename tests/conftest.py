@@ -7,34 +7,20 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # set before transformers is imported anywhe
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import toy_envs  # noqa: E402
-
-
-def bpe_corpus() -> list[str]:
-    """Text that makes every lexicon word, prompt word and frame word a frequent piece."""
-    lines = []
-    for cls in (toy_envs.Topic, toy_envs.Sentiment):
-        lines += list(cls.PROMPTS.values()) + [f.replace("{}", "thing") for f in cls.FRAMES]
-        lines += [" ".join(words) for words in cls.LEXICON.values()]
-        lines += ["Here is a sentence:", "Here is a review of the film:"]
-    return lines * 20
+from toy_envs.text import stand_in_tokenizer  # noqa: E402
 
 
 def save_tiny_gpt2(path, vocab_size=None, eos=True):
-    """A 2-layer GPT-2 and a byte-level BPE tokenizer (trained on `bpe_corpus`), saved with save_pretrained."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    """A 2-layer GPT-2 and a byte-level BPE tokenizer trained on the text tasks' sentences, saved with
+    save_pretrained. eos=False saves a tokenizer without EOS (and pad)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(bpe_corpus(), trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    special = dict(eos_token="<|endoftext|>", bos_token="<|endoftext|>") if eos else {}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, **special)
+    tokenizer = stand_in_tokenizer(600)
+    if not eos:
+        tokenizer.eos_token = tokenizer.pad_token = tokenizer.bos_token = None
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
-    eos_id = bpe.token_to_id("<|endoftext|>")
+    eos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = GPT2Config(vocab_size=vocab_size or len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
                         bos_token_id=eos_id, eos_token_id=eos_id)
     GPT2LMHeadModel(config).save_pretrained(path)

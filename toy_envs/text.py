@@ -16,6 +16,8 @@ response would leave it nothing to learn from.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 
 import numpy as np
@@ -40,6 +42,19 @@ class WordTokenizer:
 
     def __len__(self) -> int:
         return len(self.vocab)
+
+    FILE = "word_tokenizer.json"
+
+    def save_pretrained(self, path: str) -> None:
+        """Write the vocabulary to path/word_tokenizer.json (so a saved tiny model reloads with --model path)."""
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, self.FILE), "w") as f:
+            json.dump({"words": self.vocab[2:]}, f)
+
+    @classmethod
+    def from_pretrained(cls, path: str) -> "WordTokenizer":
+        with open(os.path.join(path, cls.FILE)) as f:
+            return cls(json.load(f)["words"])
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         pieces = TEXT_TOKEN.findall(text.lower())
@@ -72,6 +87,32 @@ def token_spans(tokenizer, ids) -> list[tuple[int, int]]:
         spans.append((end, new_end))
         end = new_end
     return spans
+
+
+def stand_in_tokenizer(vocab_size: int = 600, filler_words: int = 0, seed: int = 0):
+    """A GPT-2-style byte-level BPE tokenizer (EOS = BOS = pad = `<|endoftext|>`), trained offline on the text
+    tasks' own sentences plus `filler_words` random letter strings (to reach a GPT-2-sized vocabulary of
+    50257). For tests and benchmarks on machines without the real GPT-2 files; nothing is downloaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = []
+    for cls in (Topic, Sentiment):
+        corpus += list(cls.PROMPTS.values()) + [f.replace("{}", "thing") for f in cls.FRAMES]
+        corpus += [" ".join(words) for words in cls.LEXICON.values()]
+        corpus += [cls._negative_text(label, kind) for label in cls.PROMPTS for kind in cls.negative_kinds]
+    corpus *= 20
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    corpus += ["".join(rng.choice(letters, rng.integers(3, 9))) for _ in range(filler_words)]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
 
 
 class TextTask(Task):
