@@ -173,7 +173,8 @@ PRESETS = {  # SPEC §6; every value can be overridden
                  dynamic_sampling=True, beta=0.0, token_credit=True, divergence="kl", normalization="hist"),
 }
 CHOICES = {
-    "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "bfloat16"), "adv_scale": ("group", "batch", "none"),
+    "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "bfloat16"),
+    "adv_scale": ("group", "batch", "none"),
     "divergence": ("kl", "full_kl", "abs", "info_gain"), "normalization": ("hist", "softmax", "minmax", "none"),
     "ties": ("average", "official"), "weights_from": ("current", "rollout"), "kl_estimator": ("k3", "k1"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
@@ -240,7 +241,7 @@ def from_pretrained(cls, name: str):
     try:
         return cls.from_pretrained(os.path.expanduser(name))
     except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
         raise ValueError(f"cannot load {name!r} with {cls.__name__}: {first}. A hub name (e.g. gpt2) downloads once "
                          "and needs internet the first time; a local directory needs the files save_pretrained "
                          "writes") from None

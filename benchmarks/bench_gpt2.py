@@ -55,13 +55,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         model_path = args.model or random_gpt2(tmp)
         print(f"model={args.model or 'random-init GPT-2 124M + stand-in BPE'}  env={args.env}  algo={args.algo}  "
-              f"dtype={args.dtype}  max_new_tokens={args.max_new_tokens}  micro_batch={args.micro_batch}  torch={torch.__version__}  "
+              f"dtype={args.dtype}  max_new_tokens={args.max_new_tokens}  micro_batch={args.micro_batch}  "
+              f"torch={torch.__version__}  "
               f"threads={torch.get_num_threads()}")
         print(f"{'device':>6} | {'B x G':>6} | {'rollout s':>9} | {'update s':>8} | {'step s':>7} | peak memory")
         for shape in args.shapes.split(","):
             B, G = (int(x) for x in shape.split("x"))
             cfg = gcpo.make_config(args.algo, model=model_path, env=args.env, batch_prompts=B, group_size=G,
-                                   max_new_tokens=args.max_new_tokens, micro_batch=args.micro_batch, device=args.device, dtype=args.dtype,
+                                   max_new_tokens=args.max_new_tokens, micro_batch=args.micro_batch,
+                                   device=args.device, dtype=args.dtype,
                                    dynamic_sampling=False)  # one rollout per step, so steps are comparable
             cfg.device = gcpo.resolve_device(cfg.device)
             task, _ = gcpo.make_task(cfg)

@@ -12,6 +12,7 @@ import torch
 import gcpo
 import toy_envs
 from conftest import save_tiny_gpt2
+from toy_envs.text import token_spans
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,7 +87,8 @@ def test_require_eos_and_noise():
 
 @pytest.mark.parametrize("tokenizer", ["word", "bpe"])
 def test_prompts_negatives_and_padding(tokenizer, bpe):
-    for name, expected in [("topic", {"notopic": "Here is a sentence:", "other": "Here is a sentence about the space:"}),
+    for name, expected in [("topic", {"notopic": "Here is a sentence:",
+                                      "other": "Here is a sentence about the space:"}),
                            ("sentiment", {"opposite": "Here is a negative review of the film:",
                                           "neutral": "Here is a review of the film:"})]:
         t = toy_envs.make_task(name, tokenizer=None if tokenizer == "word" else bpe)
@@ -123,15 +125,9 @@ def test_word_tokenizer():
     tok = toy_envs.WordTokenizer(["the", "sea", "."])
     ids = tok.encode("The sea.")
     assert tok.decode(ids) == "the sea." and len(tok) == 5
-    assert gcpo_spans(tok, ids) == [(0, 3), (3, 7), (7, 8)]
+    assert token_spans(tok, ids) == [(0, 3), (3, 7), (7, 8)]  # "the", " sea", "."
     with pytest.raises(ValueError, match="outside"):
         tok.encode("the whale")
-
-
-def gcpo_spans(tok, ids):
-    from toy_envs.text import token_spans
-
-    return token_spans(tok, ids)
 
 
 def test_tokenizer_without_eos(tmp_path):
@@ -150,11 +146,17 @@ def test_model_vocab_smaller_than_tokenizer(tmp_path):
         gcpo.train(gcpo.make_config("gcpo", model=path, env="topic", steps=1), progress=False)
 
 
+def test_unknown_hub_name_is_one_clear_error():
+    with pytest.raises(ValueError, match="cannot load 'no-such-model-zzz'.*needs internet the first time") as err:
+        gcpo.load_tokenizer("no-such-model-zzz")  # the hub is off in tests: fails fast, no download
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
 def test_missing_model_directory_is_one_clear_error():
     with pytest.raises(ValueError, match="does not exist"):
         gcpo.load_tokenizer("./no/such/model")
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "gcpo.py"), "--model", "./no/such/model", "--env", "topic"],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cmd = [sys.executable, os.path.join(ROOT, "gcpo.py"), "--model", "./no/such/model", "--env", "topic"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode != 0 and "does not exist" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -224,7 +226,7 @@ def test_tiny_text_model_saves_and_reloads(tmp_path):
     both and evaluates to the same reward."""
     cfg = gcpo.make_config("gcpo", env="topic", steps=0, warm_steps=5, eval_prompts=8, out=str(tmp_path / "run"))
     first = gcpo.train(cfg, progress=False)
-    again = gcpo.train(gcpo.make_config("gcpo", env="topic", steps=0, eval_prompts=8, model=str(tmp_path / "run" / "model")),
-                       progress=False)
+    saved = str(tmp_path / "run" / "model")
+    again = gcpo.train(gcpo.make_config("gcpo", env="topic", steps=0, eval_prompts=8, model=saved), progress=False)
     assert isinstance(again["task"].tokenizer, toy_envs.WordTokenizer)
     assert again["reward_before"] == first["reward_before"]

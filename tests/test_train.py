@@ -1,6 +1,5 @@
 """End to end: learning thresholds from a fixed seed, the CLI, determinism, loading a saved model, bad input."""
 import json
-import os
 
 import pytest
 import torch

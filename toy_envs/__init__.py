@@ -43,4 +43,5 @@ for _name, _id in ENV_IDS.items():
         gym.register(id=_id, entry_point="toy_envs:_make_env", kwargs={"task": _name})
 
 __all__ = ["BOS", "EOS", "NULL", "PAD", "Score", "Task", "TaskEnv", "TokenStepEnv", "Needle", "Copy",
-           "GridPaint", "ChainSum", "TextTask", "Topic", "Sentiment", "WordTokenizer", "TASKS", "ENV_IDS", "make_task", "task_name"]
+           "GridPaint", "ChainSum", "TextTask", "Topic", "Sentiment", "WordTokenizer", "TASKS", "ENV_IDS",
+           "make_task", "task_name"]

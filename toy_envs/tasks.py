@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toy_envs.base import BOS, MISSING, Task, other_than
+from toy_envs.base import BOS, Task, other_than
 
 
 class Needle(Task):

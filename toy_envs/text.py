@@ -247,7 +247,8 @@ class TextTask(Task):
                        null_prob: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         """Template sentences filled with words of the target's lexicon (probability `accuracy`) or of another
         label's; then, with probability `null_prob`, the prompt drops to the `unconditional` negative prompt
-        (prompt dropout, as in CFG training). Returns (prompts (n, P), completions (n, max_new_tokens), EOS then pad)."""
+        (prompt dropout, as in CFG training).
+        Returns (prompts (n, P), completions (n, max_new_tokens): the sentence, EOS, then pad)."""
         if not 0.0 <= accuracy <= 1.0 or not 0.0 <= null_prob <= 1.0:
             raise ValueError(f"accuracy and null_prob must be in [0, 1], got {accuracy}, {null_prob}")
         prompts = self.sample_prompts(n, rng)
@@ -300,9 +301,11 @@ class Topic(TextTask):
     PROMPTS = {t: f"Here is a sentence about the {t}:" for t in ("ocean", "space", "food", "music", "forest")}
     LEXICON = {
         "ocean": ["sea", "wave", "waves", "fish", "ship", "boat", "beach", "water", "whale", "coral", "sand", "tide"],
-        "space": ["star", "stars", "moon", "planet", "rocket", "orbit", "sun", "galaxy", "earth", "sky", "mars", "comet"],
+        "space": ["star", "stars", "moon", "planet", "rocket", "orbit", "sun", "galaxy", "earth", "sky", "mars",
+                  "comet"],
         "food": ["bread", "cheese", "soup", "rice", "apple", "cake", "dinner", "meal", "cook", "eat", "taste", "fruit"],
-        "music": ["song", "songs", "band", "guitar", "piano", "sing", "drum", "music", "melody", "note", "concert", "dance"],
+        "music": ["song", "songs", "band", "guitar", "piano", "sing", "drum", "music", "melody", "note", "concert",
+                  "dance"],
         "forest": ["tree", "trees", "wood", "leaf", "leaves", "bird", "birds", "deer", "moss", "pine", "path", "wolf"],
     }
     FRAMES = ["I like the {} , the {} and the {} .", "We saw a {} and a {} near the {} .",  # CAP slots each
@@ -335,7 +338,8 @@ class Sentiment(TextTask):
     name = "sentiment"
     negative_kinds = ("opposite", "neutral")
     unconditional = "neutral"
-    PROMPTS = {"positive": "Here is a positive review of the film:", "negative": "Here is a negative review of the film:"}
+    PROMPTS = {"positive": "Here is a positive review of the film:",
+               "negative": "Here is a negative review of the film:"}
     LEXICON = {
         "positive": ["good", "great", "love", "loved", "best", "fun", "beautiful", "wonderful", "amazing", "enjoyed",
                      "brilliant", "perfect"],
