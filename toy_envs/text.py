@@ -116,9 +116,11 @@ def stand_in_tokenizer(vocab_size: int = 600, filler_words: int = 0, seed: int =
 
 
 class TextTask(Task):
-    """Base of the text tasks. Subclasses define `PROMPTS` (label → prompt text), `NEGATIVES`
-    (kind → function(label) → prompt text), `LEXICON` (label → words), `FRAMES` (demonstration sentences
-    with `{}` slots) and `_reward(label, words)`."""
+    """Base of the text tasks. Subclasses define `PROMPTS` (label → prompt text), `negative_kinds` and
+    `_negative_text(label, kind)` (the negative prompts' text), `unconditional` (the kind without the
+    condition), `LEXICON` (label → words), `FRAMES` (demonstration sentences with `{}` slots) and
+    `_reward(label, words)`. `prompt_texts[(label, kind)]` holds every prompt's text (kind 'prompt' or a
+    negative kind)."""
 
     negative_kinds: tuple[str, ...] = ()
     unconditional: str = ""  # the negative kind that drops the condition: the warm start's prompt dropout
@@ -140,7 +142,6 @@ class TextTask(Task):
         self.eos_id = self.bos_id = int(self.tokenizer.eos_token_id)
         pad = self.tokenizer.pad_token_id
         self.pad_id = self.eos_id if pad is None else int(pad)  # GPT-2 convention: pad = eos
-        self.null_id = self.pad_id
         self.response_len, self.reward_noise, self.require_eos = max_new_tokens, float(reward_noise), require_eos
         # every prompt and negative prompt, encoded once; left-padded to one width
         texts = {(label, kind): self._prompt_text(label, kind) for label in self.labels
@@ -224,7 +225,7 @@ class TextTask(Task):
             reward[i], hit_words = self._reward(label, [w for w, _, _ in words])
             hit_spans = [(s, e) for (w, s, e) in words if w in hit_words]
             hits[i] = len(hit_spans)
-            for t, (a, b) in enumerate(token_spans(self.tokenizer, completion[:length])):
+            for t, (a, b) in enumerate(token_spans(self.tokenizer, completion[:length]) if hit_spans else []):
                 key_mask[i, t] = any(a < e and s < b for s, e in hit_spans)
         parts = {"hits": hits}
         if self.require_eos:
