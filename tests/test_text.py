@@ -230,3 +230,13 @@ def test_tiny_text_model_saves_and_reloads(tmp_path):
     again = gcpo.train(gcpo.make_config("gcpo", env="topic", steps=0, eval_prompts=8, model=saved), progress=False)
     assert isinstance(again["task"].tokenizer, toy_envs.WordTokenizer)
     assert again["reward_before"] == first["reward_before"]
+
+
+def test_demo_command_on_a_saved_model(tiny_gpt2, tmp_path, capsys):
+    """The README's GPT-2 demo command, on the tiny saved model: shaded completions for prompt vs negative."""
+    html = tmp_path / "demo.html"
+    gcpo.main(["--model", tiny_gpt2, "--env", "sentiment", "--steps", "0", "--eval-prompts", "4", "--show", "2",
+               "--html", str(html), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "after 0 steps" in out and out.count("negative: Here is a") == 2  # the default negative: opposite
+    assert html.read_text().count("negative (opposite)") == 2
