@@ -208,6 +208,9 @@ def validate_config(cfg: Config) -> None:
         raise ValueError(f"need temperature > 0 and top_p in (0, 1], got {cfg.temperature}, {cfg.top_p}")
     if 0 < cfg.dual_clip <= 1 or cfg.dual_clip < 0:
         raise ValueError(f"dual_clip={cfg.dual_clip}: use c > 1 (3 in DAPO/verl) or 0 to turn it off")
+    if cfg.max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={cfg.max_new_tokens}: a response needs at least one token "
+                         "(use >= 1, or 0 for the task's own length)")
     if cfg.minibatches < 1 or cfg.epochs < 1 or cfg.micro_batch < 0:
         raise ValueError("need minibatches >= 1, epochs >= 1 and micro_batch >= 0")
     if cfg.device == "cuda" and not torch.cuda.is_available():

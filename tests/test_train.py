@@ -87,6 +87,8 @@ def test_vocab_too_small(tmp_path):
     (dict(target_mass=0.3), "target_mass"),
     (dict(guidance_scale=-1.0), "negative"),
     (dict(bogus=1), "unknown option"),
+    (dict(max_new_tokens=-1), "at least one token"),
+    (dict(dtype="float16"), "dtype"),
 ])
 def test_bad_config(overrides, match):
     algo = overrides.pop("algo", "gcpo")
