@@ -4,9 +4,10 @@ GRPO and DAPO give every token of a response the same group advantage A_i. GCPO 
 between tokens: each token's advantage becomes w_{i,t}·A_i, where w measures how much the token's log-prob
 changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null prompt, or "answer wrongly").
 
-    python gcpo.py                                  # warm start + GCPO on the Needle toy task (~2 min CPU)
-    python gcpo.py --algo dapo --env chainsum       # a baseline on another task; --help lists every knob
-    python -m pytest -q                             # the tests
+    python gcpo.py                               # warm start + GCPO on the Needle toy task (~40 s, 2 CPU cores)
+    python gcpo.py --algo dapo --env chainsum    # a baseline on another task; --help lists every knob
+    python gcpo.py --model gpt2 --env topic --steps 0 --show 4   # GPT-2 completions shaded by GCPO weight
+    python -m pytest -q                          # the tests
 
 Data flows top to bottom: config → policy → sampling → rewards → group advantage → contrastive token
 weights (THE GCPO PART) → loss → update → training loop → CLI. The math is pure functions on (N, T) tensors.
@@ -14,8 +15,8 @@ Shapes: B prompts per rollout, G responses per prompt, N = B·G responses, P pro
 (max_new_tokens), V vocabulary size.
 
 What is simplified, said plainly: one process, no vLLM, no FSDP; the toy policy is a tiny GPT-2 trained from
-scratch with a supervised warm start (SPEC §7); dropout is off during RL so that ρ ≡ 1 on the first
-mini-batch. Where the paper and the official code differ, both exist behind a named option (SPEC §4, §5).
+scratch with a supervised warm start (SPEC §7); a pretrained model (`--model gpt2`) runs the same code on the
+text tasks with its own tokenizer; dropout is off during RL so that ρ ≡ 1 on the first mini-batch. Where the paper and the official code differ, both exist behind a named option (SPEC §4, §5).
 """
 from __future__ import annotations
 
