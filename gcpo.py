@@ -16,7 +16,8 @@ Shapes: B prompts per rollout, G responses per prompt, N = B·G responses, P pro
 
 What is simplified, said plainly: one process, no vLLM, no FSDP; the toy policy is a tiny GPT-2 trained from
 scratch with a supervised warm start (SPEC §7); a pretrained model (`--model gpt2`) runs the same code on the
-text tasks with its own tokenizer; dropout is off during RL so that ρ ≡ 1 on the first mini-batch. Where the paper and the official code differ, both exist behind a named option (SPEC §4, §5).
+text tasks with its own tokenizer; dropout is off during RL so that ρ ≡ 1 on the first mini-batch.
+Where the paper and the official code differ, both exist behind a named option (SPEC §4, §5).
 """
 from __future__ import annotations
 
