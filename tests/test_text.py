@@ -240,3 +240,25 @@ def test_demo_command_on_a_saved_model(tiny_gpt2, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "after 0 steps" in out and out.count("negative: Here is a") == 2  # the default negative: opposite
     assert html.read_text().count("negative (opposite)") == 2
+
+
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+def test_text_gym_envs_with_bpe(name, bpe):
+    """The registered text envs take any tokenizer; one token per step gives the one-step reward."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env_id = toy_envs.ENV_IDS[name]
+    check_env(gym.make(env_id, tokenizer=bpe).unwrapped)
+    one, tok = gym.make(env_id, tokenizer=bpe), toy_envs.TokenStepEnv(gym.make(env_id, tokenizer=bpe))
+    task = one.unwrapped.task
+    _, demos = task.demonstrations(4, np.random.default_rng(0), accuracy=1.0, null_prob=0.0)
+    for ep, response in enumerate(demos):
+        prompt, _ = one.reset(seed=ep)
+        tok.reset(seed=ep)
+        _, r_one, *_ = one.step(response)
+        total, done, t = 0.0, False, 0
+        while not done:
+            _, r, done, _, _ = tok.step(int(response[t]))
+            total, t = total + r, t + 1
+        assert total == r_one and t == int((response != task.eos_id).argmin()) + 1  # stops at EOS
