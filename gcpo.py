@@ -489,16 +489,23 @@ def hist_alpha(top_fraction: float = 0.4, target_mass: float = 0.8) -> float:
     return math.log(1.0 - target_mass) / math.log(1.0 - top_fraction) - 1.0
 
 
-def average_ranks(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Ascending ranks 1..N_i of each row's valid scores, ties sharing their mean rank. (N, T) → (N, T) float;
-    the values on invalid positions are meaningless. One sort for the batch; in sorted order, equal scores
-    form runs, and a run of length ℓ ending at rank r gives each member the rank r − (ℓ − 1)/2."""
+def sorted_ranks(scores: torch.Tensor, valid: torch.Tensor):
+    """Each row's scores sorted ascending, valid first, with their mean ranks 1..N_i (ties share the mean of
+    their ranks). Returns (sorted scores (N, T), order (N, T) with sorted[:, j] = scores[order[:, j]], mean
+    ranks (N, T) in sorted order; meaningless past N_i). One sort for the batch; equal scores form runs, and a
+    run of length ℓ that ends at rank r gives each member the rank r − (ℓ − 1)/2."""
     sorted_s, order = scores.masked_fill(~valid, float("inf")).sort(dim=1)  # (N, T): invalid sort last
     new = sorted_s[:, 1:] != sorted_s[:, :-1]  # (N, T-1): a new run starts at j+1
     run = torch.cat([new.new_zeros(len(new), 1), new], 1).cumsum(1)  # (N, T): run index of sorted position j
     length = torch.zeros_like(scores).scatter_add_(1, run, torch.ones_like(scores))  # (N, T): ℓ of run k
-    mean_rank = (length.cumsum(1) - (length - 1) / 2).gather(1, run)  # (N, T), in sorted order
-    return torch.empty_like(scores).scatter_(1, order, mean_rank)
+    return sorted_s, order, (length.cumsum(1) - (length - 1) / 2).gather(1, run)
+
+
+def average_ranks(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Ascending ranks 1..N_i of each row's valid scores, ties sharing their mean rank. (N, T) → (N, T) float;
+    the values on invalid positions are meaningless."""
+    _, order, mean_rank = sorted_ranks(scores, valid)
+    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
 
 
 def _hist_official(scores, valid, alpha):
@@ -544,11 +551,12 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
             return _hist_official(scores, valid, alpha)
         if ties != "average":
             raise ValueError(f"unknown ties {ties!r}; choose average or official")
-        u = (average_ranks(scores, valid) / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
-        w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
-        lo = scores.masked_fill(~valid, float("inf")).amin(1, keepdim=True)
-        hi = scores.masked_fill(~valid, float("-inf")).amax(1, keepdim=True)
-        return torch.where(lo == hi, valid.to(scores.dtype), w)  # all tied (e.g. x⁻ = x): exactly 1, not 1 ± ulp
+        sorted_s, order, ranks = sorted_ranks(scores, valid)  # (N, T) each, in sorted order: valid tokens first
+        ranks = torch.empty_like(ranks).scatter_(1, order, ranks)  # (N, T), token order
+        u = (ranks / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
+        w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid  # (N, T)
+        largest = sorted_s.gather(1, (n_valid.long() - 1).clamp(min=0))  # (N, 1): the largest valid score
+        return torch.where(sorted_s[:, :1] == largest, valid.to(w.dtype), w)  # all tied (x⁻ = x): exactly 1
     if normalization == "softmax":
         scale = scores.masked_fill(~valid, 0.0).max(1, keepdim=True).values.clamp(min=1e-8)  # (N, 1)
         z = (scores / scale / softmax_temp).masked_fill(~valid, float("-inf"))
