@@ -552,7 +552,7 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
         if ties != "average":
             raise ValueError(f"unknown ties {ties!r}; choose average or official")
         sorted_s, order, ranks = sorted_ranks(scores, valid)  # (N, T) each, in sorted order: valid tokens first
-        ranks = torch.empty_like(ranks).scatter_(1, order, ranks)  # (N, T), token order
+        ranks = torch.empty_like(ranks).scatter_(1, order, ranks)  # (N, T), token order, so pow and Σ round alike
         u = (ranks / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
         w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid  # (N, T)
         largest = sorted_s.gather(1, (n_valid.long() - 1).clamp(min=0))  # (N, 1): the largest valid score
