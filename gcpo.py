@@ -693,6 +693,11 @@ def as_tensor(a, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), device=device)
 
 
+def prompt_tensors(task, prompts_np: np.ndarray, device):
+    """(n, P) prompt ids and their attention mask (0 on left padding) as tensors on the device."""
+    return as_tensor(prompts_np, device), as_tensor(task.prompt_mask(prompts_np), device)
+
+
 @torch.no_grad()
 def rollout(model, task, cfg: Config, step: int) -> dict:
     """Sample, score and (with dynamic sampling) filter one training batch. Returns a dict of (N, ...) tensors
@@ -705,8 +710,7 @@ def rollout(model, task, cfg: Config, step: int) -> dict:
         tries += 1
         prompts_np = np.repeat(task.sample_prompts(cfg.batch_prompts, np_rng), G, axis=0)  # (N, P)
         neg_np = task.negative_prompts(prompts_np, cfg.negative)  # (N, P)
-        prompts, neg = as_tensor(prompts_np, dev), as_tensor(neg_np, dev)
-        pmask, nmask = as_tensor(task.prompt_mask(prompts_np), dev), as_tensor(task.prompt_mask(neg_np), dev)
+        (prompts, pmask), (neg, nmask) = prompt_tensors(task, prompts_np, dev), prompt_tensors(task, neg_np, dev)
         responses, mask, logp_old, truncated = sample(
             model, prompts, pmask, T, task.eos_id, task.pad_id, cfg.temperature, cfg.top_p, gen, neg, nmask,
             cfg.guidance_scale)
@@ -856,8 +860,9 @@ def warm_start(model, task, cfg: Config) -> float:
     loss = torch.tensor(float("nan"))
     for _ in range(cfg.warm_steps):
         prompts_np, completions_np = task.demonstrations(cfg.warm_batch, np_rng, cfg.demo_accuracy, cfg.null_prob)
-        prompts, completions = as_tensor(prompts_np, cfg.device), as_tensor(completions_np, cfg.device)
-        logp, _ = response_logprobs(model, prompts, as_tensor(task.prompt_mask(prompts_np), cfg.device), completions)
+        prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
+        completions = as_tensor(completions_np, cfg.device)
+        logp, _ = response_logprobs(model, prompts, pmask, completions)
         loss = -(logp * (completions != task.pad_id)).sum() / (completions != task.pad_id).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -869,22 +874,20 @@ def warm_start(model, task, cfg: Config) -> float:
 def evaluate(model, task, cfg: Config, prompts_np: np.ndarray) -> float:
     """Mean reward of one sampled response per held-out prompt (fixed sampling seed, so repeatable)."""
     _, gen = seeded(cfg, 999_999)
-    prompts = as_tensor(prompts_np, cfg.device)
-    pmask = as_tensor(task.prompt_mask(prompts_np), cfg.device)
+    prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
     responses, *_ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id, cfg.temperature,
                            cfg.top_p, gen)
     return float(task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng([cfg.seed, 5])).reward.mean())
 
 
 def resolve_device(name: str) -> str:
+    """'auto' → 'cuda' when available, else 'cpu' (validate_config has already rejected cuda without CUDA)."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
     return name
 
 
-def make_task(cfg: Config):
+def build_task(cfg: Config):
     """The task for cfg.env; a text task gets the pretrained model's tokenizer (the tiny model: the task's
     own word tokenizer). Returns (task, the text task's tokenizer or None)."""
     import toy_envs
@@ -907,7 +910,7 @@ def train(cfg: Config, progress: bool = True) -> dict:
 
     validate_config(cfg)
     cfg.device = resolve_device(cfg.device)
-    task, tokenizer = make_task(cfg)
+    task, tokenizer = build_task(cfg)
     cfg.max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
     if cfg.warm_steps < 0:
         cfg.warm_steps = 1200 if cfg.model == "tiny" else 0
@@ -990,11 +993,12 @@ def show_sample(result: dict, n: int = 1, html_path: str = "") -> str:
     neg_np = task.negative_prompts(prompts_np, cfg.negative)
     _, gen = seeded(cfg, 424242)
     with autocast(cfg):
-        prompts, pmask = as_tensor(prompts_np, cfg.device), as_tensor(task.prompt_mask(prompts_np), cfg.device)
+        prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
+        neg, nmask = prompt_tensors(task, neg_np, cfg.device)
         responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
                                        cfg.temperature, cfg.top_p, gen)
         batch = dict(prompts=prompts, prompt_mask=pmask, responses=responses, mask=mask,
-                     neg_prompts=as_tensor(neg_np, cfg.device), neg_mask=as_tensor(task.prompt_mask(neg_np), cfg.device))
+                     neg_prompts=neg, neg_mask=nmask)
         w = contrast_weights(model, batch, cfg).cpu().numpy()  # (n, T)
     score = task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng(0))
     blocks, sections = [], []

@@ -66,7 +66,7 @@ def main():
                                    device=args.device, dtype=args.dtype,
                                    dynamic_sampling=False)  # one rollout per step, so steps are comparable
             cfg.device = gcpo.resolve_device(cfg.device)
-            task, _ = gcpo.make_task(cfg)
+            task, _ = gcpo.build_task(cfg)
             model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
             optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
             if cfg.device.startswith("cuda"):

@@ -185,7 +185,7 @@ def test_pretrained_path_trains(tiny_gpt2, tmp_path):
 def test_pretrained_rollout_alignment(tiny_gpt2):
     """Log-probs finite and equal to a full forward; weights one per response token; EOS and padding right."""
     cfg = small_cfg(tiny_gpt2, steps=0)
-    task, tokenizer = gcpo.make_task(cfg)
+    task, tokenizer = gcpo.build_task(cfg)
     assert tokenizer.padding_side == "left" and task.pad_id == tokenizer.pad_token_id == tokenizer.eos_token_id
     model = gcpo.build_policy(cfg, task.vocab_size, 64, {}).eval()
     batch = gcpo.rollout(model, task, cfg, step=0)

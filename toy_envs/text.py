@@ -96,12 +96,7 @@ def stand_in_tokenizer(vocab_size: int = 600, filler_words: int = 0, seed: int =
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    corpus = []
-    for cls in (Topic, Sentiment):
-        corpus += list(cls.PROMPTS.values()) + [f.replace("{}", "thing") for f in cls.FRAMES]
-        corpus += [" ".join(words) for words in cls.LEXICON.values()]
-        corpus += [cls._negative_text(label, kind) for label in cls.PROMPTS for kind in cls.negative_kinds]
-    corpus *= 20
+    corpus = (Topic.texts() + Sentiment.texts()) * 20
     rng = np.random.default_rng(seed)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
     corpus += ["".join(rng.choice(letters, rng.integers(3, 9))) for _ in range(filler_words)]
@@ -119,8 +114,7 @@ class TextTask(Task):
     """Base of the text tasks. Subclasses define `PROMPTS` (label → prompt text), `negative_kinds` and
     `_negative_text(label, kind)` (the negative prompts' text), `unconditional` (the kind without the
     condition), `LEXICON` (label → words), `FRAMES` (demonstration sentences with `{}` slots) and
-    `_reward(label, words)`. `prompt_texts[(label, kind)]` holds every prompt's text (kind 'prompt' or a
-    negative kind)."""
+    `_reward(label, words)`."""
 
     negative_kinds: tuple[str, ...] = ()
     unconditional: str = ""  # the negative kind that drops the condition: the warm start's prompt dropout
@@ -154,13 +148,17 @@ class TextTask(Task):
         self._ids = {k: np.array([self.pad_id] * (self.prompt_len - len(v)) + v, dtype=np.int64)
                      for k, v in encoded.items()}
         self._label_of = {tuple(self._ids[(label, "prompt")]): label for label in self.labels}
-        self.prompt_texts = texts
+
+    @classmethod
+    def texts(cls) -> list[str]:
+        """Every text the task writes: prompts, negative prompts, demonstration frames, lexicon lines."""
+        return (list(cls.PROMPTS.values()) + [f.replace("{}", "") for f in cls.FRAMES]
+                + [" ".join(words) for words in cls.LEXICON.values()]
+                + [cls._negative_text(label, kind) for label in cls.PROMPTS for kind in cls.negative_kinds])
 
     @classmethod
     def _all_words(cls) -> list[str]:
-        text = " ".join(list(cls.PROMPTS.values()) + cls.FRAMES + [w for ws in cls.LEXICON.values() for w in ws])
-        text += " " + " ".join(cls._negative_text(label, kind) for label in cls.PROMPTS for kind in cls.negative_kinds)
-        return TEXT_TOKEN.findall(text.lower().replace("{}", " "))
+        return TEXT_TOKEN.findall(" ".join(cls.texts()).lower())
 
     def _prompt_text(self, label: str, kind: str) -> str:
         return self.PROMPTS[label] if kind == "prompt" else self._negative_text(label, kind)
