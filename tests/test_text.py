@@ -173,7 +173,7 @@ def test_pretrained_path_trains(tiny_gpt2, tmp_path):
     cfg = small_cfg(tiny_gpt2, steps=3, lr=1e-2, dynamic_sampling=False, out=str(tmp_path / "run"),
                     task_args="reward_noise=0.1")  # noisy rewards: nonzero advantages even for a random model
     result = gcpo.train(cfg, progress=False)
-    assert cfg.warm_steps == 0 and cfg.negative == "notopic"  # pretrained: no warm start by default
+    assert result["cfg"].warm_steps == 0 and result["cfg"].negative == "notopic"  # pretrained: no warm start
     after = result["model"].state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     for h in result["history"]:
@@ -186,9 +186,10 @@ def test_pretrained_rollout_alignment(tiny_gpt2):
     """Log-probs finite and equal to a full forward; weights one per response token; EOS and padding right."""
     cfg = small_cfg(tiny_gpt2, steps=0)
     task, tokenizer = gcpo.build_task(cfg)
+    cfg = gcpo.resolve(cfg, task)
     assert tokenizer.padding_side == "left" and task.pad_id == tokenizer.pad_token_id == tokenizer.eos_token_id
     model = gcpo.build_policy(cfg, task.vocab_size, 64, {}).eval()
-    batch = gcpo.rollout(model, task, cfg, step=0)
+    batch, _ = gcpo.rollout(model, task, cfg, step=0)
     responses, mask = batch["responses"], batch["mask"]
     assert (batch["neg_mask"] == 0).any()  # the negative prompt is shorter: left padding is exercised
     logp, _ = gcpo.response_logprobs(model, batch["prompts"], batch["prompt_mask"], responses)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toy_envs.base import BOS, Task, other_than
+from toy_envs.base import BOS, Task, check_bool, check_float, check_int, other_than
 
 
 class Needle(Task):
@@ -26,11 +26,14 @@ class Needle(Task):
 
     def __init__(self, length: int = 8, num_symbols: int = 8, position: int | None = None,
                  random_position: bool = False, reward_noise: float = 0.0, require_eos: bool = True):
-        if length < 1 or num_symbols < 2:
-            raise ValueError(f"Needle needs length >= 1 and num_symbols >= 2, got {length}, {num_symbols}")
-        position = length // 2 if position is None else position
-        if not 0 <= position < length:
-            raise ValueError(f"Needle position={position} must be in [0, length={length})")
+        length = check_int(self.name, "length", length, 1)
+        num_symbols = check_int(self.name, "num_symbols", num_symbols, 2)
+        random_position = check_bool(self.name, "random_position", random_position)
+        if position is not None and random_position:
+            raise ValueError(f"{self.name}: position={position!r} has no effect with random_position=True (each "
+                             "prompt draws its own); give one of the two")
+        position = length // 2 if position is None else check_int(
+            self.name, "position", position, 0, length - 1)
         self.length, self.num_symbols, self.position, self.random_position = length, num_symbols, position, random_position
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
         super().__init__(symbols + self.FILLER + [f"@{p}" for p in range(length)], prompt_len=3,
@@ -46,6 +49,11 @@ class Needle(Task):
 
     def _target(self, prompts):
         return prompts[:, 1] - self.pos0, prompts[:, 2]  # (n,) positions, (n,) symbol ids
+
+    def _valid_prompts(self, prompts):
+        pos, sym = self._target(prompts)
+        return (prompts[:, 0] == BOS) & (0 <= pos) & (pos < self.length) & (self.sym0 <= sym) & (
+            sym < self.sym0 + self.num_symbols)
 
     def solve(self, prompts, rng=None):
         pos, sym = self._target(prompts)
@@ -92,9 +100,9 @@ class Copy(Task):
 
     def __init__(self, length: int = 6, num_symbols: int = 6, reverse: bool = False, reward_noise: float = 0.0,
                  require_eos: bool = True):
-        if length < 1 or num_symbols < 2:
-            raise ValueError(f"Copy needs length >= 1 and num_symbols >= 2, got {length}, {num_symbols}")
-        self.length, self.num_symbols, self.reverse = length, num_symbols, reverse
+        length = check_int(self.name, "length", length, 1)
+        num_symbols = check_int(self.name, "num_symbols", num_symbols, 2)
+        self.length, self.num_symbols, self.reverse = length, num_symbols, check_bool(self.name, "reverse", reverse)
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
         super().__init__(symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise, require_eos=require_eos)
         self.sym0 = 4
@@ -102,6 +110,10 @@ class Copy(Task):
     def _sample_prompts(self, n, rng):
         syms = self.sym0 + rng.integers(0, self.num_symbols, (n, self.length))
         return np.concatenate([np.full((n, 1), BOS), syms], axis=1)
+
+    def _valid_prompts(self, prompts):
+        body = prompts[:, 1:]
+        return (prompts[:, 0] == BOS) & ((self.sym0 <= body) & (body < self.sym0 + self.num_symbols)).all(1)
 
     def solve(self, prompts, rng=None):
         body = prompts[:, 1:].copy()
@@ -158,10 +170,9 @@ class GridPaint(Task):
 
     def __init__(self, height: int = 5, width: int = 5, num_colours: int = 3, reward_noise: float = 0.0,
                  require_eos: bool = True):
-        if height < 3 or width < 3:
-            raise ValueError(f"GridPaint grid {height}x{width} is too small for its shapes; use at least 3x3")
-        if not 2 <= num_colours <= len(self.COLOURS):
-            raise ValueError(f"GridPaint num_colours must be in [2, {len(self.COLOURS)}], got {num_colours}")
+        height = check_int(self.name, "height", height, 3)
+        width = check_int(self.name, "width", width, 3)
+        num_colours = check_int(self.name, "num_colours", num_colours, 2, len(self.COLOURS))
         self.height, self.width, self.num_colours = height, width, num_colours
         self.shapes = grid_shapes(height, width)
         self.shape_names = list(self.shapes)
@@ -181,6 +192,11 @@ class GridPaint(Task):
         colour = prompts[:, 1] - self.col0  # (n,)
         mask = self.masks[prompts[:, 2] - self.shape0]  # (n, H*W)
         return colour, mask
+
+    def _valid_prompts(self, prompts):
+        colour, shape = prompts[:, 1] - self.col0, prompts[:, 2] - self.shape0
+        return (prompts[:, 0] == BOS) & (0 <= colour) & (colour < self.num_colours) & (0 <= shape) & (
+            shape < len(self.shape_names))
 
     def _paint(self, colour, mask):
         return np.where(mask, self.bg + 1 + colour[:, None], self.bg)
@@ -238,10 +254,9 @@ class ChainSum(Task):
 
     def __init__(self, num_terms: int = 3, filler: int = 2, wrong_prob: float = 0.1, reward_noise: float = 0.0,
                  require_eos: bool = True):
-        if num_terms < 2 or filler < 0:
-            raise ValueError(f"ChainSum needs num_terms >= 2 and filler >= 0, got {num_terms}, {filler}")
-        if not 0.0 <= wrong_prob <= 1.0:
-            raise ValueError(f"wrong_prob must be in [0, 1], got {wrong_prob}")
+        num_terms = check_int(self.name, "num_terms", num_terms, 2)
+        filler = check_int(self.name, "filler", filler, 0)
+        wrong_prob = check_float(self.name, "wrong_prob", wrong_prob, 0.0, 1.0)
         self.num_terms, self.filler, self.wrong_prob = num_terms, filler, wrong_prob
         super().__init__([str(d) for d in range(10)] + ["solve", "wrong", "ans"] + self.FILLER,
                          prompt_len=2 + num_terms, response_len=num_terms * (filler + 1) + 2,
@@ -255,6 +270,11 @@ class ChainSum(Task):
     def _sample_prompts(self, n, rng):
         digits = self.digit0 + rng.integers(0, 10, (n, self.num_terms))
         return np.concatenate([np.full((n, 1), BOS), np.full((n, 1), self.solve_tok), digits], axis=1)
+
+    def _valid_prompts(self, prompts):
+        digits = prompts[:, 2:] - self.digit0
+        return (prompts[:, 0] == BOS) & np.isin(prompts[:, 1], [self.solve_tok, self.wrong_tok]) & (
+            (0 <= digits) & (digits < 10)).all(1)
 
     def _running_sums(self, prompts):
         return np.cumsum(prompts[:, 2:] - self.digit0, axis=1) % 10  # (n, k)

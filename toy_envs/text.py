@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from toy_envs.base import Score, Task
+from toy_envs.base import Task, check_float, check_int
 
 WORD = re.compile(r"[a-z]+")
 TEXT_TOKEN = re.compile(r"[a-z]+|[^\sa-z]")  # WordTokenizer's pieces: words and single punctuation marks
@@ -124,19 +124,20 @@ class TextTask(Task):
 
     def __init__(self, tokenizer=None, max_new_tokens: int = 16, reward_noise: float = 0.0,
                  require_eos: bool = False):
-        if max_new_tokens < 1:
-            raise ValueError(f"{self.name}: max_new_tokens must be >= 1, got {max_new_tokens}")
-        if not np.isfinite(reward_noise) or reward_noise < 0:
-            raise ValueError(f"reward_noise must be a finite number >= 0, got {reward_noise}")
+        max_new_tokens = check_int(self.name, "max_new_tokens", max_new_tokens, 1)
         self.labels = list(self.PROMPTS)
         self.tokenizer = tokenizer if tokenizer is not None else WordTokenizer(self._all_words())
+        missing = [a for a in ("encode", "decode", "eos_token_id", "pad_token_id", "__len__")
+                   if not hasattr(self.tokenizer, a)]
+        if missing:
+            raise ValueError(f"{self.name}: tokenizer must be a tokenizer object with the Hugging Face interface "
+                             f"(encode, decode, eos_token_id, pad_token_id, len), got {self.tokenizer!r:.80}")
         if self.tokenizer.eos_token_id is None:
             raise ValueError(f"{self.name}: the tokenizer has no EOS token; set tokenizer.eos_token (GPT-2: "
                              "'<|endoftext|>') so responses can end")
         self.eos_id = self.bos_id = int(self.tokenizer.eos_token_id)
         pad = self.tokenizer.pad_token_id
         self.pad_id = self.eos_id if pad is None else int(pad)  # GPT-2 convention: pad = eos
-        self.response_len, self.reward_noise, self.require_eos = max_new_tokens, float(reward_noise), require_eos
         # every prompt and negative prompt, encoded once; left-padded to one width
         texts = {(label, kind): self._prompt_text(label, kind) for label in self.labels
                  for kind in ("prompt",) + self.negative_kinds}
@@ -144,7 +145,8 @@ class TextTask(Task):
         for k, ids in encoded.items():
             if not ids or ids[0] == self.pad_id:
                 raise ValueError(f"{self.name}: prompt {texts[k]!r} is empty or starts with the pad token")
-        self.prompt_len = max(len(ids) for ids in encoded.values())
+        prompt_len = max(len(ids) for ids in encoded.values())
+        super().__init__(None, prompt_len, max_new_tokens, reward_noise, require_eos)
         self._ids = {k: np.array([self.pad_id] * (self.prompt_len - len(v)) + v, dtype=np.int64)
                      for k, v in encoded.items()}
         self._label_of = {tuple(self._ids[(label, "prompt")]): label for label in self.labels}
@@ -174,11 +176,12 @@ class TextTask(Task):
 
     @property
     def max_new_tokens(self) -> int:
+        """The response budget (a text response need not end with EOS); demonstrations are this wide too."""
         return self.response_len
 
     def prompt_mask(self, prompts: np.ndarray) -> np.ndarray:
         """(n, P): 0 on the left padding (the pad tokens before a prompt's first real token), 1 elsewhere."""
-        prompts = np.asarray(prompts)
+        prompts = self._check_tokens(prompts, "prompts")
         return (np.cumsum(prompts != self.pad_id, axis=1) > 0).astype(np.int64)
 
     def _sample_prompts(self, n, rng):
@@ -188,7 +191,7 @@ class TextTask(Task):
     def label(self, prompts: np.ndarray) -> list[str]:
         """The target label of each prompt row; a row that is not one of this task's prompts is an error."""
         out = []
-        for row in np.asarray(prompts):
+        for row in self._check_prompts(prompts):
             if tuple(row) not in self._label_of:
                 raise ValueError(f"{self.name}: prompt {decode(self.tokenizer, row[row != self.pad_id])!r} "
                                  f"is not one of the task's prompts {list(self.PROMPTS.values())}")
@@ -198,23 +201,22 @@ class TextTask(Task):
     def negative_prompts(self, prompts: np.ndarray, kind: str | None = None) -> np.ndarray:
         """(n, P) negative prompts; kind defaults to the task's first (see the task docstring)."""
         kind = kind or self.negative_kinds[0]
-        if kind not in self.negative_kinds:
-            raise ValueError(f"{self.name} has no negative prompt {kind!r}; choose one of {self.negative_kinds}")
-        return np.stack([self._ids[(label, kind)] for label in self.label(self._check_tokens(prompts, "prompts"))])
+        self._check_kind(kind)
+        rows = [self._ids[(label, kind)] for label in self.label(prompts)]
+        return np.stack(rows) if rows else np.zeros((0, self.prompt_len), dtype=np.int64)
 
     def response_text(self, completion) -> tuple[str, int]:
-        """(decoded text before the first EOS, number of tokens before it)."""
-        ids = [int(t) for t in completion]
+        """(decoded text before the first EOS, number of tokens before it) of one response (T,)."""
+        completion = self._check_ids(completion, "completion")
+        if completion.ndim != 1:
+            raise ValueError(f"{self.name}: response_text takes one response (T,), got shape {completion.shape}")
+        ids = completion.tolist()
         n = ids.index(self.eos_id) if self.eos_id in ids else len(ids)
         return decode(self.tokenizer, ids[:n]), n
 
-    def score(self, prompts: np.ndarray, completions: np.ndarray, rng: np.random.Generator | None = None) -> Score:
-        """Rewards and key masks (n, T): the rule-based reward of each response's text before EOS; key tokens
-        are those overlapping a lexicon hit (see `_reward`)."""
-        prompts = self._check_prompts(prompts)
-        completions = self._check_tokens(completions, "completions")
-        if completions.shape[0] != prompts.shape[0]:
-            raise ValueError(f"{prompts.shape[0]} prompts but {completions.shape[0]} completions")
+    def _score_responses(self, prompts, completions):
+        """The rule-based reward of each response's text before EOS; key tokens are those overlapping a
+        lexicon hit (see `_reward`). Task.score adds the EOS rule and the noise."""
         n, T = completions.shape
         reward, key_mask, hits = np.zeros(n), np.zeros((n, T), dtype=bool), np.zeros(n)
         for i, (label, completion) in enumerate(zip(self.label(prompts), completions)):
@@ -225,17 +227,7 @@ class TextTask(Task):
             hits[i] = len(hit_spans)
             for t, (a, b) in enumerate(token_spans(self.tokenizer, completion[:length]) if hit_spans else []):
                 key_mask[i, t] = any(a < e and s < b for s, e in hit_spans)
-        parts = {"hits": hits}
-        if self.require_eos:
-            ended = (completions == self.eos_id).any(1)
-            reward = np.where(ended, reward, 0.0)
-            parts["ended"] = ended.astype(np.float64)
-        if self.reward_noise > 0:
-            if rng is None:
-                raise ValueError(f"{self.name} has reward_noise={self.reward_noise}: pass rng= to score()")
-            parts["clean_reward"] = reward.copy()
-            reward = reward + self.reward_noise * rng.standard_normal(n)
-        return Score(reward=reward, key_mask=key_mask, parts=parts)
+        return reward, key_mask, {"hits": hits}
 
     def _reward(self, label: str, words: list[str]) -> tuple[float, set[str]]:
         """(reward, the set of words that count as hits) for the response's words under the target label."""
@@ -248,8 +240,8 @@ class TextTask(Task):
         label's; then, with probability `null_prob`, the prompt drops to the `unconditional` negative prompt
         (prompt dropout, as in CFG training).
         Returns (prompts (n, P), completions (n, max_new_tokens): the sentence, EOS, then pad)."""
-        if not 0.0 <= accuracy <= 1.0 or not 0.0 <= null_prob <= 1.0:
-            raise ValueError(f"accuracy and null_prob must be in [0, 1], got {accuracy}, {null_prob}")
+        accuracy = check_float(self.name, "accuracy", accuracy, 0.0, 1.0)
+        null_prob = check_float(self.name, "null_prob", null_prob, 0.0, 1.0)
         prompts = self.sample_prompts(n, rng)
         labels = self.label(prompts)
         completions = np.full((n, self.response_len), self.pad_id, dtype=np.int64)
@@ -272,10 +264,10 @@ class TextTask(Task):
     # ---- text -----------------------------------------------------------------------------------------
     def decode(self, tokens) -> list[str]:
         """Token ids → one display string per token (the token's own decoded text)."""
-        return [decode(self.tokenizer, [t]) for t in np.asarray(tokens).reshape(-1)]
+        return [decode(self.tokenizer, [t]) for t in self._check_ids(tokens, "tokens").reshape(-1)]
 
     def prompt_string(self, prompt) -> str:
-        prompt = np.asarray(prompt)
+        prompt = self._check_ids(prompt, "prompt").reshape(-1)
         return decode(self.tokenizer, prompt[self.prompt_mask(prompt[None])[0].astype(bool)])
 
     def render(self, prompt, completion, weights=None) -> str:
