@@ -113,8 +113,10 @@ class Config:
     adv_eps: float = 1e-6
     """ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)"""
     # contrastive token credit (SPEC §4): THE GCPO PART
-    token_credit: bool = True
-    """reweight token advantages by the contrast with the negative prompt (GCPO preset only)"""
+    credit: str = "contrast"
+    """token credit: uniform (every token gets A_i: GRPO, Dr. GRPO, DAPO) | contrast (GCPO's weights) | shuffled
+    (the control: GCPO's weights permuted at random within each response) | oracle (the upper bound: hist weights
+    from the task's ground-truth key tokens)"""
     negative: str = ""
     """negative prompt kind, one the task offers ('': its first): null (CFG unconditional) | wrong (another
     answer) for symbolic tasks; notopic | other (topic), opposite | neutral (sentiment)"""
@@ -133,6 +135,8 @@ class Config:
     weights_from: str = "current"
     """policy that scores the contrast: current (official, per micro-batch) | rollout (old policy, once)"""
     # loss (SPEC §5)
+    surrogate: str = "clip"
+    """clip (PPO) | log_hinge (PCPO: max(0, ξ|Ã| − Ã·log ρ), the same trust region, no ρ factor in the gradient)"""
     eps_low: float = 0.2
     """PPO clip ε_low"""
     eps_high: float = 0.28
@@ -162,17 +166,21 @@ class Config:
     """gradient clipping norm; a non-finite norm skips the step"""
     eval_prompts: int = 256
     """held-out prompts for the before/after evaluation"""
+    eval_every: int = 0
+    """also evaluate every K RL steps (a learning curve in metrics.jsonl; 0: only before and after)"""
 
 
 PRESETS = {  # SPEC §6; every value can be overridden
     "grpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.2, dual_clip=0.0, loss_agg="seq-mean-token-mean",
-                 dynamic_sampling=False, beta=0.04, token_credit=False),
+                 dynamic_sampling=False, beta=0.04, credit="uniform"),
     "dr_grpo": dict(adv_scale="none", eps_low=0.2, eps_high=0.2, dual_clip=0.0,
-                    loss_agg="seq-mean-token-sum-norm", dynamic_sampling=False, beta=0.0, token_credit=False),
+                    loss_agg="seq-mean-token-sum-norm", dynamic_sampling=False, beta=0.0, credit="uniform"),
     "dapo": dict(adv_scale="group", eps_low=0.2, eps_high=0.28, dual_clip=3.0, loss_agg="token-mean",
-                 dynamic_sampling=True, beta=0.0, token_credit=False),
+                 dynamic_sampling=True, beta=0.0, credit="uniform"),
     "gcpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.28, dual_clip=3.0, loss_agg="token-mean",
-                 dynamic_sampling=True, beta=0.0, token_credit=True, divergence="kl", normalization="hist"),
+                 dynamic_sampling=True, beta=0.0, credit="contrast", divergence="kl", normalization="hist"),
+    "pcpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.28, dual_clip=0.0, loss_agg="token-mean",
+                 dynamic_sampling=True, beta=0.0, credit="uniform", surrogate="log_hinge"),
 }
 CHOICES = {
     "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "bfloat16"),
@@ -180,6 +188,7 @@ CHOICES = {
     "divergence": ("kl", "full_kl", "abs", "info_gain"), "normalization": ("hist", "softmax", "minmax", "none"),
     "ties": ("average", "official"), "weights_from": ("current", "rollout"), "kl_estimator": ("k3", "k1"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
+    "credit": ("uniform", "contrast", "shuffled", "oracle"), "surrogate": ("clip", "log_hinge"),
 }
 
 
@@ -190,7 +199,10 @@ def make_config(algo: str = "gcpo", **overrides) -> Config:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)}; see `python gcpo.py --help`")
-    cfg = Config(algo=algo, **{**PRESETS[algo], **overrides})
+    preset = dict(PRESETS[algo])
+    if overrides.get("surrogate") == "log_hinge" and "dual_clip" not in overrides:
+        preset["dual_clip"] = 0.0  # the dual clip bounds PPO's ρ-scaled gradient; the log-hinge has no ρ factor
+    cfg = Config(algo=algo, **{**preset, **overrides})
     validate_config(cfg)
     return cfg
 
@@ -276,7 +288,8 @@ def build_policy(cfg: Config, vocab_size: int, n_positions: int, special: dict):
 
     if cfg.model == "tiny":
         conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **special)
+                          n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                          activation_function="gelu_pytorch_tanh", **special)  # the fused tanh-GELU: GPT-2's, one kernel
         return GPT2LMHeadModel(conf)
     model = from_pretrained(AutoModelForCausalLM, cfg.model)
     if model.config.vocab_size < vocab_size:
@@ -301,17 +314,20 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
     """log π(y_t | x, y_<t) for every response token, in one forward pass.
 
     prompts (N, P) left-padded, prompt_mask (N, P), responses (N, T).
-    Returns logp (N, T) float32 and, if full, the whole log-softmax (N, T, V) (for `full_kl`)."""
-    P = prompts.shape[1]
+    Returns logp (N, T) float32 and, if full, the whole log-softmax (N, T, V) (for `full_kl`).
+    Only the T positions that predict response tokens go through the LM head (`logits_to_keep`), and
+    logp_t = ℓ_t[y_t] − logsumexp(ℓ_t) never materialises the (N, T, V) log-softmax unless `full` asks for it."""
+    T = responses.shape[1]
     ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
     attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn)).logits
-    logits = logits[:, P - 1:-1].float()  # (N, T, V): position P-1+t predicts y_t
-    if temperature != 1.0:  # (skip the copy: at GPT-2's vocabulary it is the largest tensor of the step)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=T + 1)
+    logits = out.logits[:, :-1].float()  # (N, T, V): position P−1+t predicts y_t
+    if temperature != 1.0:
         logits = logits / temperature
-    logp_all = F.log_softmax(logits, dim=-1)  # (N, T, V)
-    logp = logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1)  # (N, T)
-    return logp, (logp_all if full else None)
+    if full:
+        logp_all = F.log_softmax(logits, dim=-1)  # (N, T, V)
+        return logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1), logp_all
+    return logits.gather(-1, responses.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1), None  # (N, T)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -351,7 +367,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
     else:
         ids, attn = prompts, prompt_mask
     pos = position_ids(attn)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
     past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
 
     device = prompts.device
@@ -373,8 +389,8 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         logp[:, t] = cond.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(done, 0.0)
         mask[:, t] = (~done).long()
         done = done | (tok == eos_id)
-        if bool(done.all()):
-            break
+        if t == max_new_tokens - 1 or bool(done.all()):
+            break  # (no forward for logits that would never be used)
         feed = torch.cat([tok, tok]) if guided else tok  # (N,) or (2N,)
         attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
         out = model(input_ids=feed[:, None], attention_mask=attn, position_ids=next_pos[:, None],
@@ -572,7 +588,7 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
 
 
 @torch.no_grad()
-def token_weights(logp, logp_neg, mask, divergence="kl", normalization="hist", ties="average", top_fraction=0.4,
+def token_weights(logp, logp_neg, mask, *, divergence="kl", normalization="hist", ties="average", top_fraction=0.4,
                   target_mass=0.8, softmax_temp=1.0, logp_all=None, logp_neg_all=None):
     """GCPO token weights w (N, T) from the response's log-probs under the prompt, logp (N, T), and under the
     negative prompt, logp_neg (N, T): normalize_weights(token_scores(...)). No gradient flows through them.
@@ -581,6 +597,27 @@ def token_weights(logp, logp_neg, mask, divergence="kl", normalization="hist", t
                           None if logp_all is None else logp_all.detach(),
                           None if logp_neg_all is None else logp_neg_all.detach())
     return normalize_weights(scores, mask, normalization, ties, top_fraction, target_mass, softmax_temp)
+
+
+@torch.no_grad()
+def shuffle_weights(weights, mask, generator=None):
+    """The `shuffled` control: each response's valid weights permuted uniformly at random among its valid
+    tokens, (N, T) → (N, T). The same weights (so the same distribution and step sizes), no information about
+    which token they belong to; padding stays 0."""
+    valid = mask.bool()
+    noise = torch.rand(weights.shape, generator=generator, device=weights.device)  # (N, T)
+    to = (~valid).long().argsort(dim=1, stable=True)  # (N, T): valid positions first, in order
+    source = noise.masked_fill(~valid, 2.0).argsort(dim=1)  # (N, T): valid positions first, in random order
+    return torch.zeros_like(weights).scatter_(1, to, weights.gather(1, source))
+
+
+@torch.no_grad()
+def oracle_weights(key_mask, mask, top_fraction=0.4, target_mass=0.8):
+    """The `oracle` upper bound: GCPO's `hist` weight law applied to the task's ground truth, score 1 on key
+    tokens and 0 elsewhere, ties averaged. (N, T) bool key_mask, (N, T) mask → (N, T) weights: key tokens share
+    the largest weight; a response whose tokens are all keys, or none, gets w ≡ 1."""
+    scores = (key_mask & mask.bool()).float()
+    return normalize_weights(scores, mask, "hist", "average", top_fraction, target_mass)
 
 
 def key_token_share(weights, key_mask, mask) -> torch.Tensor:
@@ -646,23 +683,45 @@ def clip_fractions(ratio, advantages, mask, eps_low, eps_high, dual_clip):
             "clipfrac_dual": frac((advantages < 0) & (ratio > dual_clip)) if dual_clip > 0 else 0.0}
 
 
-def policy_loss(logp, logp_old, advantages, mask, eps_low=0.2, eps_high=0.28, dual_clip=3.0, loss_agg="token-mean",
-                total_tokens=None, total_seqs=None, max_len=None, ref_logp=None, beta=0.0, kl_estimator="k3",
-                kl_weights=None, entropy_penalty=0.0):
-    """Clipped surrogate with per-token advantages Ã (N, T). Returns (loss, metrics).
+def surrogate_loss(log_ratio, advantages, eps_low=0.2, eps_high=0.28, dual_clip=3.0, surrogate="clip"):
+    """Per-token policy loss ℓ (N, T) from log ρ = logp − logp_old (N, T) and Ã (N, T).
 
-    ρ = exp(clamp(logp − logp_old, −20, 20));  ℓ = max(−Ã ρ, −Ã clip(ρ, 1 − ε_low, 1 + ε_high));
-    dual clip (c > 0, Ã < 0): ℓ ← min(ℓ, −c Ã).  loss = agg(ℓ) + β·agg(KL) + entropy_penalty·agg_tok(−logp),
-    with kl_weights (GCPO weights w) the official T2I reweighting KL·(0.5 + 0.5·clamp(2 − 2w, 0, 1))."""
-    ratio = (logp - logp_old).clamp(-20.0, 20.0).exp()  # (N, T)
-    pg = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - eps_low, 1 + eps_high))  # (N, T)
-    if dual_clip > 0:
-        pg = torch.where(advantages < 0, torch.minimum(pg, -dual_clip * advantages), pg)
+    clip (PPO):  ρ = exp(log ρ);  ℓ = max(−Ã ρ, −Ã clip(ρ, 1 − ε_low, 1 + ε_high)); dual clip (c > 0, Ã < 0):
+        ℓ ← min(ℓ, −c Ã).  Gradient inside the trust region: −Ã ρ ∇log π.
+    log_hinge (PCPO, arXiv 2509.25774):  ℓ = max(0, ξ|Ã| − Ã log ρ) with ξ = log(1 + ε_high) for Ã > 0 and
+        ξ = −log(1 − ε_low) for Ã < 0, so the trust region in ρ is exactly PPO's [1 − ε_low, 1 + ε_high]; the
+        gradient inside it is −Ã ∇log π (no ρ factor) and 0 outside, on the side that already improved."""
+    if surrogate == "clip":
+        ratio = log_ratio.exp()
+        pg = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - eps_low, 1 + eps_high))
+        if dual_clip > 0:
+            pg = torch.where(advantages < 0, torch.minimum(pg, -dual_clip * advantages), pg)
+        return pg
+    if surrogate == "log_hinge":
+        xi = torch.where(advantages > 0, math.log1p(eps_high), -math.log1p(-eps_low))  # (N, T)
+        return (xi * advantages.abs() - advantages * log_ratio).clamp(min=0.0)
+    raise ValueError(f"unknown surrogate {surrogate!r}; choose clip or log_hinge")
+
+
+def policy_loss(logp, logp_old, advantages, mask, *, eps_low=0.2, eps_high=0.28, dual_clip=3.0,
+                loss_agg="token-mean", total_tokens=None, total_seqs=None, max_len=None, ref_logp=None, beta=0.0,
+                kl_estimator="k3", kl_weights=None, entropy_penalty=0.0, surrogate="clip"):
+    """The policy loss with per-token advantages Ã (N, T). Returns (loss, metrics).
+
+    log ρ = clamp(logp − logp_old, −20, 20);  ℓ = surrogate_loss(log ρ, Ã) (PPO clip or PCPO's log-hinge);
+    loss = agg(ℓ) + β·agg(KL) + entropy_penalty·agg_tok(−logp), with kl_weights (GCPO weights w) the official
+    T2I reweighting KL·(0.5 + 0.5·clamp(2 − 2w, 0, 1)). Values at masked positions (mask 0) never reach the
+    loss or its gradient, NaN included."""
+    valid = mask.bool()
+    clean = lambda t: None if t is None else t.masked_fill(~valid, 0.0)  # padding never reaches the loss
+    logp, logp_old, advantages, ref_logp, kl_weights = map(clean, (logp, logp_old, advantages, ref_logp, kl_weights))
+    log_ratio = (logp - logp_old).clamp(-20.0, 20.0)  # (N, T)
+    pg = surrogate_loss(log_ratio, advantages, eps_low, eps_high, dual_clip, surrogate)  # (N, T)
     agg = dict(loss_agg=loss_agg, total_tokens=total_tokens, total_seqs=total_seqs, max_len=max_len)
     loss = aggregate(pg, mask, **agg)
-    valid = mask.bool()
     n = valid.sum().clamp(min=1)
-    metrics = {"pg_loss": loss.item(), **clip_fractions(ratio.detach(), advantages, mask, eps_low, eps_high, dual_clip),
+    metrics = {"pg_loss": loss.item(),
+               **clip_fractions(log_ratio.detach().exp(), advantages, mask, eps_low, eps_high, dual_clip),
                "entropy": (-(logp.detach() * valid).sum() / n).item()}
     if beta > 0:
         if ref_logp is None:
@@ -699,10 +758,11 @@ def prompt_tensors(task, prompts_np: np.ndarray, device):
 
 
 @torch.no_grad()
-def rollout(model, task, cfg: Config, step: int) -> dict:
-    """Sample, score and (with dynamic sampling) filter one training batch. Returns a dict of (N, ...) tensors
-    (prompts, prompt_mask, neg_prompts, neg_mask, responses, mask, logp_old, rewards, adv, key_mask, and
-    w_rollout when weights_from='rollout') plus rollout metrics."""
+def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
+    """Sample, score and (with dynamic sampling) filter one training batch. Returns (batch, metrics): batch is a
+    dict of (N, ...) tensors (prompts, prompt_mask, neg_prompts, neg_mask, responses, mask, logp_old, rewards,
+    truncated, key_mask, adv, and w_rollout when contrast weights come from the rollout policy), or None when no
+    group was informative; metrics describe everything sampled this step."""
     G, T, dev = cfg.group_size, cfg.max_new_tokens, cfg.device
     kept, all_rewards, tries, n_kept = [], [], 0, 0
     while tries < (cfg.max_sampling_tries if cfg.dynamic_sampling else 1) and n_kept < cfg.batch_prompts:
@@ -745,54 +805,65 @@ def rollout(model, task, cfg: Config, step: int) -> dict:
                "truncated_frac": torch.cat([b["truncated"] for b in kept]).double().mean().item(),
                "sampling_tries": tries, "groups_kept": n_groups}
     if n_groups == 0:
-        return {"empty": True, "metrics": metrics}
+        return None, metrics
     batch["adv"] = group_advantages(batch["rewards"], G, cfg.adv_scale, cfg.adv_eps).float()  # (N,)
-    if cfg.token_credit and cfg.weights_from == "rollout":
-        batch["w_rollout"] = contrast_weights(model, batch, cfg)
-    batch["metrics"] = metrics
-    return batch
+    if cfg.credit in ("contrast", "shuffled") and cfg.weights_from == "rollout":
+        # the prompt branch's log-probs are the sampler's own (logp_old); full_kl needs the whole distribution
+        batch["w_rollout"] = contrast_weights(model, batch, cfg, None if cfg.divergence == "full_kl" else batch["logp_old"])
+    return batch, metrics
 
 
 @torch.no_grad()
 def contrast_weights(model, batch, cfg: Config, logp=None, logp_all=None) -> torch.Tensor:
-    """Score the batch's response tokens after the negative prompt (one no-grad forward) and turn the
-    contrast into GCPO weights. logp/logp_all: the prompt's log-probs if already computed."""
+    """Score the batch's response tokens after the negative prompt (one no-grad forward over the response
+    positions) and turn the contrast into GCPO weights. logp/logp_all: the prompt's log-probs if already
+    computed (the training pass's, or the sampler's), so the prompt branch is never run twice."""
     full = cfg.divergence == "full_kl"
     if logp is None or (full and logp_all is None):
         logp, logp_all = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
                                            cfg.temperature, full=full)
     logp_neg, logp_neg_all = response_logprobs(model, batch["neg_prompts"], batch["neg_mask"], batch["responses"],
                                                cfg.temperature, full=full)
-    return token_weights(logp, logp_neg, batch["mask"], cfg.divergence, cfg.normalization, cfg.ties,
-                         cfg.top_fraction, cfg.target_mass, cfg.softmax_temp, logp_all, logp_neg_all)
+    return token_weights(logp, logp_neg, batch["mask"], divergence=cfg.divergence, normalization=cfg.normalization,
+                         ties=cfg.ties, top_fraction=cfg.top_fraction, target_mass=cfg.target_mass,
+                         softmax_temp=cfg.softmax_temp, logp_all=logp_all, logp_neg_all=logp_neg_all)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # UPDATE: epochs × mini-batches × micro-batches, one optimizer step per mini-batch
 
 
-def micro_batch_loss(model, ref_model, b: dict, cfg: Config, total_tokens, total_seqs):
+def credit_weights(model, b: dict, cfg: Config, logp, logp_all, generator=None):
+    """The token weights w (n, T) of one micro-batch for cfg.credit, or None for uniform credit.
+    contrast: GCPO's weights from the current (or rollout) policy; shuffled: the same weights permuted within
+    each response; oracle: hist weights from the ground-truth key tokens."""
+    if cfg.credit == "uniform":
+        return None
+    if cfg.credit == "oracle":
+        return oracle_weights(b["key_mask"], b["mask"], cfg.top_fraction, cfg.target_mass)
+    w = contrast_weights(model, b, cfg, logp, logp_all) if cfg.weights_from == "current" else b["w_rollout"]
+    return shuffle_weights(w, b["mask"], generator) if cfg.credit == "shuffled" else w
+
+
+def micro_batch_loss(model, ref_model, b: dict, cfg: Config, total_tokens, total_seqs, generator=None):
     """Loss of one micro-batch b (dict of (n, ...) tensors). GCPO's only change to DAPO is here: the advantage
     A_i (n,) becomes Ã = w · A_i (n, T), with w from the contrast against the negative prompt.
-    Returns (loss, metrics, w) where w is None without token credit."""
-    full = cfg.token_credit and cfg.divergence == "full_kl" and cfg.weights_from == "current"
+    Returns (loss, metrics, w, logp) where w is None under uniform credit."""
+    full = cfg.credit in ("contrast", "shuffled") and cfg.divergence == "full_kl" and cfg.weights_from == "current"
     logp, logp_all = response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"],
                                        cfg.temperature, full=full)  # (n, T), with grad
-    w = None
-    if cfg.token_credit:  # THE GCPO PART: no-grad weights from the current (or rollout) policy
-        w = (contrast_weights(model, b, cfg, logp.detach(), None if logp_all is None else logp_all.detach())
-             if cfg.weights_from == "current" else b["w_rollout"])  # (n, T)
-        adv = b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
-    else:
-        adv = b["adv"][:, None].expand_as(logp)  # (n, T): uniform credit, every token gets A_i
+    w = credit_weights(model, b, cfg, logp.detach(), None if logp_all is None else logp_all.detach(), generator)
+    adv = b["adv"][:, None].expand_as(logp) if w is None else b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
     ref_logp = None
     if ref_model is not None:
         with torch.no_grad():
             ref_logp, _ = response_logprobs(ref_model, b["prompts"], b["prompt_mask"], b["responses"], cfg.temperature)
-    loss, metrics = policy_loss(logp, b["logp_old"], adv, b["mask"], cfg.eps_low, cfg.eps_high, cfg.dual_clip,
-                                cfg.loss_agg, total_tokens, total_seqs, cfg.max_new_tokens, ref_logp, cfg.beta,
-                                cfg.kl_estimator, w if cfg.kl_reweight else None, cfg.entropy_penalty)
-    return loss, metrics, w
+    loss, metrics = policy_loss(
+        logp, b["logp_old"], adv, b["mask"], eps_low=cfg.eps_low, eps_high=cfg.eps_high, dual_clip=cfg.dual_clip,
+        loss_agg=cfg.loss_agg, total_tokens=total_tokens, total_seqs=total_seqs, max_len=cfg.max_new_tokens,
+        ref_logp=ref_logp, beta=cfg.beta, kl_estimator=cfg.kl_estimator, kl_weights=w if cfg.kl_reweight else None,
+        entropy_penalty=cfg.entropy_penalty, surrogate=cfg.surrogate)
+    return loss, metrics, w, logp.detach()
 
 
 def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> dict:
@@ -800,17 +871,18 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     (gradient accumulation, each divided by the whole mini-batch's token or sequence count)."""
     N = batch["responses"].shape[0]
     _, gen = seeded(cfg, step, 1_000_003)
+    _, shuffle_gen = seeded(cfg, step, 2_000_003)  # the `shuffled` control's permutations
     sums, weight_stats, grad_norms, skipped = {}, [], [], 0
     for _ in range(cfg.epochs):
         order = torch.randperm(N, generator=gen, device=cfg.device)
         for mb in order.chunk(cfg.minibatches):
             total_tokens, total_seqs = batch["mask"][mb].sum(), len(mb)
             for idx in mb.split(cfg.micro_batch or len(mb)):
-                b = {k: v[idx] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-                loss, m, w = micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs)
+                b = {k: v[idx] for k, v in batch.items()}
+                loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs, shuffle_gen)
                 loss.backward()
                 if w is not None:
-                    weight_stats.append((w, b["key_mask"], b["mask"]))
+                    weight_stats.append((w, b["key_mask"], b["mask"], logp, b["logp_old"]))
                 share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)
                 for k, v in m.items():  # token-weighted average over the whole update
                     sums[k] = sums.get(k, 0.0) + v * share
@@ -824,13 +896,15 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     metrics = {**sums, "grad_norm": float(np.mean(grad_norms)), "skipped_steps": skipped}
     metrics["key_token_frac"] = ((batch["key_mask"] & batch["mask"].bool()).sum() / batch["mask"].sum()).item()
     if weight_stats:
-        metrics.update(weight_metrics(*(torch.cat([s[i] for s in weight_stats]) for i in range(3))))
+        metrics.update(weight_metrics(*(torch.cat([s[i] for s in weight_stats]) for i in range(5))))
     return metrics
 
 
-def weight_metrics(w, key_mask, mask) -> dict:
-    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens,
-    and, when the task knows its key tokens, the weight share on key tokens and their ranking AUC."""
+def weight_metrics(w, key_mask, mask, logp=None, logp_old=None) -> dict:
+    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens;
+    when the task knows its key tokens, the weight share on key tokens and their ranking AUC; with the
+    log-probs, how far the update moved high-weight (w > 1) vs low-weight tokens (mean |log ρ|) and their
+    mean −log π (a one-sample entropy estimate)."""
     valid = mask.bool()
     n = valid.sum(1).clamp(min=1)
     mean = (w * valid).sum(1) / n
@@ -843,6 +917,11 @@ def weight_metrics(w, key_mask, mask) -> dict:
     if key_mask.any():
         out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
         out["key_weight_auc"] = key_token_auc(w, key_mask, mask).item()
+    if logp is not None:
+        for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
+            count = sel.sum().clamp(min=1)
+            out[f"logratio_abs_{name}"] = ((logp - logp_old).abs() * sel).sum().div(count).item()
+            out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
     return out
 
 
@@ -867,6 +946,7 @@ def warm_start(model, task, cfg: Config) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    model.zero_grad(set_to_none=True)  # no stale warm-start gradient may leak into the first RL step
     return loss.item()
 
 
@@ -880,13 +960,6 @@ def evaluate(model, task, cfg: Config, prompts_np: np.ndarray) -> float:
     return float(task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng([cfg.seed, 5])).reward.mean())
 
 
-def resolve_device(name: str) -> str:
-    """'auto' → 'cuda' when available, else 'cpu' (validate_config has already rejected cuda without CUDA)."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def build_task(cfg: Config):
     """The task for cfg.env; a text task gets the pretrained model's tokenizer (the tiny model: the task's
     own word tokenizer). Returns (task, the text task's tokenizer or None)."""
@@ -897,23 +970,30 @@ def build_task(cfg: Config):
     if issubclass(cls, toy_envs.TextTask) and cfg.model != "tiny":
         kwargs["tokenizer"] = load_tokenizer(cfg.model)
     task = cls(**kwargs)
-    tokenizer = getattr(task, "tokenizer", None)
-    cfg.negative = cfg.negative or task.negative_kinds[0]
-    if cfg.negative not in task.negative_kinds:
-        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
-    return task, tokenizer
+    return task, getattr(task, "tokenizer", None)
+
+
+def resolve(cfg: Config, task) -> Config:
+    """The run's config with every derived value filled in (a copy; the caller's cfg is left as given):
+    device 'auto' → cuda or cpu, max_new_tokens 0 → the task's own, warm_steps −1 → 1200 (tiny) or 0,
+    negative '' → the task's first kind."""
+    negative = cfg.negative or task.negative_kinds[0]
+    if negative not in task.negative_kinds:
+        raise ValueError(f"negative={negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+    return dataclasses.replace(
+        cfg, device=("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device,
+        max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, negative=negative,
+        warm_steps=(1200 if cfg.model == "tiny" else 0) if cfg.warm_steps < 0 else cfg.warm_steps)
 
 
 def train(cfg: Config, progress: bool = True) -> dict:
-    """Warm start, then `cfg.steps` RL steps. Returns a summary dict (also holds the model and task)."""
+    """Warm start, then `cfg.steps` RL steps. Returns a summary dict: reward_before/after, evals (the learning
+    curve, (steps done, eval reward) pairs), history (per-step metrics), and the model, task, resolved cfg."""
     from tqdm import trange
 
     validate_config(cfg)
-    cfg.device = resolve_device(cfg.device)
     task, tokenizer = build_task(cfg)
-    cfg.max_new_tokens = cfg.max_new_tokens or task.max_new_tokens
-    if cfg.warm_steps < 0:
-        cfg.warm_steps = 1200 if cfg.model == "tiny" else 0
+    cfg = resolve(cfg, task)
     torch.manual_seed(cfg.seed)
     model = build_policy(cfg, task.vocab_size, task.prompt_len + cfg.max_new_tokens,
                          dict(bos_token_id=task.bos_id, eos_token_id=task.eos_id, pad_token_id=task.pad_id))
@@ -923,7 +1003,7 @@ def train(cfg: Config, progress: bool = True) -> dict:
         ref_model = copy.deepcopy(model).requires_grad_(False) if cfg.beta > 0 else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
         eval_prompts = task.sample_prompts(cfg.eval_prompts, np.random.default_rng([cfg.seed, 31337]))
-        reward_before = evaluate(model, task, cfg, eval_prompts)
+        evals = [(0, evaluate(model, task, cfg, eval_prompts))]
 
         log = None
         if cfg.out:
@@ -934,24 +1014,27 @@ def train(cfg: Config, progress: bool = True) -> dict:
         history = []
         bar = trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
         for step in bar:
-            batch = rollout(model, task, cfg, step)
-            metrics = {"step": step, **batch["metrics"]}
-            if batch.get("empty"):
+            batch, metrics = rollout(model, task, cfg, step)
+            metrics = {"step": step, **metrics}
+            if batch is None:
                 metrics["skipped_steps"] = 1  # every group had equal rewards: nothing to learn from
             else:
                 metrics.update(update(model, optimizer, ref_model, batch, cfg, step))
+            done = step + 1
+            if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
+                evals.append((done, evaluate(model, task, cfg, eval_prompts)))
+                metrics["eval_reward"] = evals[-1][1]
             history.append(metrics)
             if log:
                 log.write(json.dumps(metrics) + "\n")
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
         if log:
             log.close()
-        reward_after = evaluate(model, task, cfg, eval_prompts) if cfg.steps else reward_before
     if cfg.out:
         model.save_pretrained(os.path.join(cfg.out, "model"))
         if tokenizer is not None:  # so that --model DIR/model loads both
             tokenizer.save_pretrained(os.path.join(cfg.out, "model"))
-    return {"reward_before": reward_before, "reward_after": reward_after, "warm_loss": warm_loss,
+    return {"reward_before": evals[0][1], "reward_after": evals[-1][1], "evals": evals, "warm_loss": warm_loss,
             "history": history, "model": model, "task": task, "cfg": cfg, "eval_prompts": eval_prompts}
 
 
@@ -1025,7 +1108,7 @@ def summarize(result: dict) -> str:
     mean = lambda k: np.nanmean([h[k] for h in last if k in h]) if any(k in h for h in last) else float("nan")
     lines = [f"{cfg.algo} on {cfg.env}: eval reward {result['reward_before']:.3f} (warm start) -> "
              f"{result['reward_after']:.3f} after {cfg.steps} steps (seed {cfg.seed})"]
-    if cfg.token_credit:
+    if cfg.credit != "uniform":
         lines.append(f"weights (last 10 steps): max {mean('weight_max'):.2f}, std {mean('weight_std'):.2f}, "
                      f"top-40% mass {mean('weight_top40_mass'):.3f}; key-token share {mean('key_weight_share'):.3f} "
                      f"vs uniform {mean('key_token_frac'):.3f}, key AUC {mean('key_weight_auc'):.3f}")

@@ -41,7 +41,7 @@ def main():
                 rows[algo].append(r["reward_after"])
                 if algo == args.algos[0]:
                     before.append(r["reward_before"])
-                if cfg.token_credit:
+                if cfg.credit != "uniform":
                     keys = ("key_weight_share", "key_token_frac", "key_weight_auc")
                     for when, hist in (("first", r["history"][:10]), ("last", r["history"][-10:])):
                         diag[when].append([np.nanmean([h.get(k, np.nan) for h in hist]) for k in keys])
