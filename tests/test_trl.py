@@ -1,0 +1,305 @@
+"""GCPOTrainer (gcpo_trl.py) on TRL's GRPOTrainer, with a tiny GPT-2 and the stand-in BPE, on CPU.
+
+The optional extra (requirements-trl.txt) is installed in CI, where a missing trl is an error; elsewhere these
+tests are skipped without it."""
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+if os.environ.get("CI", "").lower() == "true":
+    import trl  # noqa: F401  (CI installs the extra: failing here is the point)
+else:
+    pytest.importorskip("trl", reason="optional extra: pip install -r requirements-trl.txt")
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+import gcpo  # noqa: E402
+from gcpo_trl import GCPOConfig, GCPOTrainer  # noqa: E402
+from toy_envs.text import stand_in_tokenizer  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROMPTS = ["Here is a sentence about the ocean:", "Here is a positive review of the film:"]
+NEGATIVES = ["Here is a sentence:", "Here is a negative review of the film:"]
+CHAT = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}")
+# 2 prompts x 4 completions, 8 new tokens, one generation per optimizer step, float32 on CPU
+BASE = dict(per_device_train_batch_size=8, num_generations=4, max_completion_length=8, max_steps=2, use_cpu=True,
+            bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=1, save_strategy="no",
+            learning_rate=1e-2, seed=0, disable_dropout=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A 2-layer GPT-2 (with GPT-2's dropout, so disable_dropout matters) and a 600-token byte-level BPE, saved."""
+    path = str(tmp_path_factory.mktemp("tiny_trl"))
+    tokenizer = stand_in_tokenizer(600)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(path)
+    return path
+
+
+def reward(completions, **kwargs):
+    """Deterministic and varied within a group: distinct characters mod 4."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [float(len(set(t)) % 4) for t in texts]
+
+
+def dataset(negative=True, chat=False):
+    from datasets import Dataset
+
+    prompts, negatives = PROMPTS * 4, NEGATIVES * 4
+    if chat:
+        prompts = [[{"role": "user", "content": p}] for p in prompts]
+        negatives = [[{"role": "user", "content": n}] for n in negatives]
+    return Dataset.from_dict({"prompt": prompts, **({"negative_prompt": negatives} if negative else {})})
+
+
+def trainer(cls, tiny_dir, tmp_path, train_dataset, chat=False, **options):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    if chat:
+        tokenizer.chat_template = CHAT
+    extra = {"negative_prompt_fn": options.pop("fn")} if "fn" in options else {}
+    config = (GCPOConfig if cls is GCPOTrainer else GRPOConfig)(output_dir=str(tmp_path / cls.__name__), **BASE,
+                                                                **options)
+    return cls(model=AutoModelForCausalLM.from_pretrained(tiny_dir), reward_funcs=reward, args=config,
+               train_dataset=train_dataset, processing_class=tokenizer, **extra)
+
+
+def generated_batch(t, train_dataset, shorten=False):
+    """One generation batch (TRL's own generation and group advantages) in training mode, ready for the loss.
+    shorten: every third completion keeps only its first 5 tokens, so padding is exercised."""
+    t.model.train()
+    t.current_gradient_accumulation_steps = 1  # Trainer.train() sets this in its loop; compute_loss reads it
+    torch.manual_seed(0)
+    out = t._generate_and_score_completions([train_dataset[i] for i in range(8)])
+    if shorten:
+        out["completion_mask"][::3, 5:] = 0
+        out["completion_ids"][::3, 5:] = t._tokenizer.pad_token_id
+    assert (out["advantages"] != 0).any(), "the test batch needs non-zero advantages"
+    return out
+
+
+def plain_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """log π(y_t | prompt, y_<t) (B, T) from one ordinary forward (logits → log-softmax), independent of TRL."""
+    ids = torch.cat([prompt_ids, completion_ids], 1)
+    attn = torch.cat([prompt_mask, completion_mask], 1)
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, prompt_ids.shape[1] - 1:-1].float()
+    return logits.log_softmax(-1).gather(-1, completion_ids[..., None]).squeeze(-1)
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Every (A_i (B,), token advantages (B, T)) pair GCPOTrainer hands to TRL's loss."""
+    calls = []
+    original = GCPOTrainer.token_advantages
+
+    def spy(self, advantages, logp, logp_neg, mask):
+        out = original(self, advantages, logp, logp_neg, mask)
+        calls.append((advantages.detach().clone(), out.detach().clone()))
+        return out
+
+    monkeypatch.setattr(GCPOTrainer, "token_advantages", spy)
+    return calls
+
+
+def grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("weights_from, chat", [("current", False), ("rollout", True)])
+def test_two_training_steps_smoke(tiny_dir, tmp_path, weights_from, chat):
+    """Two steps through Trainer.train(): finite losses, moved parameters, GCPO weight metrics in TRL's logs.
+    The rollout case also runs chat prompts with a negative_prompt_fn and TRL's shuffling of (B, T) advantages."""
+    fn = {"fn": lambda p: [{"role": "user", "content": "Write anything."}]} if chat else {}
+    t = trainer(GCPOTrainer, tiny_dir, tmp_path, dataset(negative=not chat, chat=chat), chat=chat,
+                weights_from=weights_from, **fn)
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    t.train()
+    logs = [h for h in t.state.log_history if "loss" in h]
+    assert len(logs) == 2 and all(math.isfinite(h["loss"]) for h in logs)
+    assert any(not torch.equal(before[n], p) for n, p in t.model.named_parameters())
+    for h in logs:  # hist weights have mean 1: a max above 1.5 and top-40% mass near 0.8 mean real contrast
+        assert h["gcpo/weight_max"] > 1.5 and h["gcpo/weight_std"] > 0.3
+        assert 0.7 < h["gcpo/weight_top40_mass"] < 0.95
+
+
+def test_negative_equal_to_prompt_is_grpo(tiny_dir, tmp_path, recorded):
+    """x⁻ = x: every weight is exactly 1, and the token advantages, the loss and every gradient equal a real
+    GRPOTrainer's on the same batch (same seed, same initial model)."""
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"prompt": PROMPTS * 4, "negative_prompt": PROMPTS * 4})
+    g, r = trainer(GCPOTrainer, tiny_dir, tmp_path, ds), trainer(GRPOTrainer, tiny_dir, tmp_path, ds)
+    batch = generated_batch(g, ds, shorten=True)
+    r.model.train()
+    r.current_gradient_accumulation_steps = 1
+    loss_g = g.compute_loss(g.model, batch)
+    loss_r = r.compute_loss(r.model, {k: v for k, v in batch.items() if not k.startswith("neg_")})
+    loss_g.backward()
+    loss_r.backward()
+
+    (a, token_adv), = recorded
+    mask = batch["completion_mask"].bool()
+    assert torch.equal(a, batch["advantages"])
+    assert torch.equal(token_adv, torch.where(mask, a[:, None], torch.zeros_like(token_adv)))  # w ≡ 1
+    assert g._metrics["train"]["gcpo/weight_max"] == [1.0] and g._metrics["train"]["gcpo/weight_std"] == [0.0]
+    assert torch.equal(loss_g, loss_r) and loss_g.item() != 0
+    grads_g, grads_r = grads(g.model), grads(r.model)
+    assert grads_g.keys() == grads_r.keys() and len(grads_g) > 0
+    for name in grads_g:
+        assert torch.equal(grads_g[name], grads_r[name]), name
+
+
+@pytest.mark.parametrize("weights_from", ["current", "rollout"])
+def test_token_advantages_are_w_times_A(tiny_dir, tmp_path, recorded, weights_from):
+    """The advantages the trainer passes equal w·A_i with w from gcpo.token_weights on log-probs of a separate,
+    ordinary forward pass over the same batch; and TRL's loss and gradient with them are GRPOTrainer's when
+    GRPOTrainer is handed the same (B, T) advantages."""
+    ds = dataset()
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, weights_from=weights_from)
+    batch = generated_batch(g, ds, shorten=weights_from == "current")
+    if weights_from == "current":
+        loss_g = g.compute_loss(g.model, batch)
+        loss_g.backward()
+    (a, token_adv), = recorded
+    if weights_from == "rollout":
+        assert torch.equal(batch["advantages"], token_adv)  # already (B, T) in the generation batch
+
+    mask = batch["completion_mask"]
+    with torch.no_grad():
+        logp = plain_logps(g.model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], mask)
+        logp_neg = plain_logps(g.model, batch["neg_prompt_ids"], batch["neg_prompt_mask"], batch["completion_ids"],
+                               mask)
+    w = gcpo.token_weights(logp, logp_neg, mask, divergence="kl", normalization="hist", ties="average")
+    assert w[mask.bool()].max() > 1.5  # a real contrast, not w ≡ 1
+    expected = a[:, None] * w
+    torch.testing.assert_close(token_adv, expected, rtol=1e-5, atol=1e-6)
+
+    if weights_from == "current":
+        r = trainer(GRPOTrainer, tiny_dir, tmp_path, ds)
+        r.model.train()
+        r.current_gradient_accumulation_steps = 1
+        inputs = {k: v for k, v in batch.items() if not k.startswith("neg_")}
+        loss_r = r.compute_loss(r.model, {**inputs, "advantages": expected})
+        loss_r.backward()
+        torch.testing.assert_close(loss_g, loss_r, rtol=1e-5, atol=1e-7)
+        grads_g, grads_r = grads(g.model), grads(r.model)
+        for name in grads_g:
+            torch.testing.assert_close(grads_g[name], grads_r[name], rtol=1e-4, atol=1e-7)
+
+
+def test_uniform_credit_is_grpo(tiny_dir, tmp_path):
+    """credit='uniform' needs no negative prompt and trains exactly as GRPOTrainer: same parameters after two
+    steps."""
+    ds = dataset(negative=False)
+    runs = []
+    for cls, options in ((GCPOTrainer, dict(credit="uniform")), (GRPOTrainer, {})):
+        t = trainer(cls, tiny_dir, tmp_path, ds, **options)  # GRPOTrainer.__init__ seeds the global RNGs
+        before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+        t.train()
+        logs = [{k: v for k, v in h.items() if "time" not in k and "per_second" not in k} for h in t.state.log_history]
+        runs.append((t, before, logs))
+    (u, before, logs_u), (r, _, logs_r) = runs
+    assert logs_u == logs_r and not any(k.startswith("gcpo/") for h in logs_u for k in h)
+    assert any(not torch.equal(before[n], p) for n, p in u.model.named_parameters())
+    for (name, p), q in zip(u.model.named_parameters(), r.model.parameters()):
+        assert torch.equal(p, q), name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bad input: one clear error each, before any model work
+
+
+def test_no_negative_prompt_source_is_an_error(tmp_path):
+    """The error comes before the model is loaded: the model path does not even exist."""
+    with pytest.raises(ValueError, match="no 'negative_prompt' column and no negative_prompt_fn"):
+        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, train_dataset=dataset(negative=False),
+                    args=GCPOConfig(output_dir=str(tmp_path), **BASE))
+
+
+def test_two_negative_prompt_sources_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="keep one source"):
+        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, train_dataset=dataset(),
+                    args=GCPOConfig(output_dir=str(tmp_path), **BASE), negative_prompt_fn=lambda p: p)
+
+
+@pytest.mark.parametrize("chat, fn, message", [
+    (False, lambda p: [p], "must be a string"),
+    (True, lambda p: p[0]["content"], "must be a list of"),
+    (False, "Give a wrong answer.", "must be a function"),
+])
+def test_negative_prompt_fn_of_the_wrong_type_is_an_error(tmp_path, chat, fn, message):
+    with pytest.raises(TypeError, match=message):
+        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward,
+                    train_dataset=dataset(negative=False, chat=chat),
+                    args=GCPOConfig(output_dir=str(tmp_path), **BASE), negative_prompt_fn=fn)
+
+
+@pytest.mark.parametrize("option, message", [
+    (dict(divergence="kll"), "divergence='kll' is not an option"),
+    (dict(normalization="rank"), "normalization='rank' is not an option"),
+    (dict(weights_from="old"), "weights_from='old' is not an option"),
+    (dict(credit="oracle"), "credit='oracle' is not an option"),
+    (dict(ties="first"), "ties='first' is not an option"),
+    (dict(divergence="full_kl"), "use divergence='kl'"),
+    (dict(top_fraction=0.5, target_mass=0.3), "target_mass=0.3 < top_fraction=0.5"),
+    (dict(softmax_temp=0.0), "softmax_temp=0.0"),
+])
+def test_unknown_option_value_is_an_error(tmp_path, option, message):
+    with pytest.raises(ValueError, match=message):
+        GCPOConfig(output_dir=str(tmp_path), **option)
+
+
+def test_grpo_config_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="needs a GCPOConfig"):
+        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, train_dataset=dataset(),
+                    args=GRPOConfig(output_dir=str(tmp_path), **BASE))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# distributed: two processes (gloo on CPU) through accelerate, the example script end to end
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_end_with_identical_parameters(tiny_dir, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` with the script's `--use_cpu True` runs two CPU
+    processes over gloo (accelerate's `--cpu` flag alone starts one process unless MPI is set up). Two steps of
+    examples/gcpo_trl_math.py; each rank writes a SHA-256 of its parameters before and after."""
+    digest = tmp_path / "params"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf_home"),  # no user accelerate config, no cache outside tmp_path
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()),
+           os.path.join(ROOT, "examples", "gcpo_trl_math.py"), "--model", tiny_dir, "--num_prompts", "16",
+           "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--per_device_train_batch_size", "8",
+           "--num_generations", "8", "--max_completion_length", "16", "--learning_rate", "1e-3",
+           "--use_cpu", "True", "--bf16", "False", "--gradient_checkpointing", "False", "--report_to", "none",
+           "--save_strategy", "no", "--param_digest", str(digest)]
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"accelerate launch did not finish in 300 s; last output:\n{(e.stdout or '')[-3000:]}"
+                    f"\n{(e.stderr or '')[-3000:]}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"accelerate launch failed (exit {proc.returncode}):\n{output[-4000:]}"
+    assert "2 process(es), MULTI_CPU, backend gloo" in proc.stdout, output[-4000:]
+    assert "gcpo weights (last log): max" in proc.stdout, output[-4000:]
+    ranks = [dict(line.split() for line in open(f"{digest}.rank{r}")) for r in (0, 1)]
+    assert ranks[0]["after"] == ranks[1]["after"], "the two processes ended with different parameters"
+    assert ranks[0]["before"] == ranks[1]["before"] != ranks[0]["after"], "training did not change the parameters"
