@@ -171,3 +171,136 @@ def test_bad_input():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="response is"):
         env.step(np.zeros(3, dtype=np.int64))
+
+
+# ---- bad input: every task argument and public method checks its input ----------------------------------------
+BAD_TASK_ARGS = [  # (task, arguments, the argument the one-line error must name)
+    ("needle", dict(length="abc"), "length"), ("needle", dict(length=0), "length"),
+    ("needle", dict(length=-3), "length"), ("needle", dict(length=True), "length"),
+    ("needle", dict(length=8.0), "length"), ("needle", dict(num_symbols=1), "num_symbols"),
+    ("needle", dict(position=8), "position"), ("needle", dict(position=-1), "position"),
+    ("needle", dict(length=4, position=2.0), "position"), ("needle", dict(position=3, random_position=True), "position"),
+    ("needle", dict(random_position=1), "random_position"), ("needle", dict(reward_noise=float("nan")), "reward_noise"),
+    ("needle", dict(reward_noise=float("inf")), "reward_noise"), ("needle", dict(reward_noise=-0.1), "reward_noise"),
+    ("needle", dict(reward_noise="0.1"), "reward_noise"), ("needle", dict(require_eos="yes"), "require_eos"),
+    ("copy", dict(length=0), "length"), ("copy", dict(num_symbols=1.5), "num_symbols"),
+    ("copy", dict(reverse="false"), "reverse"), ("gridpaint", dict(height=2), "height"),
+    ("gridpaint", dict(width=None), "width"), ("gridpaint", dict(num_colours=7), "num_colours"),
+    ("gridpaint", dict(num_colours=1), "num_colours"), ("chainsum", dict(num_terms=1), "num_terms"),
+    ("chainsum", dict(filler=-1), "filler"), ("chainsum", dict(wrong_prob=1.5), "wrong_prob"),
+    ("chainsum", dict(wrong_prob=float("nan")), "wrong_prob"), ("needle", dict(lenght=8), "lenght"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, arg", BAD_TASK_ARGS)
+def test_bad_task_arguments_are_one_line_errors_naming_the_argument(name, kwargs, arg):
+    with pytest.raises(ValueError, match=arg) as err:
+        toy_envs.make_task(name, **kwargs)
+    assert "\n" not in str(err.value) and str(err.value).startswith(name)
+    with pytest.raises(ValueError, match=arg):
+        gym.make(toy_envs.ENV_IDS[name], **kwargs)  # the registered envs check the same way
+
+
+def test_task_arguments_at_their_limits_are_accepted():
+    assert toy_envs.make_task("needle", length=1).position == 0
+    assert toy_envs.make_task("needle", length=np.int64(5), position=np.int64(4)).position == 4  # numpy ints
+    assert toy_envs.make_task("needle", num_symbols=30).vocab[4 + 26] == "s26"  # past the alphabet
+    assert toy_envs.make_task("gridpaint", height=3, width=3, num_colours=6).response_len == 9
+    assert toy_envs.make_task("chainsum", num_terms=2, filler=0, wrong_prob=1).response_len == 4
+    assert toy_envs.make_task("copy", reward_noise=0).reward_noise == 0.0
+    assert toy_envs.task_arguments("needle")["length"] == 8
+
+
+@pytest.mark.parametrize("name", sorted(toy_envs.TASKS))
+def test_empty_batches_give_empty_arrays(name):
+    t = toy_envs.make_task(name)
+    rng = np.random.default_rng(0)
+    prompts = t.sample_prompts(0, rng)
+    assert prompts.shape == (0, t.prompt_len) and prompts.dtype == np.int64
+    for kind in t.negative_kinds:
+        assert t.negative_prompts(prompts, kind).shape == (0, t.prompt_len)
+    score = t.score(prompts, np.zeros((0, 5), dtype=np.int64))
+    assert score.reward.shape == (0,) and score.key_mask.shape == (0, 5)
+    demo_prompts, demo_completions = t.demonstrations(0, rng)
+    assert demo_prompts.shape == (0, t.prompt_len) and demo_completions.shape == (0, t.max_new_tokens)
+    nothing = t.score(t.sample_prompts(3, rng), np.zeros((3, 0), dtype=np.int64))  # responses of no token
+    assert nothing.key_mask.shape == (3, 0) and (nothing.reward == 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(toy_envs.TASKS))
+def test_demo_len_covers_every_demonstration(name):
+    """demo_len is what a model's positions must cover for the warm start: prompt + the widest completion."""
+    t = toy_envs.make_task(name)
+    prompts, completions = t.demonstrations(64, np.random.default_rng(0))
+    assert t.demo_len == prompts.shape[1] + completions.shape[1]
+    if name in SYMBOLIC:
+        assert t.demo_len == t.prompt_len + t.response_len + 1  # content + EOS
+
+
+@pytest.mark.parametrize("name", SYMBOLIC)
+def test_malformed_calls_are_value_errors(name):
+    t = toy_envs.make_task(name)
+    rng = np.random.default_rng(0)
+    p = t.sample_prompts(2, rng)
+    c = np.concatenate([t.solve(p), np.full((2, 1), EOS)], 1)
+    bad_calls = [  # (what the message must say, the call)
+        ("n must", lambda: t.sample_prompts(-1, rng)), ("n must", lambda: t.sample_prompts(2.0, rng)),
+        ("n must", lambda: t.sample_prompts(True, rng)), ("rng", lambda: t.sample_prompts(2, 0)),
+        ("prompts have", lambda: t.score(p[:, :-1], c)), ("integer", lambda: t.score(p, c.astype(float))),
+        ("not .* prompts", lambda: t.score(t.negative_prompts(p, "null"), c)),  # a negative prompt is not scored
+        ("outside", lambda: t.decode([t.vocab_size])), ("accuracy", lambda: t.demonstrations(2, rng, accuracy=np.nan)),
+        ("null_prob", lambda: t.demonstrations(2, rng, null_prob=-0.1)),
+        ("no negative", lambda: t.negative_prompts(p, "x")), ("2-D", lambda: t.content(c[0])),
+    ]
+    for match, call in bad_calls:
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+# ---- gymnasium: the episode ends, and stepping on is an error, not a stale reward ------------------------------
+@pytest.mark.parametrize("name", sorted(toy_envs.TASKS))
+def test_stepping_an_ended_episode_is_an_error(name):
+    from gymnasium.error import ResetNeeded
+
+    env = gym.make(toy_envs.ENV_IDS[name]).unwrapped
+    with pytest.raises(ResetNeeded):
+        env.step(env.action_space.sample())
+    env.reset(seed=0)
+    assert env.step(env.action_space.sample())[2]  # terminated
+    with pytest.raises(ResetNeeded, match="ended"):
+        env.step(env.action_space.sample())
+    env.reset(seed=1)
+    env.step(env.action_space.sample())  # reset starts a fresh episode
+
+    tok = toy_envs.TokenStepEnv(gym.make(toy_envs.ENV_IDS[name]))
+    task = tok.task
+    with pytest.raises(ResetNeeded):
+        tok.step(0)
+    for first in (task.eos_id, None):  # ends at EOS; ends after max_new_tokens without EOS
+        tok.reset(seed=0)
+        filler = next(i for i in range(task.vocab_size) if i not in (task.eos_id, task.pad_id))
+        steps, done = 0, False
+        while not done:
+            _, _, done, truncated, _ = tok.step(first if first is not None else filler)
+            steps += 1
+        assert steps == (1 if first is not None else task.max_new_tokens) and not truncated
+        with pytest.raises(ResetNeeded, match="ended"):
+            tok.step(filler)
+    tok.reset(seed=0)
+    with pytest.raises(ValueError, match="token id"):
+        tok.step(task.vocab_size)
+
+
+@pytest.mark.parametrize("env_id", sorted(toy_envs.ENV_IDS.values()))
+def test_token_step_env_passes_the_gymnasium_checker(env_id):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = toy_envs.TokenStepEnv(gym.make(env_id, render_mode="ansi"))
+        check_env(env)  # also rebuilds it from env.spec for the render check
+    other = [str(w.message) for w in caught if "different from the unwrapped version" not in str(w.message)]
+    assert other == []  # the only warning: a wrapper is not its unwrapped env
+    env.reset(seed=0)
+    env.step(int(env.action_space.sample()))
+    assert env.render().startswith("prompt")

@@ -263,3 +263,60 @@ def test_text_gym_envs_with_bpe(name, bpe):
             _, r, done, _, _ = tok.step(int(response[t]))
             total, t = total + r, t + 1
         assert total == r_one and t == int((response != task.eos_id).argmin()) + 1  # stops at EOS
+
+
+# ---- bad input and the machinery shared with the symbolic tasks ------------------------------------------------
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+@pytest.mark.parametrize("kwargs, arg", [
+    (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_new_tokens="16"), "max_new_tokens"),
+    (dict(max_new_tokens=16.0), "max_new_tokens"), (dict(max_new_tokens=True), "max_new_tokens"),
+    (dict(reward_noise=float("nan")), "reward_noise"), (dict(reward_noise=-1), "reward_noise"),
+    (dict(require_eos="no"), "require_eos"), (dict(tokenizer="gpt2"), "tokenizer"), (dict(max_tokens=8), "max_tokens")])
+def test_bad_text_task_arguments(name, kwargs, arg):
+    with pytest.raises(ValueError, match=arg) as err:
+        toy_envs.make_task(name, **kwargs)
+    assert "\n" not in str(err.value) and str(err.value).startswith(name)
+
+
+@pytest.mark.parametrize("name", ["copy", "topic"])
+def test_eos_rule_and_noise_are_the_same_for_text_and_symbolic_tasks(name):
+    """Task.score applies both rules for every task: no EOS → 0 (require_eos), then σ·N(0, 1) from rng."""
+    t = toy_envs.make_task(name, require_eos=True, reward_noise=0.5)
+    rng = np.random.default_rng(0)
+    prompts, completions = t.demonstrations(40, rng, accuracy=0.5, null_prob=0.0)
+    completions[::2] = np.where(completions[::2] == t.eos_id, t.pad_id + 4 if name == "copy" else 5,
+                                completions[::2])  # every other response loses its EOS
+    score = t.score(prompts, completions, rng=np.random.default_rng(3))
+    ended = (completions == t.eos_id).any(1)
+    assert not ended[::2].any() and ended[1::2].all()
+    assert (score.parts["clean_reward"][~ended] == 0).all() and (score.parts["clean_reward"][ended] > 0).any()
+    np.testing.assert_array_equal(score.reward,
+                                  score.parts["clean_reward"] + 0.5 * np.random.default_rng(3).standard_normal(40))
+    assert list(score.parts)[-2:] == ["ended", "clean_reward"]
+
+
+@pytest.mark.parametrize("tokenizer", ["word", "bpe"])
+def test_text_task_malformed_calls(tokenizer, bpe):
+    t = toy_envs.make_task("topic", tokenizer=None if tokenizer == "word" else bpe)
+    prompt = prompt_for(t, "ocean")
+    ids, _ = completion(t, [" the", " sea"])
+    bad_calls = [  # (what the message must say, the call)
+        ("one response", lambda: t.response_text(ids)), ("outside", lambda: t.decode([t.vocab_size])),
+        ("outside", lambda: t.score(prompt, ids + t.vocab_size)), ("integer", lambda: t.prompt_mask(prompt * 1.0)),
+        ("prompts have", lambda: t.label(prompt[:, 1:])), ("not one of", lambda: t.label(ids[:, :1].repeat(
+            t.prompt_len, 1))), ("no negative", lambda: t.negative_prompts(prompt, "null")),
+    ]
+    for match, call in bad_calls:
+        with pytest.raises(ValueError, match=match):
+            call()
+    assert t.response_text(ids[0]) == (decode_text(t, ids[0]), ids.shape[1])
+
+
+def decode_text(task, ids):
+    return task.tokenizer.decode([int(i) for i in ids], clean_up_tokenization_spaces=False)
+
+
+def test_demo_len_with_a_bpe_tokenizer(bpe):
+    t = toy_envs.make_task("sentiment", tokenizer=bpe, max_new_tokens=12)
+    prompts, completions = t.demonstrations(32, np.random.default_rng(0))
+    assert t.demo_len == prompts.shape[1] + completions.shape[1] == t.prompt_len + 12
