@@ -207,28 +207,83 @@ def make_config(algo: str = "gcpo", **overrides) -> Config:
     return cfg
 
 
+@dataclass(frozen=True)
+class Range:
+    """A numeric option's valid values: lo..hi (open or closed ends), optionally integers only, plus `also`
+    (single extra values, e.g. 0 = off). NaN and ±inf are never inside."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    also: tuple = ()
+
+    def __contains__(self, x) -> bool:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or (self.integer and not isinstance(x, int)):
+            return False
+        if x in self.also:
+            return True
+        return math.isfinite(x) and (self.lo < x if self.lo_open else self.lo <= x) and \
+            (x < self.hi if self.hi_open else x <= self.hi)
+
+    def __str__(self) -> str:
+        lo, hi = ("-inf" if self.lo == -math.inf else f"{self.lo:g}"), ("inf" if self.hi == math.inf else f"{self.hi:g}")
+        text = f"{'(' if self.lo_open or self.lo == -math.inf else '['}{lo}, {hi}{')' if self.hi_open or self.hi == math.inf else ']'}"
+        text = f"{' or '.join(f'{v:g}' for v in self.also)} or {text}" if self.also else text
+        return f"int in {text}" if self.integer else text
+
+
+def _int(lo, hi=math.inf):
+    return Range(lo, hi, integer=True)
+
+
+POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
+RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
+    "seed": _int(0), "steps": _int(0), "show": _int(0), "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
+    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": POSITIVE, "demo_accuracy": UNIT, "null_prob": UNIT,
+    "batch_prompts": _int(1), "group_size": _int(2), "temperature": POSITIVE, "top_p": Range(0, 1, lo_open=True),
+    "max_new_tokens": _int(0), "guidance_scale": NONNEG, "overlong_buffer": _int(0), "max_sampling_tries": _int(1),
+    "adv_eps": NONNEG, "top_fraction": Range(0, 1, True, True), "target_mass": Range(0, 1, True, True),
+    "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": NONNEG,
+    "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": NONNEG, "entropy_penalty": Range(),
+    "lr": POSITIVE, "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0), "max_grad_norm": POSITIVE,
+    "eval_prompts": _int(1), "eval_every": _int(0),
+}
+
+
 def validate_config(cfg: Config) -> None:
-    for name, allowed in CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(f"{name}={getattr(cfg, name)!r} is not an option; choose one of {list(allowed)}")
-    if cfg.group_size < 2:
-        raise ValueError(f"group_size={cfg.group_size}: a group advantage needs at least 2 responses per prompt")
-    if cfg.batch_prompts < 1:
-        raise ValueError(f"batch_prompts={cfg.batch_prompts}: an empty batch cannot be trained on")
+    """Every option in its declared range or set, and no combination that cannot work; raises ValueError with
+    one line naming the option and the fix. Checks that need the task live in `resolve`."""
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise ValueError(f"{f.name}={value!r} is not an option; choose one of {list(CHOICES[f.name])}")
+        if f.name in RANGES and value not in RANGES[f.name]:
+            raise ValueError(f"{f.name}={value!r} is outside its valid range {RANGES[f.name]}")
+        if f.type == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{f.name}={value!r} must be true or false")
     check_hist_params(cfg.top_fraction, cfg.target_mass)
-    if cfg.guidance_scale < 0:
-        raise ValueError(f"guidance_scale={cfg.guidance_scale} is negative; use s >= 0 (1 = plain sampling)")
-    if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
-        raise ValueError(f"need temperature > 0 and top_p in (0, 1], got {cfg.temperature}, {cfg.top_p}")
-    if 0 < cfg.dual_clip <= 1 or cfg.dual_clip < 0:
-        raise ValueError(f"dual_clip={cfg.dual_clip}: use c > 1 (3 in DAPO/verl) or 0 to turn it off")
-    if cfg.max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens={cfg.max_new_tokens}: a response needs at least one token "
-                         "(use >= 1, or 0 for the task's own length)")
-    if cfg.minibatches < 1 or cfg.epochs < 1 or cfg.micro_batch < 0:
-        raise ValueError("need minibatches >= 1, epochs >= 1 and micro_batch >= 0")
+    if cfg.model == "tiny" and cfg.n_embd % cfg.n_head:
+        raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}; pick a width that is")
+    if cfg.surrogate == "log_hinge" and cfg.dual_clip:
+        raise ValueError("dual_clip bounds PPO's ρ-scaled gradient and has no meaning for surrogate=log_hinge; "
+                         "use --dual-clip 0")
+    if cfg.kl_reweight and (cfg.credit == "uniform" or cfg.beta == 0):
+        raise ValueError("kl_reweight reweights the KL term by the token weights: it needs beta > 0 and "
+                         "credit other than uniform")
+    if cfg.show > cfg.eval_prompts:
+        raise ValueError(f"show={cfg.show} exceeds eval_prompts={cfg.eval_prompts}; show at most that many")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
+    for name, is_dir in (("out", True), ("html", False)):
+        path = os.path.abspath(os.path.expanduser(getattr(cfg, name))) if getattr(cfg, name) else ""
+        if path and (os.path.isdir(path) != is_dir and os.path.exists(path)):
+            raise ValueError(f"{name}={getattr(cfg, name)!r} exists and is not a {'directory' if is_dir else 'file'}")
+        parent = path
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if path and (not os.path.isdir(parent) or not os.access(parent, os.W_OK) or (not is_dir and parent != os.path.dirname(path))):
+            raise ValueError(f"{name}={getattr(cfg, name)!r} cannot be written (its folder is missing or read-only)")
 
 
 def parse_task_args(text: str) -> dict:
@@ -491,8 +546,9 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
 
 
 def check_hist_params(top_fraction: float, target_mass: float) -> None:
-    if not (0 < top_fraction < 1 and 0 < target_mass < 1):
-        raise ValueError(f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1)")
+    if not (0 < top_fraction < 1 and 0 < target_mass < 1 and 1.0 - top_fraction < 1.0 and 1.0 - target_mass > 0.0):
+        raise ValueError(f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1), "
+                         "far enough from 0 and 1 that 1 − x is not rounded to 1 or 0")
     if target_mass < top_fraction:
         raise ValueError(f"target_mass={target_mass} < top_fraction={top_fraction} would favour low-contrast "
                          "tokens; use target_mass >= top_fraction (equal gives uniform weights)")
@@ -980,6 +1036,15 @@ def resolve(cfg: Config, task) -> Config:
     negative = cfg.negative or task.negative_kinds[0]
     if negative not in task.negative_kinds:
         raise ValueError(f"negative={negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+    if 0 < cfg.max_new_tokens < task.max_new_tokens:
+        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
+                         f"({task.max_new_tokens} tokens with EOS); use at least that, or 0 for the task's own")
+    if cfg.overlong_buffer > (cfg.max_new_tokens or task.max_new_tokens):
+        raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds the response cap "
+                         f"{cfg.max_new_tokens or task.max_new_tokens}; use a buffer within it")
+    if cfg.overlong_filter and not task.require_eos:
+        raise ValueError(f"overlong_filter masks responses without EOS, but {task.name}'s responses need not end "
+                         "with one (require_eos=False), so it would mask every token; drop --overlong-filter")
     return dataclasses.replace(
         cfg, device=("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device,
         max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, negative=negative,
@@ -995,8 +1060,13 @@ def train(cfg: Config, progress: bool = True) -> dict:
     task, tokenizer = build_task(cfg)
     cfg = resolve(cfg, task)
     torch.manual_seed(cfg.seed)
-    model = build_policy(cfg, task.vocab_size, task.prompt_len + cfg.max_new_tokens,
+    model = build_policy(cfg, task.vocab_size, max(task.prompt_len + cfg.max_new_tokens, task.demo_len),
                          dict(bos_token_id=task.bos_id, eos_token_id=task.eos_id, pad_token_id=task.pad_id))
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if positions and positions < max(task.prompt_len + cfg.max_new_tokens, task.demo_len if cfg.warm_steps else 0):
+        raise ValueError(f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
+                         f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
+                         "use a shorter task or a model with more positions")
     model.to(cfg.device).eval()  # eval(): no dropout, so ρ ≡ 1 on the first mini-batch
     with autocast(cfg):
         warm_loss = warm_start(model, task, cfg)
@@ -1044,26 +1114,58 @@ def train(cfg: Config, progress: bool = True) -> dict:
 
 def field_docs(cls) -> dict[str, str]:
     """The docstring under each dataclass field (CleanRL style), for --help."""
-    tree = ast.parse(inspect.getsource(cls))
-    body, docs = tree.body[0].body, {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {node.target.id: " ".join(nxt.value.value.split()) for node, nxt in zip(body, body[1:])
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line through the CLI's error path, not argparse's usage block
+        raise ValueError(message)
+
+
+def parse_bool(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+    return value
 
 
 def parse_args(argv=None) -> Config:
-    """Every Config field is a --flag; unset flags take the preset's value, then the dataclass default."""
+    """Every Config field is a --flag (a bare boolean flag means true); unset flags take the preset's value.
+    --help shows each option's valid values and its value under the chosen --algo."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1, 0, -1):  # "--flag -1e-3" → "--flag=-1e-3" (argparse reads -1e-3 as a flag)
+        if argv[i - 1].startswith("--") and "=" not in argv[i - 1] and argv[i].startswith("-") and _is_number(argv[i]):
+            argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
+    algo = _preset_of(argv)
+    shown = {**dataclasses.asdict(Config()), **PRESETS.get(algo, {})}
+    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     docs = field_docs(Config)
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(Config):
-        kind = {"bool": lambda s: {"true": True, "1": True, "false": False, "0": False}[s.lower()]}.get(f.type, None)
-        typ = kind or {"int": int, "float": float, "str": str}[f.type]
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None,
-                       choices=CHOICES.get(f.name), metavar=None if f.name in CHOICES else f.type.upper(),
-                       help=f"{docs.get(f.name, '')} (default: {f.default})")
+        valid = f"; valid: {RANGES[f.name]}" if f.name in RANGES else ""
+        extra = dict(nargs="?", const=True, type=parse_bool, metavar="BOOL") if f.type == "bool" else \
+            dict(type={"int": int, "float": float, "str": str}[f.type], choices=CHOICES.get(f.name),
+                 metavar=None if f.name in CHOICES else f.type.upper())
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, **extra,
+                       help=f"{docs.get(f.name, '')}{valid} (under --algo {algo}: {shown[f.name]!r})")
     args = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     return make_config(args.pop("algo", "gcpo"), **args)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _preset_of(argv) -> str:
+    """The --algo value in argv (for --help's preset column), 'gcpo' if absent."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--algo", default="gcpo")
+    return p.parse_known_args(argv)[0].algo
 
 
 def show_sample(result: dict, n: int = 1, html_path: str = "") -> str:
@@ -1108,7 +1210,7 @@ def summarize(result: dict) -> str:
     mean = lambda k: np.nanmean([h[k] for h in last if k in h]) if any(k in h for h in last) else float("nan")
     lines = [f"{cfg.algo} on {cfg.env}: eval reward {result['reward_before']:.3f} (warm start) -> "
              f"{result['reward_after']:.3f} after {cfg.steps} steps (seed {cfg.seed})"]
-    if cfg.credit != "uniform":
+    if cfg.credit != "uniform" and hist:
         lines.append(f"weights (last 10 steps): max {mean('weight_max'):.2f}, std {mean('weight_std'):.2f}, "
                      f"top-40% mass {mean('weight_top40_mass'):.3f}; key-token share {mean('key_weight_share'):.3f} "
                      f"vs uniform {mean('key_token_frac'):.3f}, key AUC {mean('key_weight_auc'):.3f}")
@@ -1124,8 +1226,15 @@ def main(argv=None) -> dict:
     return result
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """`python gcpo.py ...`: returns the exit status; a user's mistake is one line on stderr, no traceback."""
     try:
-        main(sys.argv[1:])
-    except ValueError as e:  # bad input: the message names the problem and the fix; no traceback
-        sys.exit(f"gcpo.py: error: {e}")
+        main(argv)
+    except ValueError as e:
+        print("gcpo.py: error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
