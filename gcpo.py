@@ -251,6 +251,28 @@ RANGES = {  # every numeric option's valid values (shown by --help, checked by v
 }
 
 
+def check_value(name: str, value, valid: Range) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is outside its valid range {valid}")
+
+
+def check_shapes(ndim: int, **tensors) -> None:
+    """The public functions' boundary check: the first tensor has `ndim` dimensions and every other one (None
+    skipped) exactly its shape; no broadcasting, so (N,) where (N, T) is meant is an error even when N == T."""
+    (first, ref), *rest = [(k, v) for k, v in tensors.items() if v is not None]
+    if ref.ndim != ndim:
+        raise ValueError(f"{first} must be {ndim}-D, got shape {tuple(ref.shape)}")
+    for name, t in rest:
+        if t.shape != ref.shape:
+            raise ValueError(f"{name} must have {first}'s shape {tuple(ref.shape)}, got {tuple(t.shape)}")
+
+
+def check_float(**tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and not t.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
+
+
 def validate_config(cfg: Config) -> None:
     """Every option in its declared range or set, and no combination that cannot work; raises ValueError with
     one line naming the option and the fix. Checks that need the task live in `resolve`."""
@@ -365,6 +387,21 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def check_model_inputs(model, length: int, **ids) -> None:
+    """Token ids inside the model's vocabulary, at least one prompt token, and `length` (prompt + response)
+    within the model's positions: a clear error instead of an index error deep inside the model."""
+    V = model.get_input_embeddings().num_embeddings
+    for name, t in ids.items():
+        if t.is_floating_point() or (t.numel() and (t.min() < 0 or t.max() >= V)):
+            raise ValueError(f"{name} must hold integer token ids in [0, {V}) of the model's vocabulary")
+    if ids["prompts"].shape[1] == 0:
+        raise ValueError("prompts need at least one token (position P−1 predicts the first response token)")
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if positions and length > positions:
+        raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); use shorter "
+                         "responses (max_new_tokens) or a model with more positions")
+
+
 def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, full=False):
     """log π(y_t | x, y_<t) for every response token, in one forward pass.
 
@@ -372,7 +409,15 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
     Returns logp (N, T) float32 and, if full, the whole log-softmax (N, T, V) (for `full_kl`).
     Only the T positions that predict response tokens go through the LM head (`logits_to_keep`), and
     logp_t = ℓ_t[y_t] − logsumexp(ℓ_t) never materialises the (N, T, V) log-softmax unless `full` asks for it."""
-    T = responses.shape[1]
+    check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
+    check_value("temperature", temperature, RANGES["temperature"])
+    (N, P), T = prompts.shape, responses.shape[-1]
+    if responses.shape != (N, T):
+        raise ValueError(f"responses must be (N={N}, T), got shape {tuple(responses.shape)}")
+    if N == 0:
+        V = model.get_output_embeddings().weight.shape[0]
+        return torch.zeros(0, T), (torch.zeros(0, T, V) if full else None)
+    check_model_inputs(model, P + T, prompts=prompts, responses=responses)
     ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
     attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
     out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=T + 1)
@@ -410,11 +455,27 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
     Returns responses (N, T) with pad after EOS, mask (N, T) = 1 on real tokens incl. EOS, the *conditional*
     sampling log-probs logp (N, T) (what the loss trains on; off-policy when s != 1 or top_p < 1), and
     truncated (N,) = no EOS within max_new_tokens."""
-    N = prompts.shape[0]
+    check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
+    check_value("max_new_tokens", max_new_tokens, RANGES["max_new_tokens"])
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("guidance_scale", guidance_scale)):
+        check_value(name, value, RANGES[name])
+    N, V = prompts.shape[0], model.get_input_embeddings().num_embeddings
+    for name, value in (("eos_id", eos_id), ("pad_id", pad_id)):
+        check_value(name, value, Range(0, V, hi_open=True, integer=True))
     guided = guidance_scale != 1.0
+    if N == 0:
+        return (torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0),
+                torch.zeros(0, dtype=torch.bool))
+    check_model_inputs(model, prompts.shape[1] + max_new_tokens, prompts=prompts)
+    if not prompt_mask.bool().any(1).all():
+        raise ValueError("every prompt needs at least one unmasked token (a prompt_mask row is all 0)")
     if guided:
-        if neg_prompts is None:
-            raise ValueError("guidance_scale != 1 needs neg_prompts (the negative prompt for the guidance)")
+        if neg_prompts is None or neg_mask is None:
+            raise ValueError("guidance_scale != 1 needs neg_prompts and neg_mask (the negative prompt for the guidance)")
+        check_shapes(2, neg_prompts=neg_prompts, neg_mask=neg_mask)
+        if neg_prompts.shape[0] != N:
+            raise ValueError(f"neg_prompts must have one row per prompt ({N}), got {neg_prompts.shape[0]}")
+        check_model_inputs(model, neg_prompts.shape[1] + max_new_tokens, prompts=neg_prompts)
         width = max(prompts.shape[1], neg_prompts.shape[1])  # left-pad both to one width
         left_pad = lambda t, v: F.pad(t, (width - t.shape[1], 0), value=v)
         ids = torch.cat([left_pad(prompts, pad_id), left_pad(neg_prompts, pad_id)])  # (2N, P')
@@ -472,8 +533,11 @@ def check_rewards(rewards: torch.Tensor, n: int) -> torch.Tensor:
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
     """DAPO soft overlong punishment R_len(|y|), (N,) lengths → (N,) penalties:
     0 if |y| ≤ L_max − L_cache;  ((L_max − L_cache) − |y|)/L_cache inside the buffer;  −1 beyond L_max."""
-    if not 0 < buffer <= max_len:
-        raise ValueError(f"overlong buffer L_cache={buffer} must be in (0, L_max={max_len}]")
+    check_value("max_len", max_len, RANGES["max_new_tokens"])
+    if buffer not in Range(1, max_len, integer=True):
+        raise ValueError(f"overlong buffer L_cache={buffer!r} must be an int in (0, L_max={max_len}]")
+    if lengths.ndim != 1 or lengths.is_floating_point() or (lengths.numel() and lengths.min() < 0):
+        raise ValueError(f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} {tuple(lengths.shape)}")
     start = max_len - buffer
     pen = (start - lengths.double()) / buffer
     return torch.where(lengths <= start, torch.zeros_like(pen), torch.where(lengths <= max_len, pen, -torch.ones_like(pen)))
@@ -489,10 +553,13 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     group: A_i = (r_i − mean_G r)/(std_G r + ε) (GRPO, unbiased std, ε = 1e-6 as EasyR1);
     batch: (r_i − mean_G r)/(std_batch r + ε); none: r_i − mean_G r (Dr. GRPO).
     A group whose rewards are all equal gets exactly 0."""
-    if group_size < 2:
-        raise ValueError(f"group_size={group_size}: a group advantage needs at least 2 responses per prompt")
-    if rewards.ndim != 1 or rewards.numel() == 0 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must be (B·G,) with G={group_size} dividing it, got shape {tuple(rewards.shape)}")
+    check_groups(rewards, group_size)
+    check_value("eps", eps, RANGES["adv_eps"])
+    rewards = rewards if rewards.is_floating_point() else rewards.float()  # 0/1 rewards: lossless promotion
+    if not rewards.isfinite().all():
+        raise ValueError("rewards must be finite; NaN/inf found: fix the reward function")
+    if rewards.numel() == 0:
+        return rewards.clone()
     r = rewards.view(-1, group_size)  # (B, G)
     centered = r - r.mean(dim=1, keepdim=True)  # (B, G)
     if scale == "group":
@@ -510,8 +577,16 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
 def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """DAPO dynamic sampling filter: (B·G,) rewards → (B,) bool, False where a group's rewards are all equal
     (its advantages, and so its gradient, are exactly zero)."""
+    check_groups(rewards, group_size)
     r = rewards.view(-1, group_size)
     return r.max(dim=1).values != r.min(dim=1).values
+
+
+def check_groups(rewards: torch.Tensor, group_size: int) -> None:
+    if group_size not in RANGES["group_size"]:
+        raise ValueError(f"group_size={group_size!r}: a group advantage needs an int of at least 2 responses per prompt")
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be (B·G,) with group_size G={group_size} dividing it, got shape {tuple(rewards.shape)}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -526,18 +601,26 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
     full_kl (paper): η = Σ_v π(v|x)(log π(v|x) − log π(v|x⁻)), needs logp_all, logp_neg_all (N, T, V);
     abs: |d|;  info_gain: logp − logp⁻ clamped to [0, its 0.9 quantile over the response's valid tokens]
     (per response as SPEC §4; the official code takes the quantile over the whole batch)."""
+    check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
+    check_float(logp=logp, logp_neg=logp_neg)
     valid = mask.bool()
+    if logp.numel() == 0:
+        return torch.zeros_like(logp)
     d = (logp_neg - logp).clamp(-20.0, 20.0)  # (N, T)
     if divergence == "kl":
         eta = (d.exp() - d - 1.0).clamp(max=10.0)
     elif divergence == "full_kl":
         if logp_all is None or logp_neg_all is None:
             raise ValueError("divergence='full_kl' needs the full log-softmax of both prompts (logp_all, logp_neg_all)")
-        eta = (logp_all.exp() * (logp_all - logp_neg_all)).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 up to rounding
+        check_shapes(3, logp_all=logp_all, logp_neg_all=logp_neg_all)
+        if logp_all.shape[:2] != logp.shape:
+            raise ValueError(f"logp_all must be (N, T, V) with (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
+        p = logp_all.exp()  # (N, T, V); a token with π(v|x) = 0 contributes 0 (0·log 0 = 0)
+        eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 up to rounding
     elif divergence == "abs":
         eta = d.abs()
     elif divergence == "info_gain":
-        gain = logp - logp_neg  # (N, T)
+        gain = (logp - logp_neg).float()  # (N, T); quantiles need float32 or float64
         cap = torch.nanquantile(gain.masked_fill(~valid, float("nan")), 0.9, dim=1, keepdim=True)  # (N, 1)
         eta = torch.minimum(gain.clamp(min=0.0), cap.nan_to_num(0.0).clamp(min=0.0))
     else:
@@ -611,9 +694,14 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
         clamped to [0.2, 1], then rescaled to mean 1.  none: w = η.
     A response with no valid token gets all-zero weights, never NaN. Half-precision scores are ranked and
     normalised in float32 (bfloat16 cannot count ranks past 256)."""
+    check_shapes(2, scores=scores, mask=mask)
+    check_float(scores=scores)
+    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
     valid = mask.bool()
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()
+    if scores.shape[1] == 0:
+        return torch.zeros_like(scores)
     if not (scores.isfinite() | ~valid).all():
         raise ValueError("token scores must be finite on valid tokens; check the log-probs for NaN/inf")
     n_valid = valid.sum(1, keepdim=True).to(scores.dtype)  # (N, 1)
@@ -626,6 +714,10 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
         sorted_s, order, ranks = sorted_ranks(scores, valid)  # (N, T) each, in sorted order: valid tokens first
         ranks = torch.empty_like(ranks).scatter_(1, order, ranks)  # (N, T), token order, so pow and Σ round alike
         u = (ranks / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
+        underflow = (u.sum(1, keepdim=True) == 0) & (n_valid > 0)  # a huge α: p^α = 0 below the top
+        if underflow.any():  # then only the tied top ranks keep weight
+            top = (ranks == ranks.masked_fill(~valid, 0).amax(1, keepdim=True)) & valid
+            u = torch.where(underflow, top.to(u.dtype), u)
         w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid  # (N, T)
         largest = sorted_s.gather(1, (n_valid.long() - 1).clamp(min=0))  # (N, 1): the largest valid score
         return torch.where(sorted_s[:, :1] == largest, valid.to(w.dtype), w)  # all tied (x⁻ = x): exactly 1
@@ -678,14 +770,24 @@ def oracle_weights(key_mask, mask, top_fraction=0.4, target_mass=0.8):
 
 def key_token_share(weights, key_mask, mask) -> torch.Tensor:
     """Σ w on key tokens / Σ w on valid tokens, over the whole batch (uniform weights give the key fraction)."""
-    valid = mask.bool()
-    return (weights * (key_mask & valid)).sum() / (weights * valid).sum().clamp(min=1e-30)
+    valid = check_key_mask(weights, key_mask, mask)
+    weights = weights.masked_fill(~valid, 0.0)
+    return (weights * key_mask).sum() / weights.sum().clamp(min=1e-30)
+
+
+def check_key_mask(weights, key_mask, mask) -> torch.Tensor:
+    check_shapes(2, weights=weights, key_mask=key_mask, mask=mask)
+    if key_mask.dtype != torch.bool:
+        raise ValueError(f"key_mask must be a bool tensor, got {key_mask.dtype}")
+    return mask.bool()
 
 
 def key_token_auc(weights, key_mask, mask) -> torch.Tensor:
     """Ranking AUC of weights, key vs other valid tokens, per response (ties count ½), averaged over the
     responses that have both kinds; NaN if none has. 0.5 = no preference, 1 = every key token ranks first."""
-    valid = mask.bool()
+    valid = check_key_mask(weights, key_mask, mask)
+    if weights.shape[1] == 0:
+        return torch.tensor(float("nan"))
     key, other = key_mask & valid, ~key_mask & valid
     n_key, n_other = key.sum(1).double(), other.sum(1).double()  # (N,)
     ranks = average_ranks(weights.double(), valid)  # (N, T)
@@ -704,16 +806,24 @@ def aggregate(x, mask, loss_agg="token-mean", total_tokens=None, total_seqs=None
     total_tokens (token-mean) or total_seqs (the seq modes); by default this micro-batch's own.
     token-mean (DAPO): Σ m·x / total_tokens.   seq-mean-token-mean (GRPO): Σ_i (Σ_t m·x / |y_i|) / total_seqs.
     seq-mean-token-sum-norm (Dr. GRPO): Σ m·x / (total_seqs · L_max), max_len = L_max required."""
-    m = mask.to(x.dtype)
+    check_shapes(2, x=x, mask=mask)
+    x, m = x.masked_fill(~mask.bool(), 0.0), mask.to(x.dtype)  # a masked value never counts, NaN included
     if loss_agg == "token-mean":
         total = m.sum() if total_tokens is None else torch.as_tensor(total_tokens, dtype=x.dtype)
+        if total_tokens is not None and not total >= m.sum():
+            raise ValueError(f"total_tokens={float(total)} is below this micro-batch's {int(m.sum())} valid tokens; "
+                             "pass the whole mini-batch's count")
         return (x * m).sum() / total.clamp(min=1)  # no valid token at all: loss 0, gradient 0
     seqs = x.shape[0] if total_seqs is None else total_seqs
+    if not (isinstance(seqs, int) and seqs >= x.shape[0]):
+        raise ValueError(f"total_seqs={seqs!r} must be an int >= this micro-batch's {x.shape[0]} responses")
     if loss_agg == "seq-mean-token-mean":
         return ((x * m).sum(1) / m.sum(1).clamp(min=1)).sum() / max(seqs, 1)
     if loss_agg == "seq-mean-token-sum-norm":
-        if max_len is None:
-            raise ValueError("loss_agg='seq-mean-token-sum-norm' needs max_len = L_max (the generation cap)")
+        longest = int(m.sum(1).max()) if m.numel() else 0
+        if not (isinstance(max_len, int) and max_len >= max(longest, 1)):
+            raise ValueError(f"loss_agg='seq-mean-token-sum-norm' needs max_len = L_max, an int >= the longest "
+                             f"response ({longest} tokens), got {max_len!r}")
         return (x * m).sum() / (max(seqs, 1) * max_len)
     raise ValueError(f"unknown loss_agg {loss_agg!r}; choose one of {CHOICES['loss_agg']}")
 
@@ -768,6 +878,13 @@ def policy_loss(logp, logp_old, advantages, mask, *, eps_low=0.2, eps_high=0.28,
     loss = agg(ℓ) + β·agg(KL) + entropy_penalty·agg_tok(−logp), with kl_weights (GCPO weights w) the official
     T2I reweighting KL·(0.5 + 0.5·clamp(2 − 2w, 0, 1)). Values at masked positions (mask 0) never reach the
     loss or its gradient, NaN included."""
+    check_shapes(2, logp=logp, logp_old=logp_old, advantages=advantages, mask=mask, ref_logp=ref_logp,
+                 kl_weights=kl_weights)
+    for name, value in (("eps_low", eps_low), ("eps_high", eps_high), ("dual_clip", dual_clip), ("beta", beta),
+                        ("entropy_penalty", entropy_penalty)):
+        check_value(name, value, RANGES[name])
+    if surrogate == "log_hinge" and dual_clip:
+        raise ValueError("dual_clip has no meaning for surrogate='log_hinge'; pass dual_clip=0")
     valid = mask.bool()
     clean = lambda t: None if t is None else t.masked_fill(~valid, 0.0)  # padding never reaches the loss
     logp, logp_old, advantages, ref_logp, kl_weights = map(clean, (logp, logp_old, advantages, ref_logp, kl_weights))
@@ -1036,9 +1153,10 @@ def resolve(cfg: Config, task) -> Config:
     negative = cfg.negative or task.negative_kinds[0]
     if negative not in task.negative_kinds:
         raise ValueError(f"negative={negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
-    if 0 < cfg.max_new_tokens < task.max_new_tokens:
+    if 0 < cfg.max_new_tokens < task.max_new_tokens and task.require_eos:
         raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
-                         f"({task.max_new_tokens} tokens with EOS); use at least that, or 0 for the task's own")
+                         f"({task.max_new_tokens} tokens with EOS), so every response would score 0; use at least "
+                         "that, or 0 for the task's own")
     if cfg.overlong_buffer > (cfg.max_new_tokens or task.max_new_tokens):
         raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds the response cap "
                          f"{cfg.max_new_tokens or task.max_new_tokens}; use a buffer within it")
