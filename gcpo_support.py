@@ -1,0 +1,259 @@
+"""Everything around the algorithm that a reader of gcpo.py can skip: option ranges and input checks, the
+command line, loading pretrained models and tokenizers with one-line errors, the bit-exact official weight
+path, and the printed samples and run summary. gcpo.py imports what it needs from here; nothing here
+computes a number that gcpo.py's algorithm does not define."""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------------------------------------
+# OPTION RANGES AND INPUT CHECKS
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric option's valid values: lo..hi (open or closed ends), optionally integers only, plus `also`
+    (single extra values, e.g. 0 = off). NaN and ±inf are never inside."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    also: tuple = ()
+
+    def __contains__(self, x) -> bool:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or (self.integer and not isinstance(x, int)):
+            return False
+        if x in self.also:
+            return True
+        return math.isfinite(x) and (self.lo < x if self.lo_open else self.lo <= x) and \
+            (x < self.hi if self.hi_open else x <= self.hi)
+
+    def __str__(self) -> str:
+        lo, hi = ("-inf" if self.lo == -math.inf else f"{self.lo:g}"), ("inf" if self.hi == math.inf else f"{self.hi:g}")
+        text = f"{'(' if self.lo_open or self.lo == -math.inf else '['}{lo}, {hi}{')' if self.hi_open or self.hi == math.inf else ']'}"
+        text = f"{' or '.join(f'{v:g}' for v in self.also)} or {text}" if self.also else text
+        return f"int in {text}" if self.integer else text
+
+
+def check_value(name: str, value, valid: Range) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is outside its valid range {valid}")
+
+
+def check_shapes(ndim: int, **tensors) -> None:
+    """The public functions' boundary check: the first tensor has `ndim` dimensions and every other one (None
+    skipped) exactly its shape; no broadcasting, so (N,) where (N, T) is meant is an error even when N == T."""
+    (first, ref), *rest = [(k, v) for k, v in tensors.items() if v is not None]
+    if ref.ndim != ndim:
+        raise ValueError(f"{first} must be {ndim}-D, got shape {tuple(ref.shape)}")
+    for name, t in rest:
+        if t.shape != ref.shape:
+            raise ValueError(f"{name} must have {first}'s shape {tuple(ref.shape)}, got {tuple(t.shape)}")
+
+
+def check_float(**tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and not t.is_floating_point():
+            raise ValueError(f"{name} must be floating point, got {t.dtype}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# COMMAND LINE
+
+
+def parse_task_args(text: str) -> dict:
+    """'length=16,num_symbols=8' → {'length': 16, 'num_symbols': 8} (values parsed as Python literals)."""
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"task_args item {item!r} is not k=v (e.g. --task-args length=16,num_symbols=8)")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v.strip()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PRETRAINED MODELS AND TOKENIZERS
+
+
+def from_pretrained(cls, name: str):
+    """cls.from_pretrained(name) (never trust_remote_code), with one clear error instead of a stack of hub
+    errors. A name that starts with '.', '/' or '~' is a local directory; anything else may be a hub name."""
+    if name.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(name)):
+        raise ValueError(f"model directory {name!r} does not exist; pass a directory written by save_pretrained "
+                         "(e.g. runs/x/model) or a hub name such as gpt2")
+    try:
+        return cls.from_pretrained(os.path.expanduser(name))
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot load {name!r} with {cls.__name__}: {first}. A hub name (e.g. gpt2) downloads once "
+                         "and needs internet the first time; a local directory needs the files save_pretrained "
+                         "writes") from None
+
+
+def load_tokenizer(name: str):
+    """The pretrained model's tokenizer, left-padded, with a pad token (EOS when it has none, as GPT-2)."""
+    from transformers import AutoTokenizer
+
+    from toy_envs import WordTokenizer
+
+    if os.path.isfile(os.path.join(os.path.expanduser(name), WordTokenizer.FILE)):  # a saved tiny text-task model
+        return WordTokenizer.from_pretrained(os.path.expanduser(name))
+    tokenizer = from_pretrained(AutoTokenizer, name)
+    if tokenizer.eos_token is None:
+        raise ValueError(f"the tokenizer of {name!r} has no EOS token, so responses cannot end; set eos_token "
+                         "(GPT-2: '<|endoftext|>') and save it again")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------------
+# THE OFFICIAL CODE'S hist WEIGHTS, BIT FOR BIT
+
+
+def hist_official(scores, valid, alpha):
+    """The official per-row loop, vectorised over rows of equal length so each row sees exactly the official
+    ops (argsort of its N valid scores, ranks/N, pow, w/Σw·N) and the weights match bit for bit."""
+    weights = torch.zeros_like(scores)
+    lengths = valid.sum(1)  # (N,)
+    for n in lengths.unique().tolist():  # a loop over distinct lengths, not over responses
+        if n == 0:
+            continue
+        rows = (lengths == n).nonzero().squeeze(1)  # (R,)
+        cols = valid[rows].long().argsort(dim=1, descending=True, stable=True)[:, :n].sort(dim=1).values  # (R, n)
+        vals = scores[rows].gather(1, cols)  # (R, n): the valid scores, in order
+        ranks = torch.empty_like(vals).scatter_(
+            1, vals.argsort(dim=1), torch.arange(1, n + 1, dtype=vals.dtype, device=vals.device).expand_as(vals))
+        pct = torch.zeros(len(rows), n + 1, dtype=vals.dtype, device=vals.device)
+        pct[:, :n] = ranks / n
+        u = pct[:, :n].pow(alpha)  # a strided view: pow runs row by row with the official 1-D rounding
+        weights[rows] = torch.zeros_like(scores[rows]).scatter_(1, cols, u / u.sum(1, keepdim=True) * n)
+    return weights
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each dataclass field (CleanRL style), for --help."""
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    return {node.target.id: " ".join(nxt.value.value.split()) for node, nxt in zip(body, body[1:])
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line through the CLI's error path, not argparse's usage block
+        raise ValueError(message)
+
+
+def parse_bool(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+    return value
+
+
+def parse_args(argv=None):
+    """Every Config field is a --flag (a bare boolean flag means true); unset flags take the preset's value.
+    --help shows each option's valid values and its value under the chosen --algo."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1, 0, -1):  # "--flag -1e-3" → "--flag=-1e-3" (argparse reads -1e-3 as a flag)
+        if argv[i - 1].startswith("--") and "=" not in argv[i - 1] and argv[i].startswith("-") and _is_number(argv[i]):
+            argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
+    algo = _preset_of(argv)
+    from gcpo import CHOICES, PRESETS, RANGES, Config, make_config
+
+    shown = {**dataclasses.asdict(Config()), **PRESETS.get(algo, {})}
+    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    docs = field_docs(Config)
+    for f in dataclasses.fields(Config):
+        valid = f"; valid: {RANGES[f.name]}" if f.name in RANGES else ""
+        extra = dict(nargs="?", const=True, type=parse_bool, metavar="BOOL") if f.type == "bool" else \
+            dict(type={"int": int, "float": float, "str": str}[f.type], choices=CHOICES.get(f.name),
+                 metavar=None if f.name in CHOICES else f.type.upper())
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, **extra,
+                       help=f"{docs.get(f.name, '')}{valid} (under --algo {algo}: {shown[f.name]!r})")
+    args = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+    return make_config(args.pop("algo", "gcpo"), **args)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _preset_of(argv) -> str:
+    """The --algo value in argv (for --help's preset column), 'gcpo' if absent."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--algo", default="gcpo")
+    return p.parse_known_args(argv)[0].algo
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PRINTED SAMPLES AND THE RUN SUMMARY
+
+
+def show_sample(result: dict, n: int = 1, html_path: str = "") -> str:
+    """Sampled responses to the first n held-out prompts, each token shaded by its GCPO weight under the final
+    policy: the contrast between the prompt and its negative, shown above it. Optionally as an HTML page."""
+    from toy_envs.render import html_page
+
+    model, task, cfg = result["model"], result["task"], result["cfg"]
+    prompts_np = result["eval_prompts"][:n]
+    neg_np = task.negative_prompts(prompts_np, cfg.negative)
+    from gcpo import autocast, contrast_weights, prompt_tensors, sample, seeded
+
+    _, gen = seeded(cfg, 424242)
+    with autocast(cfg):
+        prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
+        neg, nmask = prompt_tensors(task, neg_np, cfg.device)
+        responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
+                                       cfg.temperature, cfg.top_p, gen)
+        batch = dict(prompts=prompts, prompt_mask=pmask, responses=responses, mask=mask,
+                     neg_prompts=neg, neg_mask=nmask)
+        w = contrast_weights(model, batch, cfg).cpu().numpy()  # (n, T)
+    score = task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng(0))
+    blocks, sections = [], []
+    for i in range(len(prompts_np)):
+        k = int(mask[i].sum())
+        resp, wi = responses[i, :k].cpu().numpy(), w[i, :k]
+        prompt_line, rest = task.render(prompts_np[i], resp, wi).split("\n", 1)
+        blocks.append(f"{prompt_line}\nnegative: {task.prompt_string(neg_np[i])}\n{rest}"
+                      f"\nweights:  {' '.join(f'{x:.2f}' for x in wi)}"
+                      f"\nkey:      {' '.join('^' if key else '.' for key in score.key_mask[i, :k])}"
+                      f"\nreward:   {score.reward[i]:.3f}")
+        sections.append((f"prompt: {task.prompt_string(prompts_np[i])}  |  negative ({cfg.negative}): "
+                         f"{task.prompt_string(neg_np[i])}  |  reward {score.reward[i]:.3f}", task.decode(resp), wi))
+    if html_path:
+        with open(html_path, "w") as f:
+            f.write(html_page(f"GCPO token weights ({cfg.divergence}/{cfg.normalization}): {cfg.algo} on "
+                              f"{task.name}, model {cfg.model}", sections))
+    return "\n\n".join(blocks)
+
+
+def summarize(result: dict) -> str:
+    cfg, hist = result["cfg"], result["history"]
+    last = hist[-10:] if hist else []
+    mean = lambda k: np.nanmean([h[k] for h in last if k in h]) if any(k in h for h in last) else float("nan")
+    lines = [f"{cfg.algo} on {cfg.env}: eval reward {result['reward_before']:.3f} (warm start) -> "
+             f"{result['reward_after']:.3f} after {cfg.steps} steps (seed {cfg.seed})"]
+    if cfg.credit != "uniform" and hist:
+        lines.append(f"weights (last 10 steps): max {mean('weight_max'):.2f}, std {mean('weight_std'):.2f}, "
+                     f"top-40% mass {mean('weight_top40_mass'):.3f}; key-token share {mean('key_weight_share'):.3f} "
+                     f"vs uniform {mean('key_token_frac'):.3f}, key AUC {mean('key_weight_auc'):.3f}")
+    return "\n".join(lines)
