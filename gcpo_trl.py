@@ -146,6 +146,9 @@ class GCPOTrainer(GRPOTrainer):
             raise TypeError(f"negative_prompt_fn must be a function prompt -> negative prompt, "
                             f"got a {type(negative_prompt_fn).__name__}")
         self.negative_prompt_fn = negative_prompt_fn
+        if config.credit == "contrast" and config.use_liger_kernel and hasattr(GRPOTrainer, "compute_liger_loss"):
+            raise ValueError("use_liger_kernel=True computes this TRL version's loss in Liger's fused kernel, which "
+                             "takes one advantage per sequence; set use_liger_kernel=False for GCPO")
         if config.credit == "contrast":  # before any model work: the datasets must say where x⁻ comes from
             evals = bound.get("eval_dataset")
             evals = evals.items() if isinstance(evals, dict) else [("eval_dataset", evals)]
@@ -209,9 +212,17 @@ class GCPOTrainer(GRPOTrainer):
         ids = torch.cat([inputs["neg_prompt_ids"], inputs["completion_ids"]], dim=1)  # (B, P⁻+T)
         attn = torch.cat([inputs["neg_prompt_mask"], inputs["completion_mask"]], dim=1)
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            logp_neg, _, _ = self._get_per_token_logps_and_entropies(
-                model, ids, attn, inputs["completion_ids"].size(1), batch_size=batch_size)
+            logp_neg = self._get_per_token_logps_and_entropies(  # (logps, entropies[, aux loss])
+                model, ids, attn, inputs["completion_ids"].size(1), batch_size=batch_size)[0]
         return logp_neg
+
+    def _rollout_logps(self, output, batch_size=None) -> torch.Tensor:
+        """log π(y_t | x, y_<t) (B, T) of the generation batch under the policy that sampled it, no grad."""
+        ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        attn = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            return self._get_per_token_logps_and_entropies(
+                self.model, ids, attn, output["completion_ids"].size(1), batch_size=batch_size)[0]
 
     @staticmethod
     def _loss_mask(inputs) -> torch.Tensor:
@@ -240,13 +251,9 @@ class GCPOTrainer(GRPOTrainer):
         if self.args.weights_from == "rollout":  # once per generation batch, with the policy that sampled it
             mode = "train" if self.model.training else "eval"
             batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
-            logp = output.get("old_per_token_logps")
+            logp = output.get("old_per_token_logps")  # TRL computed them when num_iterations > 1 or for vLLM
             if logp is None:
-                ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
-                attn = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
-                with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-                    logp, _, _ = self._get_per_token_logps_and_entropies(
-                        self.model, ids, attn, output["completion_ids"].size(1), batch_size=batch_size)
+                logp = self._rollout_logps(output, batch_size)
             logp_neg = self._negative_logps(self.model, output, batch_size)
             output["advantages"] = self.token_advantages(output["advantages"], logp, logp_neg, self._loss_mask(output))
         return output
