@@ -333,7 +333,7 @@ def run_study(plan: Plan, out: str, workers: int) -> dict:
 
     failed, results, start, ran = [], queue.Queue(), time.time(), 0
     bar = tqdm(total=len(jobs), initial=len(done), desc="study runs", unit="run", dynamic_ncols=True)
-    pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 else None
+    pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 and pending else None
     in_flight = 0
     try:
         while pending or in_flight:
