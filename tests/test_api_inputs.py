@@ -204,7 +204,7 @@ def test_integer_logprobs_and_scores_are_rejected():
 
 
 def test_full_kl_ignores_tokens_the_policy_never_picks():
-    """A token with π(v|x) = 0 (log-prob −inf, e.g. a masked vocabulary) adds 0 to KL(π(·|x) ‖ π(·|x⁻)), not NaN."""
+    """A token with π(v|x) = 0 (log-prob −inf) adds 0 to KL(π(·|x) ‖ π(·|x⁻)), not NaN (0·log 0 = 0)."""
     lp, ln, m, la, lna = batch()
     la0 = la.masked_fill(torch.arange(7) == 0, float("-inf")).log_softmax(-1)
     eta = gcpo.token_scores(lp, ln, m, "full_kl", la0, lna)

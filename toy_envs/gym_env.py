@@ -68,7 +68,8 @@ class TokenStepEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: TaskEnv):
         if not isinstance(getattr(env, "unwrapped", None), TaskEnv):
-            raise ValueError(f"TokenStepEnv wraps a toy_envs TaskEnv (gymnasium.make('toy_envs/Needle-v0')), got {env!r}")
+            raise ValueError(f"TokenStepEnv wraps a toy_envs TaskEnv (gymnasium.make('toy_envs/Needle-v0')), "
+                             f"got {env!r}")
         gym.utils.RecordConstructorArgs.__init__(self)  # so gymnasium can rebuild it from env.spec
         gym.Wrapper.__init__(self, env)
         task = env.unwrapped.task

@@ -34,7 +34,8 @@ class Needle(Task):
                              "prompt draws its own); give one of the two")
         position = length // 2 if position is None else check_int(
             self.name, "position", position, 0, length - 1)
-        self.length, self.num_symbols, self.position, self.random_position = length, num_symbols, position, random_position
+        self.length, self.num_symbols, self.position = length, num_symbols, position
+        self.random_position = random_position
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
         super().__init__(symbols + self.FILLER + [f"@{p}" for p in range(length)], prompt_len=3,
                          response_len=length, reward_noise=reward_noise, require_eos=require_eos)
@@ -104,7 +105,8 @@ class Copy(Task):
         num_symbols = check_int(self.name, "num_symbols", num_symbols, 2)
         self.length, self.num_symbols, self.reverse = length, num_symbols, check_bool(self.name, "reverse", reverse)
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
-        super().__init__(symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise, require_eos=require_eos)
+        super().__init__(symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise,
+                         require_eos=require_eos)
         self.sym0 = 4
 
     def _sample_prompts(self, n, rng):
