@@ -244,7 +244,8 @@ class GCPOTrainer(GRPOTrainer):
         neg_ids, _, _ = self._tokenize_prompts(negatives)  # exactly as TRL tokenizes prompts
         device = output["prompt_ids"].device
         ids = [torch.tensor(x) for x in neg_ids]
-        output["neg_prompt_ids"] = pad(ids, padding_value=self._tokenizer.pad_token_id, padding_side="left",
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)  # a processor holds one
+        output["neg_prompt_ids"] = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left",
                                        pad_to_multiple_of=self.pad_to_multiple_of).to(device)
         output["neg_prompt_mask"] = pad([torch.ones_like(x) for x in ids], padding_value=0, padding_side="left",
                                         pad_to_multiple_of=self.pad_to_multiple_of).to(device)

@@ -83,7 +83,7 @@ def generated_batch(t, train_dataset, shorten=False):
     out = t._generate_and_score_completions([train_dataset[i] for i in range(8)])
     if shorten:
         out["completion_mask"][::3, 5:] = 0
-        out["completion_ids"][::3, 5:] = t._tokenizer.pad_token_id
+        out["completion_ids"][::3, 5:] = t.processing_class.pad_token_id
     assert (out["advantages"] != 0).any(), "the test batch needs non-zero advantages"
     return out
 
