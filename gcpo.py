@@ -33,8 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (Range, check_float, check_shapes, check_value, from_pretrained, load_tokenizer,  # noqa: F401
-                          parse_args, parse_task_args, show_sample, summarize)
+from gcpo_support import (Range, check_float, check_groups, check_key_mask, check_model_inputs,  # noqa: F401
+                          check_shapes, check_value, from_pretrained, load_tokenizer, parse_args, parse_task_args,
+                          show_sample, summarize, validate_config, weight_metrics)
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -215,49 +216,14 @@ POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
 RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
     "seed": _int(0), "steps": _int(0), "show": _int(0), "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
     "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": POSITIVE, "demo_accuracy": UNIT, "null_prob": UNIT,
-    "batch_prompts": _int(1), "group_size": _int(2), "temperature": POSITIVE, "top_p": Range(0, 1, lo_open=True),
-    "max_new_tokens": _int(0), "guidance_scale": NONNEG, "overlong_buffer": _int(0), "max_sampling_tries": _int(1),
-    "adv_eps": NONNEG, "top_fraction": Range(0, 1, True, True), "target_mass": Range(0, 1, True, True),
+    "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3), "top_p": Range(0, 1, lo_open=True),
+    "max_new_tokens": _int(0), "guidance_scale": Range(0, 100), "overlong_buffer": _int(0), "max_sampling_tries": _int(1),
+    "adv_eps": NONNEG, "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
     "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": NONNEG,
     "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": NONNEG, "entropy_penalty": Range(),
     "lr": POSITIVE, "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0), "max_grad_norm": POSITIVE,
     "eval_prompts": _int(1), "eval_every": _int(0),
 }
-
-
-def validate_config(cfg: Config) -> None:
-    """Every option in its declared range or set, and no combination that cannot work; raises ValueError with
-    one line naming the option and the fix. Checks that need the task live in `resolve`."""
-    for f in dataclasses.fields(Config):
-        value = getattr(cfg, f.name)
-        if f.name in CHOICES and value not in CHOICES[f.name]:
-            raise ValueError(f"{f.name}={value!r} is not an option; choose one of {list(CHOICES[f.name])}")
-        if f.name in RANGES and value not in RANGES[f.name]:
-            raise ValueError(f"{f.name}={value!r} is outside its valid range {RANGES[f.name]}")
-        if f.type == "bool" and not isinstance(value, bool):
-            raise ValueError(f"{f.name}={value!r} must be true or false")
-    check_hist_params(cfg.top_fraction, cfg.target_mass)
-    if cfg.model == "tiny" and cfg.n_embd % cfg.n_head:
-        raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}; pick a width that is")
-    if cfg.surrogate == "log_hinge" and cfg.dual_clip:
-        raise ValueError("dual_clip bounds PPO's ρ-scaled gradient and has no meaning for surrogate=log_hinge; "
-                         "use --dual-clip 0")
-    if cfg.kl_reweight and (cfg.credit == "uniform" or cfg.beta == 0):
-        raise ValueError("kl_reweight reweights the KL term by the token weights: it needs beta > 0 and "
-                         "credit other than uniform")
-    if cfg.show > cfg.eval_prompts:
-        raise ValueError(f"show={cfg.show} exceeds eval_prompts={cfg.eval_prompts}; show at most that many")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
-    for name, is_dir in (("out", True), ("html", False)):
-        path = os.path.abspath(os.path.expanduser(getattr(cfg, name))) if getattr(cfg, name) else ""
-        if path and (os.path.isdir(path) != is_dir and os.path.exists(path)):
-            raise ValueError(f"{name}={getattr(cfg, name)!r} exists and is not a {'directory' if is_dir else 'file'}")
-        parent = path
-        while parent and not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if path and (not os.path.isdir(parent) or not os.access(parent, os.W_OK) or (not is_dir and parent != os.path.dirname(path))):
-            raise ValueError(f"{name}={getattr(cfg, name)!r} cannot be written (its folder is missing or read-only)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -290,21 +256,6 @@ def autocast(cfg: Config):
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding: (N, S) mask → (N, S) positions, 0 at the first real token."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def check_model_inputs(model, length: int, **ids) -> None:
-    """Token ids inside the model's vocabulary, at least one prompt token, and `length` (prompt + response)
-    within the model's positions: a clear error instead of an index error deep inside the model."""
-    V = model.get_input_embeddings().num_embeddings
-    for name, t in ids.items():
-        if t.is_floating_point() or (t.numel() and (t.min() < 0 or t.max() >= V)):
-            raise ValueError(f"{name} must hold integer token ids in [0, {V}) of the model's vocabulary")
-    if ids["prompts"].shape[1] == 0:
-        raise ValueError("prompts need at least one token (position P−1 predicts the first response token)")
-    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    if positions and length > positions:
-        raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); use shorter "
-                         "responses (max_new_tokens) or a model with more positions")
 
 
 def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, full=False):
@@ -346,6 +297,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_logits, idx = logits.sort(dim=-1, descending=True)  # (N, V)
     probs = sorted_logits.softmax(-1)
     drop = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches top_p
+    drop[..., 0] = False  # the most likely token always stays (a top_p below float32's range would drop it)
     return logits.scatter(-1, idx, sorted_logits.masked_fill(drop, float("-inf")))
 
 
@@ -485,13 +437,6 @@ def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     check_groups(rewards, group_size)
     r = rewards.view(-1, group_size)
     return r.max(dim=1).values != r.min(dim=1).values
-
-
-def check_groups(rewards: torch.Tensor, group_size: int) -> None:
-    if group_size not in RANGES["group_size"]:
-        raise ValueError(f"group_size={group_size!r}: a group advantage needs an int of at least 2 responses per prompt")
-    if rewards.ndim != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must be (B·G,) with group_size G={group_size} dividing it, got shape {tuple(rewards.shape)}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -660,13 +605,6 @@ def key_token_share(weights, key_mask, mask) -> torch.Tensor:
     valid = check_key_mask(weights, key_mask, mask)
     weights = weights.masked_fill(~valid, 0.0)
     return (weights * key_mask).sum() / weights.sum().clamp(min=1e-30)
-
-
-def check_key_mask(weights, key_mask, mask) -> torch.Tensor:
-    check_shapes(2, weights=weights, key_mask=key_mask, mask=mask)
-    if key_mask.dtype != torch.bool:
-        raise ValueError(f"key_mask must be a bool tensor, got {key_mask.dtype}")
-    return mask.bool()
 
 
 def key_token_auc(weights, key_mask, mask) -> torch.Tensor:
@@ -960,31 +898,6 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     return metrics
 
 
-def weight_metrics(w, key_mask, mask, logp=None, logp_old=None) -> dict:
-    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens;
-    when the task knows its key tokens, the weight share on key tokens and their ranking AUC; with the
-    log-probs, how far the update moved high-weight (w > 1) vs low-weight tokens (mean |log ρ|) and their
-    mean −log π (a one-sample entropy estimate)."""
-    valid = mask.bool()
-    n = valid.sum(1).clamp(min=1)
-    mean = (w * valid).sum(1) / n
-    std = (((w - mean[:, None]) ** 2 * valid).sum(1) / n).sqrt()
-    top = w.masked_fill(~valid, -1.0).sort(1, descending=True).values  # (N, T)
-    k = (0.4 * n.double()).ceil().long()  # (N,)
-    top_mass = (top.clamp(min=0) * (torch.arange(w.shape[1], device=w.device)[None] < k[:, None])).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
-    out = {"weight_max": w.masked_fill(~valid, 0).max(1).values.mean().item(), "weight_std": std.mean().item(),
-           "weight_top40_mass": top_mass.mean().item()}
-    if key_mask.any():
-        out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
-        out["key_weight_auc"] = key_token_auc(w, key_mask, mask).item()
-    if logp is not None:
-        for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
-            count = sel.sum().clamp(min=1)
-            out[f"logratio_abs_{name}"] = ((logp - logp_old).abs() * sel).sum().div(count).item()
-            out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------
 # TRAINING LOOP
 
@@ -1029,7 +942,7 @@ def build_task(cfg: Config):
     kwargs = parse_task_args(cfg.task_args)
     if issubclass(cls, toy_envs.TextTask) and cfg.model != "tiny":
         kwargs["tokenizer"] = load_tokenizer(cfg.model)
-    task = cls(**kwargs)
+    task = toy_envs.make_task(cfg.env, **kwargs)  # (unknown or ill-typed arguments: one-line errors)
     return task, getattr(task, "tokenizer", None)
 
 

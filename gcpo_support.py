@@ -67,6 +67,99 @@ def check_float(**tensors) -> None:
             raise ValueError(f"{name} must be floating point, got {t.dtype}")
 
 
+def validate_config(cfg) -> None:
+    """Every option in its declared range or set, and no combination that cannot work; raises ValueError with
+    one line naming the option and the fix. Checks that need the task live in `gcpo.resolve`."""
+    from gcpo import CHOICES, RANGES, Config, check_hist_params
+
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise ValueError(f"{f.name}={value!r} is not an option; choose one of {list(CHOICES[f.name])}")
+        if f.name in RANGES and value not in RANGES[f.name]:
+            raise ValueError(f"{f.name}={value!r} is outside its valid range {RANGES[f.name]}")
+        if f.type == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{f.name}={value!r} must be true or false")
+    check_hist_params(cfg.top_fraction, cfg.target_mass)
+    if cfg.model == "tiny" and cfg.n_embd % cfg.n_head:
+        raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}; pick a width that is")
+    if cfg.surrogate == "log_hinge" and cfg.dual_clip:
+        raise ValueError("dual_clip bounds PPO's ρ-scaled gradient and has no meaning for surrogate=log_hinge; "
+                         "use --dual-clip 0")
+    if cfg.kl_reweight and (cfg.credit == "uniform" or cfg.beta == 0):
+        raise ValueError("kl_reweight reweights the KL term by the token weights: it needs beta > 0 and "
+                         "credit other than uniform")
+    if cfg.show > cfg.eval_prompts:
+        raise ValueError(f"show={cfg.show} exceeds eval_prompts={cfg.eval_prompts}; show at most that many")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available here; use --device cpu or auto")
+    for name, is_dir in (("out", True), ("html", False)):
+        path = os.path.abspath(os.path.expanduser(getattr(cfg, name))) if getattr(cfg, name) else ""
+        if path and (os.path.isdir(path) != is_dir and os.path.exists(path)):
+            raise ValueError(f"{name}={getattr(cfg, name)!r} exists and is not a {'directory' if is_dir else 'file'}")
+        parent = path
+        while parent and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if path and (not os.path.isdir(parent) or not os.access(parent, os.W_OK) or (not is_dir and parent != os.path.dirname(path))):
+            raise ValueError(f"{name}={getattr(cfg, name)!r} cannot be written (its folder is missing or read-only)")
+
+
+def check_model_inputs(model, length: int, **ids) -> None:
+    """Token ids inside the model's vocabulary, at least one prompt token, and `length` (prompt + response)
+    within the model's positions: a clear error instead of an index error deep inside the model."""
+    V = model.get_input_embeddings().num_embeddings
+    for name, t in ids.items():
+        if t.is_floating_point() or (t.numel() and (t.min() < 0 or t.max() >= V)):
+            raise ValueError(f"{name} must hold integer token ids in [0, {V}) of the model's vocabulary")
+    if ids["prompts"].shape[1] == 0:
+        raise ValueError("prompts need at least one token (position P−1 predicts the first response token)")
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if positions and length > positions:
+        raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); use shorter "
+                         "responses (max_new_tokens) or a model with more positions")
+
+
+def check_key_mask(weights, key_mask, mask) -> torch.Tensor:
+    check_shapes(2, weights=weights, key_mask=key_mask, mask=mask)
+    if key_mask.dtype != torch.bool:
+        raise ValueError(f"key_mask must be a bool tensor, got {key_mask.dtype}")
+    return mask.bool()
+
+
+def check_groups(rewards: torch.Tensor, group_size: int) -> None:
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
+        raise ValueError(f"group_size={group_size!r}: a group advantage needs an int of at least 2 responses per prompt")
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be (B·G,) with group_size G={group_size} dividing it, got shape {tuple(rewards.shape)}")
+
+
+def weight_metrics(w, key_mask, mask, logp=None, logp_old=None) -> dict:
+    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens;
+    when the task knows its key tokens, the weight share on key tokens and their ranking AUC; with the
+    log-probs, how far the update moved high-weight (w > 1) vs low-weight tokens (mean |log ρ|) and their
+    mean −log π (a one-sample entropy estimate)."""
+    valid = mask.bool()
+    n = valid.sum(1).clamp(min=1)
+    mean = (w * valid).sum(1) / n
+    std = (((w - mean[:, None]) ** 2 * valid).sum(1) / n).sqrt()
+    top = w.masked_fill(~valid, -1.0).sort(1, descending=True).values  # (N, T)
+    k = (0.4 * n.double()).ceil().long()  # (N,)
+    top_mass = (top.clamp(min=0) * (torch.arange(w.shape[1], device=w.device)[None] < k[:, None])).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
+    out = {"weight_max": w.masked_fill(~valid, 0).max(1).values.mean().item(), "weight_std": std.mean().item(),
+           "weight_top40_mass": top_mass.mean().item()}
+    from gcpo import key_token_auc, key_token_share
+
+    if key_mask.any():
+        out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
+        out["key_weight_auc"] = key_token_auc(w, key_mask, mask).item()
+    if logp is not None:
+        for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
+            count = sel.sum().clamp(min=1)
+            out[f"logratio_abs_{name}"] = ((logp - logp_old).abs() * sel).sum().div(count).item()
+            out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------
 # COMMAND LINE
 
