@@ -1,23 +1,29 @@
-"""GCPO: Guidance Contrastive Policy Optimization (arXiv 2605.29198), one readable file.
+"""GCPO: Guidance Contrastive Policy Optimization, one readable file.
+
+Paper: Li, Kallidromitis, Gokul, Kyuragi, Grover, 2026, arXiv 2605.29198 (https://arxiv.org/abs/2605.29198).
+Official code: https://github.com/jacklishufan/gcpo at commit e0f183d (EasyR1/verl fork for reasoning, and a
+text-to-image trainer). docs/algorithm.md states every equation below, where each default comes from, and where
+the paper and the official code differ (both are options here).
 
 GRPO and DAPO give every token of a response the same group advantage A_i. GCPO keeps the total but moves it
 between tokens: each token's advantage becomes w_{i,t}·A_i, where w measures how much the token's log-prob
 changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null prompt, or "answer wrongly").
 
-    python gcpo.py                               # warm start + GCPO on the Needle toy task (~40 s, 2 CPU cores)
+    python gcpo.py                               # warm start + GCPO on the Needle toy task (2 CPU cores)
     python gcpo.py --algo dapo --env chainsum    # a baseline on another task; --help lists every knob
     python gcpo.py --model gpt2 --env topic --steps 0 --show 4   # GPT-2 completions shaded by GCPO weight
     python -m pytest -q                          # the tests
 
 Data flows top to bottom: config → policy → sampling → rewards → group advantage → contrastive token
-weights (THE GCPO PART) → loss → update → training loop → CLI. The math is pure functions on (N, T) tensors.
-Shapes: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length, T response length
-(max_new_tokens), V vocabulary size.
+weights (THE GCPO PART) → loss → rollout → update → training loop. The math is pure functions on (N, T)
+tensors. Shapes: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length,
+T response length (max_new_tokens), V vocabulary size. gcpo_support.py holds what a reader can skip: input
+checks, the command line, model loading, the bit-exact official weight path and the printed samples.
 
-What is simplified, said plainly: one process, no vLLM, no FSDP; the toy policy is a tiny GPT-2 trained from
-scratch with a supervised warm start (SPEC §7); a pretrained model (`--model gpt2`) runs the same code on the
-text tasks with its own tokenizer; dropout is off during RL so that ρ ≡ 1 on the first mini-batch.
-Where the paper and the official code differ, both exist behind a named option (SPEC §4, §5).
+What is simplified, said plainly: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's
+trainer for that); the toy policy is a tiny GPT-2 trained from scratch with a supervised warm start (§9); a
+pretrained model (`--model gpt2`) runs the same code on the text tasks with its own tokenizer; dropout is off
+during RL so that ρ ≡ 1 on the first mini-batch.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ from gcpo_support import (Range, check_float, check_groups, check_key_mask, chec
 class Config:
     # experiment
     algo: str = "gcpo"
-    """preset: grpo | dr_grpo | dapo | gcpo (SPEC §6); any option given explicitly overrides the preset"""
+    """preset: grpo | dr_grpo | dapo | gcpo | pcpo (§6); any option given explicitly overrides the preset"""
     env: str = "needle"
     """task: needle | copy | gridpaint | chainsum | topic | sentiment (or its gymnasium id, e.g. toy_envs/Needle-v0)"""
     task_args: str = ""
@@ -74,7 +80,7 @@ class Config:
     """tiny GPT-2 width"""
     n_head: int = 4
     """tiny GPT-2 attention heads"""
-    # warm start (SPEC §7)
+    # warm start (§9)
     warm_steps: int = -1
     """supervised steps on imperfect demonstrations before RL (0: none; -1: 1200 for the tiny model, 0 for a
     pretrained one)"""
@@ -86,7 +92,7 @@ class Config:
     """fraction of demonstrations that are correct, so RL has room to improve"""
     null_prob: float = 0.1
     """prompt dropout to the null prompt during the warm start (as in CFG training)"""
-    # rollout (SPEC §1)
+    # rollout (§1)
     batch_prompts: int = 16
     """B: prompts per rollout"""
     group_size: int = 8
@@ -99,7 +105,7 @@ class Config:
     """response length cap L_max (0: the task's own length + EOS)"""
     guidance_scale: float = 1.0
     """classifier-free-guided sampling scale s (1: plain sampling; >1 samples off-policy, trains on π(·|x))"""
-    # rewards (SPEC §2)
+    # rewards (§2)
     overlong_buffer: int = 0
     """DAPO soft overlong punishment buffer L_cache (0: off)"""
     overlong_filter: bool = False
@@ -108,12 +114,12 @@ class Config:
     """DAPO dynamic sampling: drop all-equal-reward groups and sample more prompts (preset)"""
     max_sampling_tries: int = 4
     """dynamic sampling: most rollouts per step before training on what was kept"""
-    # group advantage (SPEC §3)
+    # group advantage (§3)
     adv_scale: str = "group"
     """group: z-score within the group (GRPO) | batch: r − mean_G over batch std | none: r − mean_G (Dr. GRPO)"""
     adv_eps: float = 1e-6
     """ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)"""
-    # contrastive token credit (SPEC §4): THE GCPO PART
+    # contrastive token credit (§4): THE GCPO PART
     credit: str = "contrast"
     """token credit: uniform (every token gets A_i: GRPO, Dr. GRPO, DAPO) | contrast (GCPO's weights) | shuffled
     (the control: GCPO's weights permuted at random within each response) | oracle (the upper bound: hist weights
@@ -135,7 +141,7 @@ class Config:
     """softmax normalization temperature τ_w"""
     weights_from: str = "current"
     """policy that scores the contrast: current (official, per micro-batch) | rollout (old policy, once)"""
-    # loss (SPEC §5)
+    # loss (§5)
     surrogate: str = "clip"
     """clip (PPO) | log_hinge (PCPO: max(0, ξ|Ã| − Ã·log ρ), the same trust region, no ρ factor in the gradient)"""
     eps_low: float = 0.2
@@ -171,7 +177,7 @@ class Config:
     """also evaluate every K RL steps (a learning curve in metrics.jsonl; 0: only before and after)"""
 
 
-PRESETS = {  # SPEC §6; every value can be overridden
+PRESETS = {  # docs/algorithm.md §6; every value can be overridden
     "grpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.2, dual_clip=0.0, loss_agg="seq-mean-token-mean",
                  dynamic_sampling=False, beta=0.04, credit="uniform"),
     "dr_grpo": dict(adv_scale="none", eps_low=0.2, eps_high=0.2, dual_clip=0.0,
@@ -287,7 +293,7 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
 
 
 # ---------------------------------------------------------------------------------------------------------
-# SAMPLING (SPEC §1)
+# SAMPLING (§1)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -374,7 +380,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
 
 
 # ---------------------------------------------------------------------------------------------------------
-# REWARDS (SPEC §2)
+# REWARDS (§2)
 
 
 def check_rewards(rewards: torch.Tensor, n: int) -> torch.Tensor:
@@ -401,7 +407,7 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.
 
 
 # ---------------------------------------------------------------------------------------------------------
-# GROUP ADVANTAGE (SPEC §3)
+# GROUP ADVANTAGE (§3)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6) -> torch.Tensor:
@@ -440,7 +446,7 @@ def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# CONTRASTIVE TOKEN WEIGHTS (SPEC §4): THE GCPO PART
+# CONTRASTIVE TOKEN WEIGHTS (§4): THE GCPO PART
 
 
 def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_all=None):
@@ -450,7 +456,7 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
     kl (official): η = min(exp(d) − d − 1, 10), the one-sample k3 estimate of KL(π(·|x) ‖ π(·|x⁻));
     full_kl (paper): η = Σ_v π(v|x)(log π(v|x) − log π(v|x⁻)), needs logp_all, logp_neg_all (N, T, V);
     abs: |d|;  info_gain: logp − logp⁻ clamped to [0, its 0.9 quantile over the response's valid tokens]
-    (per response as SPEC §4; the official code takes the quantile over the whole batch)."""
+    (per response; the official code takes the quantile over the whole batch)."""
     check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
     check_float(logp=logp, logp_neg=logp_neg)
     valid = mask.bool()
@@ -623,7 +629,7 @@ def key_token_auc(weights, key_mask, mask) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# LOSS (SPEC §5)
+# LOSS (§5)
 
 
 def aggregate(x, mask, loss_agg="token-mean", total_tokens=None, total_seqs=None, max_len=None):
@@ -736,7 +742,7 @@ def policy_loss(logp, logp_old, advantages, mask, *, eps_low=0.2, eps_high=0.28,
 
 
 # ---------------------------------------------------------------------------------------------------------
-# ROLLOUT: B prompts × G responses → rewards → dynamic sampling → advantages
+# ROLLOUT (§1–§3): B prompts × G responses → rewards → dynamic sampling → advantages
 
 
 def seeded(cfg: Config, *keys: int):
@@ -903,7 +909,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
 
 
 def warm_start(model, task, cfg: Config) -> float:
-    """Supervised phase on imperfect demonstrations with prompt dropout to the null prompt (SPEC §7), so the
+    """Supervised phase on imperfect demonstrations with prompt dropout to the null prompt (§9), so the
     policy models both p(y|x) and p(y|null) and the contrast means something. Returns the last loss."""
     if cfg.warm_steps == 0:
         return float("nan")
