@@ -28,20 +28,15 @@ log-probs (`num_iterations > 1`, or vLLM with importance sampling), two otherwis
 from __future__ import annotations
 
 import inspect
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.data_utils import is_conversational
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
 
 import gcpo
-
-try:  # where TRL 1.x keeps it; without it, no-grad forwards under gradient checkpointing only warn
-    from trl.models.utils import disable_gradient_checkpointing
-except ImportError:  # pragma: no cover
-    disable_gradient_checkpointing = lambda model, kwargs: nullcontext()  # noqa: E731
 
 CREDITS = ("contrast", "uniform")
 NEGATIVE_COLUMN = "negative_prompt"
@@ -146,7 +141,8 @@ class GCPOTrainer(GRPOTrainer):
             raise TypeError(f"negative_prompt_fn must be a function prompt -> negative prompt, "
                             f"got a {type(negative_prompt_fn).__name__}")
         self.negative_prompt_fn = negative_prompt_fn
-        if config.credit == "contrast" and config.use_liger_kernel and hasattr(GRPOTrainer, "compute_liger_loss"):
+        liger_loss = getattr(config, "use_liger_kernel", False) and hasattr(GRPOTrainer, "compute_liger_loss")
+        if config.credit == "contrast" and liger_loss:
             raise ValueError("use_liger_kernel=True computes this TRL version's loss in Liger's fused kernel, which "
                              "takes one advantage per sequence; set use_liger_kernel=False for GCPO")
         if config.credit == "contrast":  # before any model work: the datasets must say where x⁻ comes from
@@ -250,8 +246,8 @@ class GCPOTrainer(GRPOTrainer):
         output["neg_prompt_mask"] = pad([torch.ones_like(x) for x in ids], padding_value=0, padding_side="left",
                                         pad_to_multiple_of=self.pad_to_multiple_of).to(device)
         if self.args.weights_from == "rollout":  # once per generation batch, with the policy that sampled it
-            mode = "train" if self.model.training else "eval"
-            batch_size = self.args.per_device_train_batch_size if mode == "train" else self.args.per_device_eval_batch_size
+            batch_size = (self.args.per_device_train_batch_size if self.model.training
+                          else self.args.per_device_eval_batch_size)  # TRL's chunking of no-grad forwards
             logp = output.get("old_per_token_logps")  # TRL computed them when num_iterations > 1 or for vLLM
             if logp is None:
                 logp = self._rollout_logps(output, batch_size)

@@ -123,8 +123,8 @@ def trl_steps(kind: str, model_dir: str, B: int, G: int, warmup: int, steps: int
     else:
         cls, config = TimedGCPO, GCPOConfig(**common, weights_from=kind.split("-")[1])
     trainer = cls(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=reward, args=config,
-                  train_dataset=dataset((warmup + steps) * B), processing_class=AutoTokenizer.from_pretrained(model_dir),
-                  callbacks=[StepClock()])
+                  train_dataset=dataset((warmup + steps) * B), callbacks=[StepClock()],
+                  processing_class=AutoTokenizer.from_pretrained(model_dir))
     trainer.remove_callback(PrinterCallback)  # the table is the output
     trainer.train()
     return clock.mean(warmup)
