@@ -219,6 +219,24 @@ def load_tokenizer(name: str):
 # THE OFFICIAL CODE'S hist WEIGHTS, BIT FOR BIT
 
 
+def official_hist_loop(scores, mask, alpha):
+    """The official code's hist weights as it computes them: a Python loop over responses, each ranking its valid
+    scores with a plain argsort (ranks 1..N), u = (rank/N)^α, w = u/Σu·N. The reference for `hist_official`'s
+    bit-exactness and the peer of the speed benchmark; (N, T) → (N, T)."""
+    w = torch.zeros_like(scores)
+    for i in range(scores.size(0)):
+        valid = mask[i].bool()
+        v = scores[i][valid]
+        n = v.size(0)
+        if n == 0:
+            continue
+        ranks = torch.empty(n, dtype=scores.dtype, device=scores.device)
+        ranks[v.argsort()] = torch.arange(1, n + 1, dtype=scores.dtype, device=scores.device)
+        u = (ranks / n).pow(alpha)
+        w[i][valid] = u / u.sum() * n
+    return w
+
+
 def hist_official(scores, valid, alpha):
     """The official per-row loop, vectorised over rows of equal length so each row sees exactly the official
     ops (argsort of its N valid scores, ranks/N, pow, w/Σw·N) and the weights match bit for bit."""

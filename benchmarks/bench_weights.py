@@ -11,22 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import gcpo  # noqa: E402
-
-
-def official_loop(div, mask, alpha):
-    """The official implementation's shape: a Python loop over responses."""
-    w = torch.zeros_like(div)
-    for i in range(div.size(0)):
-        valid = mask[i].bool()
-        v = div[i][valid]
-        n = v.size(0)
-        if n == 0:
-            continue
-        ranks = torch.empty(n, dtype=div.dtype, device=div.device)
-        ranks[v.argsort()] = torch.arange(1, n + 1, dtype=div.dtype, device=div.device)
-        u = (ranks / n).pow(alpha)
-        w[i][valid] = u / u.sum() * n
-    return w
+from gcpo_support import official_hist_loop as official_loop  # noqa: E402
 
 
 def timeit(fn, repeats):

@@ -32,11 +32,6 @@ def shade_tokens(tokens: list[str], weights=None) -> str:
     return " ".join(out)
 
 
-def shade_tokens_html(tokens: list[str], weights=None, title: str = "") -> str:
-    """A small standalone HTML page with the same shading as `shade_tokens`, weights in the tooltips."""
-    return html_page(title, [("", tokens, weights)])
-
-
 def html_page(title: str, sections) -> str:
     """A standalone HTML page: a title, then per section (heading, tokens, weights) a heading line and the
     tokens shaded white → red by weight / max weight, each weight in its tooltip."""
