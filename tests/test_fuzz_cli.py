@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 import gcpo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# one tiny run: Needle with 4 symbols (responses of 5 tokens with EOS), an 8-wide 1-layer model, one RL step
+# one tiny run: Needle with 4 symbols (responses of 5 tokens with EOS), an 8-wide 1-layer model, one RL step;
+# reward noise makes every group's rewards differ, so the step always updates the model
 TINY = ["--steps", "1", "--warm-steps", "2", "--batch-prompts", "2", "--group-size", "2", "--eval-prompts", "4",
         "--show", "0", "--device", "cpu", "--n-embd", "8", "--n-head", "2", "--n-layer", "1", "--task-args",
-        "length=4"]
+        "length=4,reward_noise=0.1"]
 L_MAX = 5  # the task's response length + EOS
 CHEAP = {  # the inside draw of a size-like option stays at most this large, so each run stays tiny
     "steps": 1, "warm_steps": 2, "n_layer": 2, "n_embd": 16, "warm_batch": 4, "batch_prompts": 3, "group_size": 3,
@@ -40,8 +41,9 @@ FITS = {  # combinations with TINY's other values: an in-range value that these 
     "top_fraction": lambda v: v <= 0.8,  # target_mass = 0.8 must be >= it
     "target_mass": lambda v: v >= 0.4,  # top_fraction = 0.4
 }
-SETTINGS = dict(derandomize=True, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],  # no
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])  # shrinking
+# fixed seed, no example database, no shrinking (a failure reports its drawn value; shrinking would cost minutes)
+SETTINGS = dict(derandomize=True, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 
 
 def flag(name):
@@ -86,6 +88,7 @@ def finite_run(argv):
     for step in result["history"]:
         bad = {k: v for k, v in step.items() if isinstance(v, float) and not math.isfinite(v)}
         assert not bad, f"{argv}: non-finite metrics {bad}"
+        assert step.get("groups_kept", 1) == 0 or step.get("skipped_steps", 0) == 0, f"{argv}: no update: {step}"
     return result
 
 
@@ -106,6 +109,23 @@ def one_line_error(argv, capsys, names):
 @given(data=st.data())
 def test_numeric_option_inside_its_range_runs(name, data, capsys):
     value = data.draw(inside(name, gcpo.RANGES[name]), label=name)
+    finite_run([flag(name), text(value)])
+
+
+def extremes(name, r):
+    """The smallest and the largest value inside a float range, as a user can type them (open ends: the next
+    float inward; an infinite end: the largest finite float)."""
+    lo = r.lo if not r.lo_open else math.nextafter(r.lo, math.inf)
+    hi = r.hi if not r.hi_open else math.nextafter(r.hi, -math.inf)
+    ends = [max(lo, -sys.float_info.max), min(hi, sys.float_info.max)]
+    return [v for v in ends if v in r and FITS.get(name, lambda _: True)(v)]
+
+
+FLOAT_EXTREMES = [(n, v) for n, r in sorted(gcpo.RANGES.items()) if not r.integer for v in extremes(n, r)]
+
+
+@pytest.mark.parametrize("name, value", FLOAT_EXTREMES)
+def test_numeric_option_at_the_ends_of_its_range_runs(name, value):
     finite_run([flag(name), text(value)])
 
 
