@@ -1,27 +1,60 @@
-"""Time and memory of GCPO steps with a GPT-2-sized policy, through the same code as `python gcpo.py`.
+"""Time, memory and FLOPs of `dapo` and `gcpo` steps side by side, through the same code as `python gcpo.py`.
 
-    python benchmarks/bench_gpt2.py                       # random-init GPT-2 (124M) + a stand-in tokenizer
-    python benchmarks/bench_gpt2.py --model gpt2          # the real GPT-2 (downloads once from the hub)
+    python benchmarks/bench_gpt2.py                          # random-init GPT-2 (124M) + stand-in BPE, 4x4 and 16x8
+    python benchmarks/bench_gpt2.py --shapes 16x8 --threads 2
+    python benchmarks/bench_gpt2.py --tiny --steps 20        # gcpo's tiny model (2 layers, width 64) + 580-token BPE
+    python benchmarks/bench_gpt2.py --model DIR              # any saved causal LM with its tokenizer
     python benchmarks/bench_gpt2.py --device cuda --dtype bfloat16
 
 Without --model it needs no download: it saves a randomly initialised GPT-2 of the real size (12 layers,
 768 wide, 50257-token vocabulary) with a byte-level BPE of the same vocabulary size trained offline
-(toy_envs.text.stand_in_tokenizer). The shapes, and so the time and memory, are GPT-2's; the text is not.
+(toy_envs.text.stand_in_tokenizer). The shapes, and so the time, memory and FLOPs, are GPT-2's; the text is
+not. --tiny saves gcpo's own tiny architecture (`gcpo.build_policy` with model='tiny': n_layer, n_embd,
+n_head from Config, fused tanh-GELU) with a 600-merge stand-in BPE (580 tokens) instead.
+
+One step = gcpo.rollout (B prompts x G responses of up to --max-new-tokens tokens, one rollout: dynamic
+sampling off) + gcpo.update (one optimizer step). The algorithms take turns step by step on ONE model and
+optimizer: the work of a step depends on the shapes, not on the weights' values, and taking turns puts both
+under the same load when other programs share the cores. Each row is the mean over --steps timed steps per
+algorithm, after --warmup untimed ones.
+
+Columns: rollout, update and contrast wall seconds (contrast = time inside gcpo.contrast_weights, GCPO's
+no-grad negative-prompt pass; it is part of update with weights_from=current and of rollout with
+weights_from=rollout), the step's wall and process-CPU seconds, tokens/s (valid response tokens sampled per
+wall second of the step), the step's FLOPs, the FLOP limit (FLOPs / measured matmul peak: the time the
+arithmetic alone needs), the step's time over that limit, and the peak memory of the step (process RSS
+high-water mark, reset before each step; CUDA: peak allocated).
+
+FLOPs are counted from the shapes of every forward the step actually runs (a hook on the model records each
+call's input rows R, sequence width S, kept LM-head positions K and whether gradients are on):
+
+    forward  = 2·P_body·R·S + 2·d·V·R·K          (P_body: parameters outside the token and position embeddings;
+                                                 d·V: the LM head, only on the kept positions)
+    step     = Σ_no-grad forwards + 3·Σ_grad forwards    (backward ≈ 2 × forward)
+
+Padding tokens count (the model processes them). Attention-score FLOPs (4·n_layer·d per query-key pair),
+softmax/logsumexp and the optimizer are left out: under 1% of a GPT-2-size step at these lengths.
+The peak is the best of several fp32 (or, with --dtype bfloat16, bf16) n×n torch.matmul calls at the same
+thread count, measured in the same run before and after the timed steps.
 """
 import argparse
+import copy
+import dataclasses
 import os
-import resource
+import platform
 import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import gcpo  # noqa: E402
 
 
 def random_gpt2(path: str) -> str:
+    """Save a random-init GPT-2 of the real size (12 layers, width 768) with a 50257-token stand-in BPE."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from toy_envs.text import stand_in_tokenizer
@@ -34,63 +67,251 @@ def random_gpt2(path: str) -> str:
     return path
 
 
+def tiny_bpe_gpt2(path: str) -> str:
+    """Save gcpo's tiny architecture (build_policy with model='tiny', Config's default sizes) with a 580-token
+    stand-in BPE, so it loads through from_pretrained like any saved model."""
+    from toy_envs.text import stand_in_tokenizer
+
+    tokenizer = stand_in_tokenizer(600)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    special = dict(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    gcpo.build_policy(gcpo.make_config(model="tiny"), len(tokenizer), 128, special).save_pretrained(path)
+    return path
+
+
+def forward_flops(body_params: int, head_params: int, rows: int, width: int, kept: int) -> float:
+    """FLOPs of one forward: 2·P_body·R·S (every token through the body) + 2·P_head·R·K (the LM head, d·V
+    parameters, only on the K kept positions of each of the R rows of width S)."""
+    return 2.0 * body_params * rows * width + 2.0 * head_params * rows * kept
+
+
+def step_flops(calls, body_params: int, head_params: int) -> float:
+    """FLOPs of a step from its forwards, calls = [(rows, width, kept, grad)]: no-grad forwards once,
+    forwards with gradients 3× (forward + backward ≈ 2 × forward)."""
+    return sum((3 if grad else 1) * forward_flops(body_params, head_params, r, s, k) for r, s, k, grad in calls)
+
+
+def kept_positions(logits_to_keep, width: int) -> int:
+    """How many positions per row go through the LM head: Hugging Face's `logits_to_keep` (0: all of them,
+    an int k: the last k, a 1-D tensor: those indices)."""
+    if isinstance(logits_to_keep, torch.Tensor):
+        return int(logits_to_keep.numel())
+    return width if logits_to_keep == 0 else min(int(logits_to_keep), width)
+
+
+def parameter_split(model):
+    """(P_body, P_head): parameters outside the input/position embeddings, and those of the LM head (d·V;
+    GPT-2 ties it to the token embedding, so it is counted once, where it is used: on the kept positions)."""
+    head = model.get_output_embeddings().weight
+    embeddings = {id(model.get_input_embeddings().weight), id(head)}
+    for name, p in model.named_parameters():  # GPT-2's wpe and other position tables
+        if name.endswith(("wpe.weight", "position_embeddings.weight", "embed_positions.weight")):
+            embeddings.add(id(p))
+    body = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
+    return body, head.numel()
+
+
+def record_forwards(model, calls: list):
+    """Append (rows, width, kept positions, grad enabled) for every forward of `model` to calls."""
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        rows, width = ids.shape
+        calls.append((rows, width, kept_positions(kwargs.get("logits_to_keep", 0), width), torch.is_grad_enabled()))
+    return model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, repeats: int = 6) -> float:
+    """Best observed FLOP/s of an n×n by n×n torch.matmul (2n³ FLOPs) at the current thread count."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        sync(device)
+        t0 = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
 def sync(device: str):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="", help="hub name or directory (default: random-init GPT-2 size)")
+def reset_peak_memory(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    elif os.path.exists("/proc/self/clear_refs"):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux: reset the RSS high-water mark (VmHWM) to the current RSS
+
+
+def peak_memory(device: str) -> tuple[float, str]:
+    """(GiB, what it is): CUDA peak allocated, or the process RSS high-water mark."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30, "CUDA allocated"
+    if os.path.exists("/proc/self/status"):
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        return kib / 2**20, "process RSS, per step"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process RSS, whole run"  # (Linux: KiB)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+class ContrastTimer:
+    """Wraps gcpo.contrast_weights (looked up by name at each call, so update and rollout use the wrapper)
+    and accumulates the wall seconds spent inside it."""
+
+    def __init__(self, device: str):
+        self.device, self.seconds, self.inner = device, 0.0, gcpo.contrast_weights
+
+    def __call__(self, *args, **kwargs):
+        sync(self.device)
+        t0 = time.perf_counter()
+        out = self.inner(*args, **kwargs)
+        sync(self.device)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: ContrastTimer, calls: list) -> dict:
+    """One rollout + update; returns its wall/CPU seconds, contrast seconds, tokens, FLOP calls and memory."""
+    calls.clear()
+    timer.seconds = 0.0
+    reset_peak_memory(cfg.device)
+    sync(cfg.device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    batch, _ = gcpo.rollout(model, task, cfg, step)
+    sync(cfg.device)
+    t1 = time.perf_counter()
+    if batch is not None:
+        gcpo.update(model, optimizer, ref_model, batch, cfg, step)
+    sync(cfg.device)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return dict(rollout=t1 - t0, update=t2 - t1, contrast=timer.seconds,
+                step=t2 - t0, cpu=c2 - c0, tokens=0 if batch is None else int(batch["mask"].sum()),
+                calls=list(calls), memory=peak_memory(cfg.device))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="", help="hub name or saved directory (default: random-init GPT-2 size)")
+    p.add_argument("--tiny", action="store_true", help="gcpo's tiny model (2 layers, width 64) + 580-token BPE")
     p.add_argument("--env", default="topic")
-    p.add_argument("--algo", default="gcpo")
+    p.add_argument("--algos", default="dapo,gcpo", help="presets run side by side, comma separated")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--steps", type=int, default=3, help="timed steps (after one untimed warm-up step)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per algorithm")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per algorithm first")
     p.add_argument("--shapes", default="4x4,16x8", help="B x G pairs, comma separated")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--micro-batch", type=int, default=0, help="responses per forward/backward (0: whole batch)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.model and args.tiny:
+        p.error("--tiny saves its own model; drop --model or --tiny")
+    if args.steps < 1 or args.warmup < 0 or args.threads < 0:
+        p.error("need --steps >= 1, --warmup >= 0 and --threads >= 0")
+    try:
+        shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+        assert all(len(s) == 2 for s in shapes)
+    except (ValueError, AssertionError):
+        p.error(f"--shapes {args.shapes!r}: write B x G pairs like 4x4,16x8")
+    algos = args.algos.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = args.model or random_gpt2(tmp)
-        print(f"model={args.model or 'random-init GPT-2 124M + stand-in BPE'}  env={args.env}  algo={args.algo}  "
-              f"dtype={args.dtype}  max_new_tokens={args.max_new_tokens}  micro_batch={args.micro_batch}  "
-              f"torch={torch.__version__}  "
-              f"threads={torch.get_num_threads()}")
-        print(f"{'device':>6} | {'B x G':>6} | {'rollout s':>9} | {'update s':>8} | {'step s':>7} | peak memory")
-        for shape in args.shapes.split(","):
-            B, G = (int(x) for x in shape.split("x"))
-            cfg = gcpo.make_config(args.algo, model=model_path, env=args.env, batch_prompts=B, group_size=G,
-                                   max_new_tokens=args.max_new_tokens, micro_batch=args.micro_batch,
-                                   device=args.device, dtype=args.dtype,
-                                   dynamic_sampling=False)  # one rollout per step, so steps are comparable
-            cfg.device = gcpo.resolve_device(cfg.device)
-            task, _ = gcpo.build_task(cfg)
-            model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
-            optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-            if cfg.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-            times = []
-            with gcpo.autocast(cfg):
-                for step in range(args.steps + 1):
-                    sync(cfg.device)
-                    t0 = time.perf_counter()
-                    batch = gcpo.rollout(model, task, cfg, step)
-                    sync(cfg.device)
-                    t1 = time.perf_counter()
-                    gcpo.update(model, optimizer, None, batch, cfg, step)
-                    sync(cfg.device)
-                    if step > 0:
-                        times.append((t1 - t0, time.perf_counter() - t1))
-            roll = sum(t[0] for t in times) / len(times)
-            upd = sum(t[1] for t in times) / len(times)
-            if cfg.device.startswith("cuda"):
-                mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (CUDA, allocated)"
-            else:
-                mem = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process RSS)"
-            print(f"{cfg.device:>6} | {B:>2} x {G:<2} | {roll:9.2f} | {upd:8.2f} | {roll + upd:7.2f} | {mem}")
-            del model, optimizer
+        if args.tiny:
+            model_path, name = tiny_bpe_gpt2(tmp), "gcpo tiny GPT-2 (2 layers, width 64) + 580-token stand-in BPE"
+        else:
+            model_path = args.model or random_gpt2(tmp)
+            name = args.model or "random-init GPT-2 124M + 50257-token stand-in BPE"
+        try:
+            cfgs = {a: gcpo.make_config(a, model=model_path, env=args.env, max_new_tokens=args.max_new_tokens,
+                                        micro_batch=args.micro_batch, device=args.device, dtype=args.dtype,
+                                        dynamic_sampling=False)  # one rollout per step, so steps are comparable
+                    for a in algos}
+            task, _ = gcpo.build_task(cfgs[algos[0]])
+            cfgs = {a: gcpo.resolve(c, task) for a, c in cfgs.items()}
+        except ValueError as e:
+            p.error(str(e))
+        device = cfgs[algos[0]].device
+        peak_dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+        peak_before = matmul_peak(device, peak_dtype)
+        print(f"model={name}  env={args.env}  dtype={args.dtype}  max_new_tokens={args.max_new_tokens}  "
+              f"micro_batch={args.micro_batch}  steps={args.steps} (+{args.warmup} warm-up) per algorithm")
+        print(f"torch={torch.__version__}  transformers={transformers.__version__}  threads={torch.get_num_threads()}  "
+              f"device={device}  cpu={cpu_model()} ({os.cpu_count()} logical)  load average={load_average()}")
+        print(f"{'B x G':>8} | {'algo':<5} | {'rollout s':>9} | {'update s':>8} | {'contrast s':>10} | {'step s':>6} | "
+              f"{'CPU s':>6} | {'tokens/s':>8} | {'GFLOP':>7} | {'limit s':>7} | {'x limit':>7} | peak memory")
+        rows = []
+        for B, G in shapes:
+            cfgs_bg = {a: dataclasses.replace(c, batch_prompts=B, group_size=G) for a, c in cfgs.items()}
+            model = gcpo.build_policy(cfgs_bg[algos[0]], task.vocab_size, 0, {}).to(device).eval()
+            body_params, head_params = parameter_split(model)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=cfgs_bg[algos[0]].lr)
+            calls, timer = [], ContrastTimer(device)
+            handles = [record_forwards(model, calls)]
+            ref_model = None
+            if any(c.beta > 0 for c in cfgs_bg.values()):
+                ref_model = copy.deepcopy(model).requires_grad_(False)
+                handles.append(record_forwards(ref_model, calls))
+            results = {a: [] for a in algos}
+            gcpo.contrast_weights = timer
+            try:
+                with gcpo.autocast(cfgs_bg[algos[0]]):
+                    for step in range(args.warmup + args.steps):
+                        for a in algos:  # take turns, so every algorithm sees the same load
+                            r = timed_step(model, optimizer, ref_model if cfgs_bg[a].beta > 0 else None, task,
+                                           cfgs_bg[a], step, timer, calls)
+                            if step >= args.warmup:
+                                results[a].append(r)
+            finally:
+                gcpo.contrast_weights = timer.inner
+                for h in handles:
+                    h.remove()
+            for a in algos:
+                rs = results[a]
+                mean = lambda k: sum(r[k] for r in rs) / len(rs)
+                flops = sum(step_flops(r["calls"], body_params, head_params) for r in rs) / len(rs)
+                memory = max(r["memory"][0] for r in rs)
+                rows.append(dict(B=B, G=G, algo=a, rollout=mean("rollout"), update=mean("update"),
+                                 contrast=mean("contrast"), step=mean("step"), cpu=mean("cpu"),
+                                 tokens_per_s=sum(r["tokens"] for r in rs) / sum(r["step"] for r in rs),
+                                 flops=flops, memory=memory, memory_kind=rs[0]["memory"][1]))
+            del model, optimizer, ref_model
+        peak = max(peak_before, matmul_peak(device, peak_dtype))
+        for r in rows:
+            limit = r["flops"] / peak
+            print(f"{r['B']:>3} x {r['G']:<2} | {r['algo']:<5} | {r['rollout']:9.2f} | {r['update']:8.2f} | "
+                  f"{r['contrast']:10.2f} | {r['step']:6.2f} | {r['cpu']:6.2f} | {r['tokens_per_s']:8.0f} | "
+                  f"{r['flops'] / 1e9:7.1f} | {limit:7.2f} | {r['step'] / limit:7.2f} | "
+                  f"{r['memory']:.2f} GiB ({r['memory_kind']})")
+        print(f"matmul peak ({'bf16' if args.dtype == 'bfloat16' else 'fp32'}, 2048x2048, "
+              f"{torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s (before the steps "
+              f"{peak_before / 1e9:.1f}); load average after={load_average()}")
+    return rows
 
 
 if __name__ == "__main__":
