@@ -163,6 +163,7 @@ def test_a_value_outside_the_choices_is_one_line_error(name, data, capsys):
     ["--entropy-penalty", "-1e-3"],  # a negative value in exponent notation is a value, not a flag
     ["--dynamic-sampling", "false"], ["--dynamic-sampling", "0"], ["--overlong-filter"],  # a bare flag means true
     ["--task-args", "length=3,num_symbols=3,position=0"], ["--env", "toy_envs/Copy-v0", "--task-args", "length=2"],
+    ["--seed", str(2**63 - 1)],  # the largest seed the generators take
 ])
 def test_valid_spellings_run(argv):
     finite_run(argv)
@@ -187,6 +188,7 @@ def test_valid_spellings_run(argv):
     (["--negative", "opposite"], ["negative", "--negative"]),  # needle offers null and wrong
     (["--surrogate", "log_hinge", "--dual-clip", "3"], ["dual_clip", "--dual-clip"]),
     (["--show", "5"], ["show", "--show"]),  # more than the 4 eval prompts
+    (["--seed", str(2**64)], ["seed", "--seed"]),  # past what the generators take
 ])
 def test_bad_task_arguments_and_combinations_are_one_line_errors(argv, names, capsys):
     one_line_error(argv, capsys, names)

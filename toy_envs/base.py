@@ -55,6 +55,7 @@ def check_bool(owner: str, name: str, value) -> bool:
 
 
 def check_rng(owner: str, rng) -> np.random.Generator:
+    """`rng` unchanged if it is a numpy Generator (a seed or the legacy RandomState is an error)."""
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"{owner}: rng must be a numpy Generator (np.random.default_rng(seed)), got {rng!r}")
     return rng
