@@ -22,8 +22,9 @@ GRPOConfig's). The data is generated here, so nothing but the model is downloade
 when the tokenizer has a chat template (instruct models), plain text otherwise.
 
 `--param_digest PREFIX` writes PREFIX.rank<N> with a SHA-256 of the parameters before and after training on
-every process, so a distributed run can be checked for identical ranks (the test suite does this with a tiny
-GPT-2 on CPU: `accelerate launch --num_processes 2 --cpu`).
+every process, so a data-parallel run can be checked for identical ranks (not meaningful under ZeRO-3 or FSDP,
+which shard the parameters). The test suite does this with a tiny GPT-2, two processes over gloo on a CPU:
+`accelerate launch --multi_gpu --num_processes 2 examples/gcpo_trl_math.py --use_cpu True ...`.
 """
 import hashlib
 import os
@@ -106,8 +107,8 @@ def main(argv=None):
     script, config = HfArgumentParser((ScriptArguments, GCPOConfig)).parse_args_into_dataclasses(argv)
     tokenizer = AutoTokenizer.from_pretrained(script.model, padding_side="left")
     dataset = build_dataset(script.num_prompts, script.seed_data, chat=tokenizer.chat_template is not None)
-    trainer = GCPOTrainer(model=script.model, reward_funcs=[correct, gives_number], args=config, train_dataset=dataset,
-                          processing_class=tokenizer)
+    trainer = GCPOTrainer(model=script.model, reward_funcs=[correct, gives_number], args=config,
+                          train_dataset=dataset, processing_class=tokenizer)
     acc = trainer.accelerator
     rank = acc.process_index
     if acc.is_main_process:
@@ -115,7 +116,7 @@ def main(argv=None):
 
         backend = dist.get_backend() if dist.is_initialized() else "none"
         print(f"{acc.num_processes} process(es), {acc.distributed_type.value}, backend {backend}, device {acc.device}")
-    before = parameter_digest(acc.unwrap_model(trainer.model))
+    before = parameter_digest(acc.unwrap_model(trainer.model)) if script.param_digest else ""
     trainer.train()
     if script.param_digest:
         after = parameter_digest(acc.unwrap_model(trainer.model))

@@ -303,3 +303,22 @@ def test_two_processes_end_with_identical_parameters(tiny_dir, tmp_path):
     ranks = [dict(line.split() for line in open(f"{digest}.rank{r}")) for r in (0, 1)]
     assert ranks[0]["after"] == ranks[1]["after"], "the two processes ended with different parameters"
     assert ranks[0]["before"] == ranks[1]["before"] != ranks[0]["after"], "training did not change the parameters"
+
+
+def test_example_math_reward():
+    """The example's reward reads the last integer of the completion (text or chat), negatives and commas
+    included; its negative prompt is the question plus 'Give a wrong answer.'."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gcpo_trl_math", os.path.join(ROOT, "examples", "gcpo_trl_math.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    completions = ["3 * 4 = 12, so Answer: -5", [{"role": "assistant", "content": "Answer: 1,204"}], "no idea",
+                   "Answer: 7"]
+    assert example.correct(completions, answer=[-5, 1204, 0, 8]) == [1.0, 1.0, 0.0, 0.0]
+    assert example.gives_number(completions) == [0.1, 0.1, 0.0, 0.1]
+    questions, answers = example.arithmetic(50, seed=0)
+    assert all(eval(q[len("What is "):-1]) == a for q, a in zip(questions, answers))  # noqa: S307 (our own text)
+    questions, ds = example.arithmetic(3, seed=0)[0], example.build_dataset(3, seed=0, chat=False)
+    assert all(n.startswith(q) and "Give a wrong answer." in n and "Give a wrong answer." not in p
+               for q, p, n in zip(questions, ds["prompt"], ds["negative_prompt"]))
