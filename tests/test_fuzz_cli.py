@@ -56,6 +56,7 @@ def text(value) -> str:
 
 
 def inside(name: str, r) -> st.SearchStrategy:
+    """Values in the range r (its `also` values included) that fit TINY, size-like ones capped by CHEAP."""
     if r.integer:
         hi = min(r.hi, CHEAP.get(name, math.inf))
         values = st.integers(int(r.lo) + r.lo_open, None if hi == math.inf else int(hi) - (r.hi_open and hi == r.hi))
@@ -68,6 +69,7 @@ def inside(name: str, r) -> st.SearchStrategy:
 
 
 def outside(r) -> st.SearchStrategy:
+    """What a user may type that is not in r: NaN, ±inf, words, empty, non-integers, values past either end."""
     bad = [st.sampled_from(["nan", "inf", "-inf", "abc", "", "1,5"])]
     if r.integer:
         bad.append(st.floats(-1e6, 1e6).filter(lambda v: not v.is_integer()))  # not an integer: an error, never rounded
