@@ -114,7 +114,7 @@ def toy_batch(model, task, cfg, same_negative):
 
 def loss_and_grad(model, b, cfg):
     m = copy.deepcopy(model)
-    loss, _, w = gcpo.micro_batch_loss(m, None, b, cfg, b["mask"].sum(), len(b["mask"]))
+    loss, _, w, _ = gcpo.micro_batch_loss(m, None, b, cfg, b["mask"].sum(), len(b["mask"]))
     loss.backward()
     return loss, [p.grad.clone() for p in m.parameters()], w
 

@@ -62,12 +62,20 @@ def test_other_presets_run_and_follow_spec(algo):
 
 def test_option_variants_smoke():
     """Smoke test: full_kl, rollout weights, micro-batches, mini-batches, overlong shaping and guided sampling
-    run together without a skipped step (each is checked numerically in its own unit test)."""
-    cfg = gcpo.make_config("gcpo", steps=2, warm_steps=5, batch_prompts=4, group_size=4, device="cpu",
-                           divergence="full_kl", weights_from="rollout", micro_batch=3, minibatches=2,
-                           overlong_buffer=3, overlong_filter=True, guidance_scale=2.0, negative="wrong")
-    hist = gcpo.train(cfg, progress=False)["history"]
-    assert len(hist) == 2 and all(h["skipped_steps"] == 0 for h in hist)
+    run together, and every step trains: informative groups, a finite non-zero gradient, non-uniform weights,
+    and a model that moved away from its warm start (each option is checked numerically in its own test)."""
+    opts = dict(warm_steps=5, batch_prompts=4, group_size=4, device="cpu", eval_prompts=16, divergence="full_kl",
+                weights_from="rollout", micro_batch=3, minibatches=2, overlong_buffer=3, overlong_filter=True,
+                guidance_scale=2.0, negative="wrong")
+    result = gcpo.train(gcpo.make_config("gcpo", steps=2, **opts), progress=False)
+    hist = result["history"]
+    assert len(hist) == 2
+    for h in hist:
+        assert h["skipped_steps"] == 0 and h["groups_kept"] > 0
+        assert 0 < h["grad_norm"] < float("inf")
+        assert h["weight_max"] > 1 and 0 < h["weight_std"] < float("inf")  # the contrast weights were used
+    warm = gcpo.train(gcpo.make_config("gcpo", steps=0, **opts), progress=False)["model"]  # the same warm start
+    assert any(not torch.equal(p, q) for p, q in zip(result["model"].parameters(), warm.parameters()))
 
 
 def test_vocab_too_small(tmp_path):
