@@ -220,14 +220,14 @@ def _int(lo, hi=math.inf):
 
 POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
 RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
-    "seed": _int(0), "steps": _int(0), "show": _int(0), "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
-    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": POSITIVE, "demo_accuracy": UNIT, "null_prob": UNIT,
+    "seed": _int(0, 2**63 - 1), "steps": _int(0), "show": _int(0), "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
+    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": Range(0, 1, lo_open=True), "demo_accuracy": UNIT, "null_prob": UNIT,
     "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3), "top_p": Range(0, 1, lo_open=True),
     "max_new_tokens": _int(0), "guidance_scale": Range(0, 100), "overlong_buffer": _int(0), "max_sampling_tries": _int(1),
     "adv_eps": NONNEG, "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
-    "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": NONNEG,
-    "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": NONNEG, "entropy_penalty": Range(),
-    "lr": POSITIVE, "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0), "max_grad_norm": POSITIVE,
+    "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": Range(0, 10),
+    "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": Range(0, 100), "entropy_penalty": Range(-1, 1),
+    "lr": Range(0, 1, lo_open=True), "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0), "max_grad_norm": POSITIVE,
     "eval_prompts": _int(1), "eval_every": _int(0),
 }
 
@@ -541,6 +541,8 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
     if not (scores.isfinite() | ~valid).all():
         raise ValueError("token scores must be finite on valid tokens; check the log-probs for NaN/inf")
     n_valid = valid.sum(1, keepdim=True).to(scores.dtype)  # (N, 1)
+    if ties not in ("average", "official"):
+        raise ValueError(f"unknown ties {ties!r}; choose average or official")
     if normalization == "hist":
         alpha = hist_alpha(top_fraction, target_mass)
         if ties == "official":
@@ -716,6 +718,8 @@ def policy_loss(logp, logp_old, advantages, mask, *, eps_low=0.2, eps_high=0.28,
         check_value(name, value, RANGES[name])
     if surrogate == "log_hinge" and dual_clip:
         raise ValueError("dual_clip has no meaning for surrogate='log_hinge'; pass dual_clip=0")
+    if kl_estimator not in ("k3", "k1"):
+        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose k3 or k1")
     valid = mask.bool()
     clean = lambda t: None if t is None else t.masked_fill(~valid, 0.0)  # padding never reaches the loss
     logp, logp_old, advantages, ref_logp, kl_weights = map(clean, (logp, logp_old, advantages, ref_logp, kl_weights))
@@ -1020,7 +1024,8 @@ def train(cfg: Config, progress: bool = True) -> dict:
                 metrics["eval_reward"] = evals[-1][1]
             history.append(metrics)
             if log:
-                log.write(json.dumps(metrics) + "\n")
+                finite = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
+                log.write(json.dumps(finite, allow_nan=False) + "\n")  # an undefined value is left out
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
         if log:
             log.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import math
 import os
@@ -151,7 +152,9 @@ def weight_metrics(w, key_mask, mask, logp=None, logp_old=None) -> dict:
 
     if key_mask.any():
         out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
-        out["key_weight_auc"] = key_token_auc(w, key_mask, mask).item()
+        auc = key_token_auc(w, key_mask, mask).item()
+        if math.isfinite(auc):  # undefined when no response has both key and other tokens: left out
+            out["key_weight_auc"] = auc
     if logp is not None:
         for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
             count = sel.sum().clamp(min=1)
@@ -257,6 +260,7 @@ def hist_official(scores, valid, alpha):
     return weights
 
 
+@functools.lru_cache(maxsize=None)
 def field_docs(cls) -> dict[str, str]:
     """The docstring under each dataclass field (CleanRL style), for --help."""
     body = ast.parse(inspect.getsource(cls)).body[0].body
@@ -363,7 +367,7 @@ def summarize(result: dict) -> str:
     mean = lambda k: np.nanmean([h[k] for h in last if k in h]) if any(k in h for h in last) else float("nan")
     lines = [f"{cfg.algo} on {cfg.env}: eval reward {result['reward_before']:.3f} (warm start) -> "
              f"{result['reward_after']:.3f} after {cfg.steps} steps (seed {cfg.seed})"]
-    if cfg.credit != "uniform" and hist:
+    if any("weight_max" in h for h in hist):
         lines.append(f"weights (last 10 steps): max {mean('weight_max'):.2f}, std {mean('weight_std'):.2f}, "
                      f"top-40% mass {mean('weight_top40_mass'):.3f}; key-token share {mean('key_weight_share'):.3f} "
                      f"vs uniform {mean('key_token_frac'):.3f}, key AUC {mean('key_weight_auc'):.3f}")
