@@ -225,6 +225,7 @@ def write(nb: dict, path: str) -> None:
 
 
 def resolve(names: list[str]) -> list[str]:
+    """Notebook paths from command-line names (paths, or file names in notebooks/); all of notebooks/ if none."""
     if not names:
         return sorted(os.path.join(HERE, f) for f in os.listdir(HERE) if f.endswith(".ipynb"))
     paths = []
@@ -245,37 +246,32 @@ def main(argv=None) -> int:
     if _importable("torch"):
         import torch
         torch.set_num_threads(1)
-    status = 0
     try:
         paths = resolve(args.notebooks)
     except CellError as e:
         print(f"run_notebooks.py: error: {e}", file=sys.stderr)
         return 2
     if len(paths) > 1:  # each notebook in a fresh interpreter, as each would get a fresh kernel
-        for path in paths:
-            rc = subprocess.run([sys.executable, __file__, *(["--check"] if args.check else []), path]).returncode
-            status |= int(rc != 0)
-        return status
-    for path in paths:
-        name = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
-        start = time.perf_counter()
-        try:
-            fresh = execute(path)
-        except CellError as e:
-            print(f"FAIL {e}", file=sys.stderr)
-            status = 1
-            continue
-        seconds = time.perf_counter() - start
-        if args.check:
-            problems = compare(load(path), fresh, name)
-            for p in problems:
-                print(f"FAIL {p}", file=sys.stderr)
-            status |= bool(problems)
-            print(f"{'ok  ' if not problems else 'FAIL'} {name} ({seconds:.1f} s)")
-        else:
-            write(fresh, path)
-            print(f"wrote {name} ({seconds:.1f} s)")
-    return status
+        flags = ["--check"] if args.check else []
+        return int(any([subprocess.run([sys.executable, __file__, *flags, p]).returncode != 0 for p in paths]))
+    path = paths[0]
+    name = os.path.relpath(path, ROOT) if path.startswith(ROOT) else path
+    start = time.perf_counter()
+    try:
+        fresh = execute(path)
+    except CellError as e:
+        print(f"FAIL {e}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    if not args.check:
+        write(fresh, path)
+        print(f"wrote {name} ({seconds:.1f} s)")
+        return 0
+    problems = compare(load(path), fresh, name)
+    for p in problems:
+        print(f"FAIL {p}", file=sys.stderr)
+    print(f"{'FAIL' if problems else 'ok  '} {name} ({seconds:.1f} s)")
+    return int(bool(problems))
 
 
 if __name__ == "__main__":
