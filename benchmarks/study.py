@@ -20,7 +20,7 @@ Design
   from the same cached warm-started model (one warm start per task x seed), with the same prompts.
 - Budget: per task, the same steps, batch (prompts x group size), evaluation schedule, warm-start length and
   learning-rate grid for every algorithm (the TASKS table below). Sized from measured single-thread costs so
-  that the whole study (96 warm starts, 240 tuning and 750 reporting runs) takes about 70-90 minutes with 2
+  that the whole study (96 warm starts, 240 tuning and 750 reporting runs) takes about 70-85 minutes with 2
   worker processes on a 2-core x86 CPU: a short budget, in which the needle-32 and needle-128 curves move
   little (read their results as "what a short run does", not as converged performance).
 - Statistics (report.md): per (task, variant) the final eval reward and the area under the eval learning curve
@@ -84,11 +84,11 @@ TASKS = {
     "needle-32": TaskSpec("needle", "length=32", steps=40, warm_steps=600, lrs=NEEDLE_LRS),
     "needle-128": TaskSpec("needle", "length=128", steps=20, batch_prompts=4, eval_every=5, eval_prompts=64,
                            warm_steps=400, lrs=NEEDLE_LRS),
-    "copy": TaskSpec("copy", steps=50, batch_prompts=16, warm_steps=600),
+    "copy": TaskSpec("copy", steps=50, warm_steps=600),
     "gridpaint": TaskSpec("gridpaint", steps=30, warm_steps=600),
-    "chainsum": TaskSpec("chainsum", steps=30, warm_steps=600),
-    "topic": TaskSpec("topic", steps=25, eval_every=5, warm_steps=600, lrs=TEXT_LRS),
-    "sentiment": TaskSpec("sentiment", steps=30, eval_every=6, warm_steps=600, lrs=TEXT_LRS),
+    "chainsum": TaskSpec("chainsum", steps=50, warm_steps=600),
+    "topic": TaskSpec("topic", steps=30, eval_every=6, warm_steps=600, lrs=TEXT_LRS),
+    "sentiment": TaskSpec("sentiment", steps=40, eval_every=8, warm_steps=600, lrs=TEXT_LRS),
 }
 
 # name: (preset, option overrides, whose selected learning rate it uses, tasks (None: all))
