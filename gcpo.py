@@ -175,6 +175,9 @@ class Config:
     """held-out prompts for the before/after evaluation"""
     eval_every: int = 0
     """also evaluate every K RL steps (a learning curve in metrics.jsonl; 0: only before and after)"""
+    log_token_moves: bool = False
+    """also log how far each update moved the log-probs of high- (w > 1) vs low-weight tokens (one more no-grad
+    forward per step)"""
 
 
 PRESETS = {  # docs/algorithm.md §6; every value can be overridden
@@ -890,7 +893,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
                 loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs, shuffle_gen)
                 loss.backward()
                 if w is not None:
-                    weight_stats.append((w, b["key_mask"], b["mask"], logp, b["logp_old"]))
+                    weight_stats.append((w, b["key_mask"], b["mask"], logp, idx))
                 share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)
                 for k, v in m.items():  # token-weighted average over the whole update
                     sums[k] = sums.get(k, 0.0) + v * share
@@ -904,7 +907,15 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     metrics = {**sums, "grad_norm": float(np.mean(grad_norms)), "skipped_steps": skipped}
     metrics["key_token_frac"] = ((batch["key_mask"] & batch["mask"].bool()).sum() / batch["mask"].sum()).item()
     if weight_stats:
-        metrics.update(weight_metrics(*(torch.cat([s[i] for s in weight_stats]) for i in range(5))))
+        w, key_mask, mask, logp, idx = (torch.cat([s[i] for s in weight_stats]) for i in range(5))
+        metrics.update(weight_metrics(w, key_mask, mask, logp))
+        if cfg.log_token_moves:  # |log π_new − log π_old| after the update, on high- vs low-weight tokens
+            with torch.no_grad():
+                new, _ = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
+                                           cfg.temperature)
+            moved = (new - batch["logp_old"]).abs()[idx]  # (rows as in w, T)
+            for name, sel in (("high_w", mask.bool() & (w > 1)), ("low_w", mask.bool() & (w <= 1))):
+                metrics[f"logp_move_{name}"] = ((moved * sel).sum() / sel.sum().clamp(min=1)).item()
     return metrics
 
 

@@ -90,6 +90,8 @@ def validate_config(cfg) -> None:
     if cfg.kl_reweight and (cfg.credit == "uniform" or cfg.beta == 0):
         raise ValueError("kl_reweight reweights the KL term by the token weights: it needs beta > 0 and "
                          "credit other than uniform")
+    if cfg.log_token_moves and cfg.credit == "uniform":
+        raise ValueError("log_token_moves compares high- and low-weight tokens; uniform credit has no weights")
     if cfg.show > cfg.eval_prompts:
         raise ValueError(f"show={cfg.show} exceeds eval_prompts={cfg.eval_prompts}; show at most that many")
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -134,11 +136,10 @@ def check_groups(rewards: torch.Tensor, group_size: int) -> None:
         raise ValueError(f"rewards must be (B·G,) with group_size G={group_size} dividing it, got shape {tuple(rewards.shape)}")
 
 
-def weight_metrics(w, key_mask, mask, logp=None, logp_old=None) -> dict:
+def weight_metrics(w, key_mask, mask, logp=None) -> dict:
     """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens;
     when the task knows its key tokens, the weight share on key tokens and their ranking AUC; with the
-    log-probs, how far the update moved high-weight (w > 1) vs low-weight tokens (mean |log ρ|) and their
-    mean −log π (a one-sample entropy estimate)."""
+    log-probs, the mean −log π (a one-sample entropy estimate) of high-weight (w > 1) and low-weight tokens."""
     valid = mask.bool()
     n = valid.sum(1).clamp(min=1)
     mean = (w * valid).sum(1) / n
@@ -158,7 +159,6 @@ def weight_metrics(w, key_mask, mask, logp=None, logp_old=None) -> dict:
     if logp is not None:
         for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
             count = sel.sum().clamp(min=1)
-            out[f"logratio_abs_{name}"] = ((logp - logp_old).abs() * sel).sum().div(count).item()
             out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
     return out
 

@@ -119,7 +119,7 @@ QUICK_TUNE_SEEDS, QUICK_REPORT_SEEDS = (101,), (1, 2)
 
 # per-step metrics kept as whole curves in each run file (the rest only as first/last-10-step means)
 CURVE_KEYS = ("reward_mean", "entropy", "key_weight_auc", "key_weight_share", "key_token_frac")
-SENTIMENT_CURVE_KEYS = ("weight_max", "weight_std", "logratio_abs_high_w", "logratio_abs_low_w",
+SENTIMENT_CURVE_KEYS = ("weight_max", "weight_std", "logp_move_high_w", "logp_move_low_w",
                         "neglogp_high_w", "neglogp_low_w", "response_len", "zero_std_frac", "grad_norm",
                         "clipfrac_low", "clipfrac_high")
 
@@ -253,7 +253,8 @@ def run_job(job: Job, spec: TaskSpec, out: str, lr: float) -> dict:
         algo, overrides, _, _ = VARIANTS[job.variant]
         cfg = gcpo.make_config(algo, steps=spec.steps, model=os.path.join(warm_dir(out, job.task, job.seed), "model"),
                                warm_steps=0, lr=lr, batch_prompts=spec.batch_prompts, group_size=spec.group_size,
-                               eval_every=spec.eval_every, **common, **overrides)
+                               eval_every=spec.eval_every, log_token_moves=spec.env == "sentiment", **common,
+                               **overrides)
         r = gcpo.train(cfg, progress=False)
         hist = r["history"]
         keys = CURVE_KEYS + (SENTIMENT_CURVE_KEYS if spec.env == "sentiment" else ())
