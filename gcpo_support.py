@@ -40,7 +40,8 @@ class Range:
             (x < self.hi if self.hi_open else x <= self.hi)
 
     def __str__(self) -> str:
-        lo, hi = ("-inf" if self.lo == -math.inf else f"{self.lo:g}"), ("inf" if self.hi == math.inf else f"{self.hi:g}")
+        fmt = lambda v: "inf" if v == math.inf else "-inf" if v == -math.inf else str(v) if isinstance(v, int) else f"{v:g}"
+        lo, hi = fmt(self.lo), fmt(self.hi)
         text = f"{'(' if self.lo_open or self.lo == -math.inf else '['}{lo}, {hi}{')' if self.hi_open or self.hi == math.inf else ']'}"
         text = f"{' or '.join(f'{v:g}' for v in self.also)} or {text}" if self.also else text
         return f"int in {text}" if self.integer else text
@@ -372,3 +373,21 @@ def summarize(result: dict) -> str:
                      f"top-40% mass {mean('weight_top40_mass'):.3f}; key-token share {mean('key_weight_share'):.3f} "
                      f"vs uniform {mean('key_token_frac'):.3f}, key AUC {mean('key_weight_auc'):.3f}")
     return "\n".join(lines)
+
+
+def options_markdown() -> str:
+    """The README's options table, generated from Config, RANGES and CHOICES (a test keeps the README in sync):
+    each option, its valid values, its default under the gcpo preset and the presets that change it."""
+    from gcpo import CHOICES, PRESETS, RANGES, Config
+
+    docs, base = field_docs(Config), dataclasses.asdict(Config())
+    rows = ["| option | valid values | default (`gcpo`) | other presets | meaning |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(Config):
+        valid = (" \\| ".join(map(str, CHOICES[f.name])) if f.name in CHOICES else str(RANGES[f.name])
+                 if f.name in RANGES else "true \\| false" if f.type == "bool" else "text")
+        others = ", ".join(f"{a}: {p[f.name]}" for a, p in PRESETS.items() if a != "gcpo" and f.name in p
+                           and p[f.name] != PRESETS["gcpo"].get(f.name, base[f.name]))
+        default = PRESETS["gcpo"].get(f.name, base[f.name])
+        rows.append(f"| `--{f.name.replace('_', '-')}` | {valid} | {default!r} | {others} | "
+                    f"{docs.get(f.name, '').replace('|', '/')} |")
+    return "\n".join(rows)
