@@ -157,15 +157,35 @@ def test_trust_region_is_one_minus_eps_low_to_one_plus_eps_high(surrogate):
     assert m["clipfrac_high"] == pytest.approx(1 / n) and m["clipfrac_low"] == pytest.approx(1 / n)
 
 
-@pytest.mark.parametrize("eps_low,eps_high", [(0.2, 0.28), (0.28, 0.2), (0.1, 0.5)])
-def test_clip_fractions_count_exactly_the_tokens_whose_gradient_is_removed(eps_low, eps_high):
-    ratios = np.exp(np.linspace(-0.7, 0.7, 29)).tolist() * 2
-    advs = [1.0] * 29 + [-0.5] * 29
-    grad, m = token_grads(ratios, advs, eps_low=eps_low, eps_high=eps_high, dual_clip=0.0)
-    a = torch.tensor(advs)
-    assert m["clipfrac_high"] == pytest.approx(((grad == 0) & (a > 0)).double().mean().item())
-    assert m["clipfrac_low"] == pytest.approx(((grad == 0) & (a < 0)).double().mean().item())
-    assert 0 < m["clipfrac_high"] and 0 < m["clipfrac_low"]
+@pytest.mark.parametrize("eps_low,eps_high,dual_clip", [(0.2, 0.28, 0.0), (0.28, 0.2, 0.0), (0.1, 0.5, 2.0)])
+def test_clip_fractions_count_exactly_the_tokens_whose_gradient_is_removed(eps_low, eps_high, dual_clip):
+    """high: Ã > 0 and no gradient; low: Ã < 0, ρ < 1 and no gradient; dual: Ã < 0, ρ > 1 and no gradient.
+    The grid includes Ã = 0 (never clipped) and ratios exactly on 1 + ε_high, 1 − ε_low and c (not clipped)."""
+    edge = lambda r: float(torch.tensor(r, dtype=torch.float64).log().exp())  # ρ = exp(log ρ) exactly
+    hi, lo = edge(1 + eps_high), edge(1 - eps_low)
+    eps_high, eps_low = hi - 1, 1 - lo  # so that 1 + ε_high and 1 − ε_low are exactly these ratios
+    c = edge(dual_clip) if dual_clip else 0.0
+    ratios = np.exp(np.linspace(-1.5, 1.5, 31)).tolist() + [hi, lo, c or 2.0]
+    ratios, advs = ratios * 4, [1.0] * 34 + [-0.5] * 34 + [0.0] * 34 + [2.0] * 34
+    grad, m = token_grads(ratios, advs, eps_low=eps_low, eps_high=eps_high, dual_clip=c)
+    a, r, stopped = torch.tensor(advs), torch.tensor(ratios, dtype=torch.float64), grad == 0
+    assert m["clipfrac_high"] == pytest.approx((stopped & (a > 0)).double().mean().item())
+    assert m["clipfrac_low"] == pytest.approx((stopped & (a < 0) & (r < 1)).double().mean().item())
+    assert m["clipfrac_dual"] == pytest.approx((stopped & (a < 0) & (r > 1)).double().mean().item())
+    assert m["clipfrac_high"] > 0 and m["clipfrac_low"] > 0 and (m["clipfrac_dual"] > 0) == (dual_clip > 0)
+
+
+def test_one_clipped_token_is_a_clip_fraction_of_one():
+    _, m = token_grads([1.5], [1.0])
+    assert m["clipfrac_high"] == 1.0
+
+
+def test_log_hinge_loss_scales_with_the_advantage():
+    log_ratio = torch.tensor([[0.1, -0.1, 0.3, -0.4]], dtype=torch.float64)
+    adv = torch.tensor([[-0.5, 2.0, -3.0, 0.25]], dtype=torch.float64)
+    xi = torch.tensor([[-math.log(0.8), math.log(1.28), -math.log(0.8), math.log(1.28)]], dtype=torch.float64)
+    loss = gcpo.surrogate_loss(log_ratio, adv, 0.2, 0.28, 0.0, "log_hinge")
+    torch.testing.assert_close(loss.double(), (xi * adv.abs() - adv * log_ratio).clamp(min=0), rtol=1e-7, atol=0)
 
 
 def test_dual_clip_removes_the_gradient_exactly_above_c():
@@ -233,3 +253,168 @@ def test_k3_is_an_unbiased_estimate_of_kl_and_k1_of_its_mean():
     logp, logq = p.log()[y][None], q.log()[y][None]
     for est in ("k3", "k1"):
         assert gcpo.kl_penalty(logp, logq, est).mean().item() == pytest.approx(kl, abs=0.01)
+
+
+# ---- documented defaults: a caller who passes nothing gets the official / DAPO values ------------------------
+def test_defaults_are_the_documented_values():
+    g = torch.Generator().manual_seed(4)
+    logp, logp_neg = -torch.rand(3, 6, generator=g, dtype=torch.float64) * 3, -torch.rand(3, 6, generator=g) * 3
+    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]])
+    assert torch.equal(gcpo.token_scores(logp, logp_neg.double(), mask),
+                       gcpo.token_scores(logp, logp_neg.double(), mask, "kl"))
+    assert gcpo.hist_alpha() == gcpo.hist_alpha(0.4, 0.8)
+    s = gcpo.token_scores(logp, logp_neg.double(), mask, "abs")
+    assert torch.equal(gcpo.normalize_weights(s, mask, "softmax"),
+                       gcpo.normalize_weights(s, mask, "softmax", softmax_temp=1.0))
+    ref = logp + torch.randn(3, 6, generator=g, dtype=torch.float64)
+    assert torch.equal(gcpo.kl_penalty(logp, ref), gcpo.kl_penalty(logp, ref, "k3"))
+    assert gcpo.aggregate(logp, mask).item() == gcpo.aggregate(logp, mask, "token-mean").item()
+    # ratios at 0.79, 1.25, 1.30 and 3.5 with both signs of Ã: each default (0.2, 0.28, 3) changes the result
+    ratios = torch.tensor([[0.79, 1.25, 1.30, 3.5, 0.79, 1.25, 1.30, 3.5]], dtype=torch.float64)
+    adv = torch.tensor([[1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]], dtype=torch.float64)
+    lr = ratios.log().requires_grad_(True)
+    loss, m = gcpo.policy_loss(lr, torch.zeros_like(lr), adv, torch.ones_like(adv))
+    want, m_want = gcpo.policy_loss(lr, torch.zeros_like(lr), adv, torch.ones_like(adv), eps_low=0.2, eps_high=0.28,
+                                    dual_clip=3.0, loss_agg="token-mean", surrogate="clip")
+    assert loss.item() == want.item() and m == m_want
+    assert torch.equal(gcpo.surrogate_loss(lr, adv), gcpo.surrogate_loss(lr, adv, 0.2, 0.28, 3.0, "clip"))
+
+
+# ---- sampling filter --------------------------------------------------------------------------------------
+def test_top_p_one_keeps_every_token_however_unlikely():
+    logits = torch.tensor([[0.0, -30.0, -60.0, 5.0]])
+    assert torch.equal(gcpo.top_p_filter(logits, 1.0), logits)
+
+
+def test_top_p_drops_a_token_once_the_mass_before_it_reaches_top_p():
+    logits = torch.tensor([[0.5, 0.25, 0.125, 0.125]]).log()
+    assert logits.softmax(-1).tolist() == [[0.5, 0.25, 0.125, 0.125]]  # exact in float32, so the tie is exact
+    kept = torch.isfinite(gcpo.top_p_filter(logits, 0.75))
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.25 reaches 0.75: the third token is not needed
+
+
+def test_top_p_always_keeps_the_most_likely_token_and_only_it_when_it_suffices():
+    logits = torch.tensor([[0.1, 0.6, 0.3]]).log()
+    for top_p in (0.5, 1e-30):
+        assert torch.isfinite(gcpo.top_p_filter(logits, top_p)).tolist() == [[False, True, False]]
+
+
+# ---- rewards and advantages -------------------------------------------------------------------------------
+def test_non_finite_rewards_are_named_by_position():
+    r = torch.tensor([0.0, float("nan"), float("inf"), 1.0, float("-inf"), float("nan"), float("nan"), float("nan")])
+    with pytest.raises(ValueError, match=r"at responses \[1, 2, 4, 5, 6\]:"):  # the first five
+        gcpo.check_rewards(r, 8)
+
+
+def test_integer_rewards_give_the_advantages_of_their_float_values():
+    r = torch.tensor([0, 1, 1, 1, 2, 0])
+    assert torch.equal(gcpo.group_advantages(r, 3), gcpo.group_advantages(r.float(), 3))
+
+
+@pytest.mark.parametrize("bad", [dict(buffer=0), dict(buffer=11), dict(buffer=2.5), dict(max_len=-3),
+                                 dict(lengths=torch.tensor([3.0, 4.0])), dict(lengths=torch.tensor([[3, 4]])),
+                                 dict(lengths=torch.tensor([3, -1]))])
+def test_overlong_penalty_rejects_what_it_cannot_score(bad):
+    args = {**dict(lengths=torch.tensor([0, 5, 12]), max_len=10, buffer=4), **bad}
+    with pytest.raises(ValueError, match="max_len" if "max_len" in bad else "buffer" if "buffer" in bad else "lengths"):
+        gcpo.overlong_penalty(**args)
+    assert gcpo.overlong_penalty(torch.tensor([0, 5, 12]), 10, 4).tolist() == [0.0, 0.0, -1.0]  # length 0 is fine
+
+
+def test_overlong_buffer_may_be_one_token_or_the_whole_length():
+    lengths = torch.tensor([3, 9, 10, 11])
+    assert gcpo.overlong_penalty(lengths, 10, 1).tolist() == [0.0, 0.0, -1.0, -1.0]
+    assert gcpo.overlong_penalty(lengths, 10, 10).tolist() == [-0.3, -0.9, -1.0, -1.0]
+
+
+@pytest.mark.parametrize("scale", ["group", "batch"])
+def test_advantage_denominator_adds_eps_to_the_std(scale):
+    r = torch.tensor([0.0, 1.0, 0.0, 0.0, 2.0, 0.5, 1.0, 3.0], dtype=torch.float64)
+    std = r.view(2, 4).std(1, keepdim=True) if scale == "group" else r.std()
+    centred = r.view(2, 4) - r.view(2, 4).mean(1, keepdim=True)
+    want = (centred / (std + 0.25)).reshape(-1)
+    torch.testing.assert_close(gcpo.group_advantages(r, 4, scale, eps=0.25), want, rtol=1e-12, atol=0)
+
+
+# ---- weights and key metrics: scale invariances -----------------------------------------------------------
+@pytest.mark.parametrize("norm", ["softmax", "minmax", "hist"])
+def test_softmax_minmax_and_hist_depend_on_scores_only_up_to_scale(norm):
+    scores, mask = scores_and_mask(seed=6)
+    big, small = gcpo.normalize_weights(scores * 4, mask, norm), gcpo.normalize_weights(scores * 0.05, mask, norm)
+    torch.testing.assert_close(small, big, rtol=1e-6, atol=1e-7)
+
+
+def test_key_metrics_do_not_depend_on_the_scale_of_the_weights():
+    w = torch.tensor([[2.0, 0.5, 0.5, 1.0], [1.5, 0.5, 1.0, 1.0]], dtype=torch.float64)
+    key = torch.tensor([[True, False, False, False], [False, True, True, False]])
+    mask = torch.ones(2, 4)
+    for f in (1e-3, 1e3):
+        assert gcpo.key_token_share(w * f, key, mask).item() == pytest.approx(gcpo.key_token_share(w, key, mask).item())
+        assert gcpo.key_token_auc(w * f, key, mask).item() == gcpo.key_token_auc(w, key, mask).item()
+
+
+def test_key_auc_averages_only_responses_with_both_kinds_of_token():
+    w = torch.tensor([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    key = torch.tensor([[True, False, False], [True, True, True], [False, False, False]])
+    mask = torch.ones(3, 3)
+    assert gcpo.key_token_auc(w, key, mask).item() == 1.0  # rows 1 (all key) and 2 (no key) are left out
+    assert math.isnan(gcpo.key_token_auc(w[1:], key[1:], mask[1:]).item())  # no response has both: NaN
+
+
+# ---- aggregation, KL and the log-ratio clamp --------------------------------------------------------------
+@pytest.mark.parametrize("agg", AGGS)
+def test_one_token_or_one_response_is_its_own_mean(agg):
+    x = torch.tensor([[0.7, 5.0, 5.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 0, 0]])
+    want = {"token-mean": 0.7, "seq-mean-token-mean": 0.7, "seq-mean-token-sum-norm": 0.7 / 4}[agg]
+    assert gcpo.aggregate(x, mask, agg, max_len=4).item() == pytest.approx(want, rel=1e-12)
+
+
+def test_k3_gap_is_clamped_at_twenty_and_k1_is_the_plain_difference():
+    logp = torch.zeros(1, 4, dtype=torch.float64)
+    ref = torch.tensor([[-25.0, 25.0, -3.0, 2.0]], dtype=torch.float64)
+    clamped = ref.clamp(-20, 20)
+    torch.testing.assert_close(gcpo.kl_penalty(logp, ref, "k3"), clamped.exp() - clamped - 1, rtol=1e-12, atol=0)
+    _, m = gcpo.policy_loss(logp, logp, torch.zeros_like(logp), torch.ones_like(logp), ref_logp=ref, beta=0.5,
+                            kl_estimator="k1")
+    assert m["kl_ref"] == pytest.approx((logp - ref).mean().item(), rel=1e-12)
+
+
+def test_log_ratio_is_clamped_at_twenty_as_documented():
+    logp = torch.tensor([[25.0, -25.0]], dtype=torch.float64)
+    adv = torch.tensor([[-1.0, 1.0]], dtype=torch.float64)
+    mask = torch.ones_like(adv)
+    loss, _ = gcpo.policy_loss(logp, torch.zeros_like(logp), adv, mask, dual_clip=0.0)
+    assert loss.item() == pytest.approx((math.exp(20) - math.exp(-20)) / 2, rel=1e-12)  # ρ = e^20 and e^−20
+    hinge, _ = gcpo.policy_loss(logp, torch.zeros_like(logp), adv, mask, dual_clip=0.0, surrogate="log_hinge")
+    assert hinge.item() == pytest.approx((-math.log(0.8) + 20 + math.log(1.28) + 20) / 2, rel=1e-7)
+
+
+def test_log_hinge_computes_in_the_dtype_of_its_inputs():
+    log_ratio = torch.tensor([[0.1, -0.1, 0.3]], dtype=torch.float64)
+    adv = torch.tensor([[-1.0, 1.0, -0.5]], dtype=torch.float64)
+    loss = gcpo.surrogate_loss(log_ratio, adv, 0.2, 0.28, 0.0, "log_hinge")
+    xi = torch.tensor([[-math.log(0.8), math.log(1.28), -math.log(0.8)]], dtype=torch.float64)
+    assert loss.dtype == torch.float64
+    torch.testing.assert_close(loss, (xi * adv.abs() - adv * log_ratio).clamp(min=0), rtol=1e-12, atol=0)
+
+
+def test_metrics_report_the_surrogate_and_the_entropy_of_valid_tokens():
+    logp = torch.tensor([[-0.5, -2.0, -9.0], [-1.0, -9.0, -9.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    adv = torch.tensor([[1.0, 1.0, 1.0], [-2.0, -2.0, -2.0]], dtype=torch.float64)
+    ref = logp - 0.5
+    loss, m = gcpo.policy_loss(logp, logp, adv, mask, ref_logp=ref, beta=0.1, entropy_penalty=1.0)
+    assert m["pg_loss"] == pytest.approx(-(1.0 + 1.0 - 2.0) / 3, abs=1e-12)  # the surrogate alone, ρ ≡ 1
+    assert m["entropy"] == pytest.approx((0.5 + 2.0 + 1.0) / 3, rel=1e-12)
+    k3 = math.exp(-0.5) + 0.5 - 1
+    assert loss.item() == pytest.approx(m["pg_loss"] + 0.1 * k3 + 1.0 * m["entropy"], rel=1e-12)
+    one, m1 = gcpo.policy_loss(logp[1:, :1], logp[1:, :1], adv[1:, :1], mask[1:, :1])
+    assert m1["entropy"] == 1.0 and one.item() == 2.0  # one token: its own mean
+
+
+def test_entropy_penalty_is_normalised_by_the_mini_batch_token_count():
+    logp = torch.tensor([[-1.0, -3.0]], dtype=torch.float64)
+    mask, zero = torch.ones(1, 2), torch.zeros(1, 2, dtype=torch.float64)
+    loss, _ = gcpo.policy_loss(logp, logp, zero, mask, entropy_penalty=0.5, total_tokens=8)
+    assert loss.item() == pytest.approx(0.5 * 4.0 / 8)
