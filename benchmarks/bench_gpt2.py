@@ -21,9 +21,12 @@ algorithm, after --warmup untimed ones.
 Columns: rollout, update and contrast wall seconds (contrast = time inside gcpo.contrast_weights, GCPO's
 no-grad negative-prompt pass; it is part of update with weights_from=current and of rollout with
 weights_from=rollout), the step's wall and process-CPU seconds, tokens/s (valid response tokens sampled per
-wall second of the step), the step's FLOPs, the FLOP limit (FLOPs / measured matmul peak: the time the
-arithmetic alone needs), the step's time over that limit, and the peak memory of the step (process RSS
-high-water mark, reset before each step; CUDA: peak allocated).
+wall second of the step), the step's FLOPs split into rollout (sampler), update (training forward and
+backward) and contrast (GCPO's extra forwards), the FLOP limit (FLOPs / measured matmul peak: the time the
+arithmetic alone needs), the step's wall time over that limit, and the peak memory of the step (process RSS
+high-water mark, reset before each step, and its rise above the RSS at the step's start; CUDA: allocated).
+Wall seconds grow when other programs share the cores; CPU seconds / threads then estimates the step on
+idle cores, from above (OpenMP threads that wait for each other spin, and the spinning counts).
 
 FLOPs are counted from the shapes of every forward the step actually runs (a hook on the model records each
 call's input rows R, sequence width S, kept LM-head positions K and whether gradients are on):
@@ -50,7 +53,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import gcpo  # noqa: E402
+import gcpo  # noqa: E402 (after the path insert)
 
 
 def random_gpt2(path: str) -> str:
@@ -113,13 +116,27 @@ def parameter_split(model):
     return body, head.numel()
 
 
-def record_forwards(model, calls: list):
-    """Append (rows, width, kept positions, grad enabled) for every forward of `model` to calls."""
-    def hook(module, args, kwargs):
+class ForwardRecorder:
+    """Records (phase, rows, width, kept LM-head positions, grad enabled) for every forward of the hooked
+    models; `phase` (rollout | update | contrast) is set by whoever drives the step."""
+
+    def __init__(self, *models):
+        self.calls, self.phase = [], "rollout"
+        self.handles = [m.register_forward_pre_hook(self.hook, with_kwargs=True) for m in models if m is not None]
+
+    def hook(self, module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         rows, width = ids.shape
-        calls.append((rows, width, kept_positions(kwargs.get("logits_to_keep", 0), width), torch.is_grad_enabled()))
-    return model.register_forward_pre_hook(hook, with_kwargs=True)
+        kept = kept_positions(kwargs.get("logits_to_keep", 0), width)
+        self.calls.append((self.phase, rows, width, kept, torch.is_grad_enabled()))
+
+    def flops(self, body_params: int, head_params: int, phase: str | None = None) -> float:
+        """FLOPs of the recorded forwards (of one phase, or all)."""
+        return step_flops([c[1:] for c in self.calls if phase in (None, c[0])], body_params, head_params)
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
 
 
 def matmul_peak(device: str, dtype: torch.dtype, n: int = 2048, repeats: int = 6) -> float:
@@ -149,14 +166,15 @@ def reset_peak_memory(device: str):
             f.write("5")  # Linux: reset the RSS high-water mark (VmHWM) to the current RSS
 
 
-def peak_memory(device: str) -> tuple[float, str]:
-    """(GiB, what it is): CUDA peak allocated, or the process RSS high-water mark."""
+def memory(device: str, peak: bool = True) -> tuple[float, str]:
+    """(GiB, what it is): CUDA peak (or current) allocated, or the process RSS high-water mark (or current)."""
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**30, "CUDA allocated"
+        return (torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()) / 2**30, "CUDA allocated"
     if os.path.exists("/proc/self/status"):
+        key = "VmHWM:" if peak else "VmRSS:"
         with open("/proc/self/status") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-        return kib / 2**20, "process RSS, per step"
+            kib = next(int(line.split()[1]) for line in f if line.startswith(key))
+        return kib / 2**20, "process RSS"
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process RSS, whole run"  # (Linux: KiB)
@@ -175,38 +193,46 @@ def load_average() -> str:
 
 
 class ContrastTimer:
-    """Wraps gcpo.contrast_weights (looked up by name at each call, so update and rollout use the wrapper)
-    and accumulates the wall seconds spent inside it."""
+    """Wraps gcpo.contrast_weights (looked up by name at each call, so update and rollout use the wrapper),
+    accumulates the wall seconds spent inside it and marks its forwards as the `contrast` phase."""
 
-    def __init__(self, device: str):
-        self.device, self.seconds, self.inner = device, 0.0, gcpo.contrast_weights
+    def __init__(self, device: str, recorder: ForwardRecorder):
+        self.device, self.recorder, self.seconds, self.inner = device, recorder, 0.0, gcpo.contrast_weights
 
     def __call__(self, *args, **kwargs):
+        phase, self.recorder.phase = self.recorder.phase, "contrast"
         sync(self.device)
         t0 = time.perf_counter()
         out = self.inner(*args, **kwargs)
         sync(self.device)
         self.seconds += time.perf_counter() - t0
+        self.recorder.phase = phase
         return out
 
 
-def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: ContrastTimer, calls: list) -> dict:
-    """One rollout + update; returns its wall/CPU seconds, contrast seconds, tokens, FLOP calls and memory."""
-    calls.clear()
+def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: ContrastTimer, flop_args) -> dict:
+    """One rollout + update; returns its wall/CPU seconds, contrast seconds, tokens, FLOPs and memory."""
+    recorder = timer.recorder
+    recorder.calls.clear()
     timer.seconds = 0.0
     reset_peak_memory(cfg.device)
+    start_memory, _ = memory(cfg.device, peak=False)
     sync(cfg.device)
     t0, c0 = time.perf_counter(), time.process_time()
+    recorder.phase = "rollout"
     batch, _ = gcpo.rollout(model, task, cfg, step)
     sync(cfg.device)
     t1 = time.perf_counter()
+    recorder.phase = "update"
     if batch is not None:
         gcpo.update(model, optimizer, ref_model, batch, cfg, step)
     sync(cfg.device)
     t2, c2 = time.perf_counter(), time.process_time()
-    return dict(rollout=t1 - t0, update=t2 - t1, contrast=timer.seconds,
-                step=t2 - t0, cpu=c2 - c0, tokens=0 if batch is None else int(batch["mask"].sum()),
-                calls=list(calls), memory=peak_memory(cfg.device))
+    peak, kind = memory(cfg.device)
+    return dict(rollout=t1 - t0, update=t2 - t1, contrast=timer.seconds, step=t2 - t0, cpu=c2 - c0,
+                tokens=0 if batch is None else int(batch["mask"].sum()),
+                **{f"flops_{k}": recorder.flops(*flop_args, k) for k in ("rollout", "update", "contrast")},
+                memory=peak, memory_rise=peak - start_memory, memory_kind=kind)
 
 
 def main(argv=None):
@@ -264,19 +290,19 @@ def main(argv=None):
         print(f"torch={torch.__version__}  transformers={transformers.__version__}  threads={torch.get_num_threads()}  "
               f"device={device}  cpu={cpu_model()} ({os.cpu_count()} logical)  load average={load_average()}")
         print(f"{'B x G':>8} | {'algo':<5} | {'rollout s':>9} | {'update s':>8} | {'contrast s':>10} | {'step s':>6} | "
-              f"{'CPU s':>6} | {'tokens/s':>8} | {'GFLOP':>7} | {'limit s':>7} | {'x limit':>7} | peak memory")
+              f"{'CPU s':>6} | {'tokens/s':>8} | {'GFLOP (rollout + update + contrast)':>35} | {'limit s':>7} | "
+              f"{'x limit':>7} | peak memory (rise in the step)")
         rows = []
         for B, G in shapes:
             cfgs_bg = {a: dataclasses.replace(c, batch_prompts=B, group_size=G) for a, c in cfgs.items()}
             model = gcpo.build_policy(cfgs_bg[algos[0]], task.vocab_size, 0, {}).to(device).eval()
             body_params, head_params = parameter_split(model)
             optimizer = torch.optim.AdamW(model.parameters(), lr=cfgs_bg[algos[0]].lr)
-            calls, timer = [], ContrastTimer(device)
-            handles = [record_forwards(model, calls)]
             ref_model = None
             if any(c.beta > 0 for c in cfgs_bg.values()):
                 ref_model = copy.deepcopy(model).requires_grad_(False)
-                handles.append(record_forwards(ref_model, calls))
+            recorder = ForwardRecorder(model, ref_model)
+            timer = ContrastTimer(device, recorder)
             results = {a: [] for a in algos}
             gcpo.contrast_weights = timer
             try:
@@ -284,30 +310,31 @@ def main(argv=None):
                     for step in range(args.warmup + args.steps):
                         for a in algos:  # take turns, so every algorithm sees the same load
                             r = timed_step(model, optimizer, ref_model if cfgs_bg[a].beta > 0 else None, task,
-                                           cfgs_bg[a], step, timer, calls)
+                                           cfgs_bg[a], step, timer, (body_params, head_params))
                             if step >= args.warmup:
                                 results[a].append(r)
             finally:
                 gcpo.contrast_weights = timer.inner
-                for h in handles:
-                    h.remove()
-            for a in algos:
-                rs = results[a]
-                mean = lambda k: sum(r[k] for r in rs) / len(rs)
-                flops = sum(step_flops(r["calls"], body_params, head_params) for r in rs) / len(rs)
-                memory = max(r["memory"][0] for r in rs)
-                rows.append(dict(B=B, G=G, algo=a, rollout=mean("rollout"), update=mean("update"),
-                                 contrast=mean("contrast"), step=mean("step"), cpu=mean("cpu"),
+                recorder.remove()
+            for a, rs in results.items():
+                peak = max(rs, key=lambda r: r["memory"])
+                means = {k: sum(r[k] for r in rs) / len(rs) for k in ("rollout", "update", "contrast", "step", "cpu",
+                                                                      "flops_rollout", "flops_update", "flops_contrast")}
+                rows.append(dict(B=B, G=G, algo=a, **means,
                                  tokens_per_s=sum(r["tokens"] for r in rs) / sum(r["step"] for r in rs),
-                                 flops=flops, memory=memory, memory_kind=rs[0]["memory"][1]))
+                                 memory=peak["memory"], memory_rise=peak["memory_rise"],
+                                 memory_kind=peak["memory_kind"]))
             del model, optimizer, ref_model
         peak = max(peak_before, matmul_peak(device, peak_dtype))
         for r in rows:
-            limit = r["flops"] / peak
+            flops = r["flops_rollout"] + r["flops_update"] + r["flops_contrast"]
+            limit = flops / peak
+            split = (f"{flops / 1e9:.4g} ({r['flops_rollout'] / 1e9:.4g} + {r['flops_update'] / 1e9:.4g} + "
+                     f"{r['flops_contrast'] / 1e9:.4g})")
             print(f"{r['B']:>3} x {r['G']:<2} | {r['algo']:<5} | {r['rollout']:9.2f} | {r['update']:8.2f} | "
                   f"{r['contrast']:10.2f} | {r['step']:6.2f} | {r['cpu']:6.2f} | {r['tokens_per_s']:8.0f} | "
-                  f"{r['flops'] / 1e9:7.1f} | {limit:7.2f} | {r['step'] / limit:7.2f} | "
-                  f"{r['memory']:.2f} GiB ({r['memory_kind']})")
+                  f"{split:>35} | {limit:7.2f} | {r['step'] / limit:7.2f} | "
+                  f"{r['memory']:.2f} GiB {r['memory_kind']} (+{r['memory_rise']:.2f})")
         print(f"matmul peak ({'bf16' if args.dtype == 'bfloat16' else 'fp32'}, 2048x2048, "
               f"{torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s (before the steps "
               f"{peak_before / 1e9:.1f}); load average after={load_average()}")
