@@ -39,9 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (Range, check_float, check_groups, check_key_mask, check_model_inputs,  # noqa: F401
-                          check_shapes, check_value, from_pretrained, load_tokenizer, parse_args, parse_task_args,
-                          show_sample, summarize, validate_config, weight_metrics)
+from gcpo_support import (Range, check_float, check_groups, check_key_mask, check_logprob_inputs,  # noqa: F401
+                          check_loss_inputs, check_positions, check_rewards_for_groups, check_sample_inputs,
+                          check_shapes, check_task_options, check_value, from_pretrained, load_tokenizer, parse_args,
+                          parse_task_args, show_sample, summarize, validate_config, weight_metrics)
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -274,15 +275,10 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
     Returns logp (N, T) float32 and, if full, the whole log-softmax (N, T, V) (for `full_kl`).
     Only the T positions that predict response tokens go through the LM head (`logits_to_keep`), and
     logp_t = ℓ_t[y_t] − logsumexp(ℓ_t) never materialises the (N, T, V) log-softmax unless `full` asks for it."""
-    check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
-    check_value("temperature", temperature, RANGES["temperature"])
-    (N, P), T = prompts.shape, responses.shape[-1]
-    if responses.shape != (N, T):
-        raise ValueError(f"responses must be (N={N}, T), got shape {tuple(responses.shape)}")
+    (N, P), T = check_logprob_inputs(model, prompts, prompt_mask, responses, temperature)
     if N == 0:
         V = model.get_output_embeddings().weight.shape[0]
         return torch.zeros(0, T), (torch.zeros(0, T, V) if full else None)
-    check_model_inputs(model, P + T, prompts=prompts, responses=responses)
     ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
     attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
     out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=T + 1)
@@ -321,27 +317,13 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
     Returns responses (N, T) with pad after EOS, mask (N, T) = 1 on real tokens incl. EOS, the *conditional*
     sampling log-probs logp (N, T) (what the loss trains on; off-policy when s != 1 or top_p < 1), and
     truncated (N,) = no EOS within max_new_tokens."""
-    check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
-    check_value("max_new_tokens", max_new_tokens, RANGES["max_new_tokens"])
-    for name, value in (("temperature", temperature), ("top_p", top_p), ("guidance_scale", guidance_scale)):
-        check_value(name, value, RANGES[name])
-    N, V = prompts.shape[0], model.get_input_embeddings().num_embeddings
-    for name, value in (("eos_id", eos_id), ("pad_id", pad_id)):
-        check_value(name, value, Range(0, V, hi_open=True, integer=True))
-    guided = guidance_scale != 1.0
+    check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperature, top_p,
+                        neg_prompts, neg_mask, guidance_scale)
+    N, guided = prompts.shape[0], guidance_scale != 1.0
     if N == 0:
         return (torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, 0),
                 torch.zeros(0, dtype=torch.bool))
-    check_model_inputs(model, prompts.shape[1] + max_new_tokens, prompts=prompts)
-    if not prompt_mask.bool().any(1).all():
-        raise ValueError("every prompt needs at least one unmasked token (a prompt_mask row is all 0)")
     if guided:
-        if neg_prompts is None or neg_mask is None:
-            raise ValueError("guidance_scale != 1 needs neg_prompts and neg_mask (the negative prompt for the guidance)")
-        check_shapes(2, neg_prompts=neg_prompts, neg_mask=neg_mask)
-        if neg_prompts.shape[0] != N:
-            raise ValueError(f"neg_prompts must have one row per prompt ({N}), got {neg_prompts.shape[0]}")
-        check_model_inputs(model, neg_prompts.shape[1] + max_new_tokens, prompts=neg_prompts)
         width = max(prompts.shape[1], neg_prompts.shape[1])  # left-pad both to one width
         left_pad = lambda t, v: F.pad(t, (width - t.shape[1], 0), value=v)
         ids = torch.cat([left_pad(prompts, pad_id), left_pad(neg_prompts, pad_id)])  # (2N, P')
@@ -419,11 +401,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     group: A_i = (r_i − mean_G r)/(std_G r + ε) (GRPO, unbiased std, ε = 1e-6 as EasyR1);
     batch: (r_i − mean_G r)/(std_batch r + ε); none: r_i − mean_G r (Dr. GRPO).
     A group whose rewards are all equal gets exactly 0."""
-    check_groups(rewards, group_size)
-    check_value("eps", eps, RANGES["adv_eps"])
-    rewards = rewards if rewards.is_floating_point() else rewards.float()  # 0/1 rewards: lossless promotion
-    if not rewards.isfinite().all():
-        raise ValueError("rewards must be finite; NaN/inf found: fix the reward function")
+    rewards = check_rewards_for_groups(rewards, group_size, eps)
     if rewards.numel() == 0:
         return rewards.clone()
     r = rewards.view(-1, group_size)  # (B, G)
@@ -714,15 +692,9 @@ def policy_loss(logp, logp_old, advantages, mask, *, eps_low=0.2, eps_high=0.28,
     loss = agg(ℓ) + β·agg(KL) + entropy_penalty·agg_tok(−logp), with kl_weights (GCPO weights w) the official
     T2I reweighting KL·(0.5 + 0.5·clamp(2 − 2w, 0, 1)). Values at masked positions (mask 0) never reach the
     loss or its gradient, NaN included."""
-    check_shapes(2, logp=logp, logp_old=logp_old, advantages=advantages, mask=mask, ref_logp=ref_logp,
-                 kl_weights=kl_weights)
-    for name, value in (("eps_low", eps_low), ("eps_high", eps_high), ("dual_clip", dual_clip), ("beta", beta),
-                        ("entropy_penalty", entropy_penalty)):
-        check_value(name, value, RANGES[name])
-    if surrogate == "log_hinge" and dual_clip:
-        raise ValueError("dual_clip has no meaning for surrogate='log_hinge'; pass dual_clip=0")
-    if kl_estimator not in ("k3", "k1"):
-        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose k3 or k1")
+    check_loss_inputs(logp, logp_old, advantages, mask, ref_logp, kl_weights, eps_low=eps_low, eps_high=eps_high,
+                      dual_clip=dual_clip, beta=beta, entropy_penalty=entropy_penalty, surrogate=surrogate,
+                      kl_estimator=kl_estimator)
     valid = mask.bool()
     clean = lambda t: None if t is None else t.masked_fill(~valid, 0.0)  # padding never reaches the loss
     logp, logp_old, advantages, ref_logp, kl_weights = map(clean, (logp, logp_old, advantages, ref_logp, kl_weights))
@@ -971,19 +943,8 @@ def resolve(cfg: Config, task) -> Config:
     """The run's config with every derived value filled in (a copy; the caller's cfg is left as given):
     device 'auto' → cuda or cpu, max_new_tokens 0 → the task's own, warm_steps −1 → 1200 (tiny) or 0,
     negative '' → the task's first kind."""
+    check_task_options(cfg, task)
     negative = cfg.negative or task.negative_kinds[0]
-    if negative not in task.negative_kinds:
-        raise ValueError(f"negative={negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
-    if 0 < cfg.max_new_tokens < task.max_new_tokens and task.require_eos:
-        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
-                         f"({task.max_new_tokens} tokens with EOS), so every response would score 0; use at least "
-                         "that, or 0 for the task's own")
-    if cfg.overlong_buffer > (cfg.max_new_tokens or task.max_new_tokens):
-        raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds the response cap "
-                         f"{cfg.max_new_tokens or task.max_new_tokens}; use a buffer within it")
-    if cfg.overlong_filter and not task.require_eos:
-        raise ValueError(f"overlong_filter masks responses without EOS, but {task.name}'s responses need not end "
-                         "with one (require_eos=False), so it would mask every token; drop --overlong-filter")
     return dataclasses.replace(
         cfg, device=("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device,
         max_new_tokens=cfg.max_new_tokens or task.max_new_tokens, negative=negative,
@@ -1001,11 +962,7 @@ def train(cfg: Config, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_policy(cfg, task.vocab_size, max(task.prompt_len + cfg.max_new_tokens, task.demo_len),
                          dict(bos_token_id=task.bos_id, eos_token_id=task.eos_id, pad_token_id=task.pad_id))
-    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
-    if positions and positions < max(task.prompt_len + cfg.max_new_tokens, task.demo_len if cfg.warm_steps else 0):
-        raise ValueError(f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
-                         f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
-                         "use a shorter task or a model with more positions")
+    check_positions(model, cfg, task)
     model.to(cfg.device).eval()  # eval(): no dropout, so ρ ≡ 1 on the first mini-batch
     with autocast(cfg):
         warm_loss = warm_start(model, task, cfg)

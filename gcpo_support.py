@@ -164,6 +164,97 @@ def weight_metrics(w, key_mask, mask, logp=None) -> dict:
     return out
 
 
+def check_logprob_inputs(model, prompts, prompt_mask, responses, temperature):
+    """response_logprobs' boundary: shapes, temperature, token ids and positions. Returns ((N, P), T)."""
+    from gcpo import RANGES
+
+    check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
+    check_value("temperature", temperature, RANGES["temperature"])
+    (N, P), T = prompts.shape, responses.shape[-1]
+    if responses.shape != (N, T):
+        raise ValueError(f"responses must be (N={N}, T), got shape {tuple(responses.shape)}")
+    if N:
+        check_model_inputs(model, P + T, prompts=prompts, responses=responses)
+    return (N, P), T
+
+
+def check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperature, top_p,
+                        neg_prompts, neg_mask, guidance_scale):
+    """sample's boundary: shapes, sampling parameters, special ids, token ids, positions, non-empty prompts."""
+    from gcpo import RANGES
+
+    check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
+    check_value("max_new_tokens", max_new_tokens, RANGES["max_new_tokens"])
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("guidance_scale", guidance_scale)):
+        check_value(name, value, RANGES[name])
+    N, V = prompts.shape[0], model.get_input_embeddings().num_embeddings
+    for name, value in (("eos_id", eos_id), ("pad_id", pad_id)):
+        check_value(name, value, Range(0, V, hi_open=True, integer=True))
+    if N == 0:
+        return
+    check_model_inputs(model, prompts.shape[1] + max_new_tokens, prompts=prompts)
+    if not prompt_mask.bool().any(1).all():
+        raise ValueError("every prompt needs at least one unmasked token (a prompt_mask row is all 0)")
+    if guidance_scale != 1.0:
+        if neg_prompts is None or neg_mask is None:
+            raise ValueError("guidance_scale != 1 needs neg_prompts and neg_mask (the negative prompt for the guidance)")
+        check_shapes(2, neg_prompts=neg_prompts, neg_mask=neg_mask)
+        if neg_prompts.shape[0] != N:
+            raise ValueError(f"neg_prompts must have one row per prompt ({N}), got {neg_prompts.shape[0]}")
+        check_model_inputs(model, neg_prompts.shape[1] + max_new_tokens, prompts=neg_prompts)
+
+
+def check_loss_inputs(logp, logp_old, advantages, mask, ref_logp, kl_weights, surrogate, kl_estimator, **params):
+    """policy_loss's boundary: every (N, T) input exactly logp's shape, every coefficient in its range."""
+    from gcpo import RANGES
+
+    check_shapes(2, logp=logp, logp_old=logp_old, advantages=advantages, mask=mask, ref_logp=ref_logp,
+                 kl_weights=kl_weights)
+    for name, value in params.items():
+        check_value(name, value, RANGES[name])
+    if surrogate == "log_hinge" and params["dual_clip"]:
+        raise ValueError("dual_clip has no meaning for surrogate='log_hinge'; pass dual_clip=0")
+    if kl_estimator not in ("k3", "k1"):
+        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose k3 or k1")
+
+
+def check_rewards_for_groups(rewards, group_size, eps):
+    """group_advantages' boundary; integer (0/1) rewards are promoted to float losslessly."""
+    from gcpo import RANGES
+
+    check_groups(rewards, group_size)
+    check_value("eps", eps, RANGES["adv_eps"])
+    rewards = rewards if rewards.is_floating_point() else rewards.float()
+    if not rewards.isfinite().all():
+        raise ValueError("rewards must be finite; NaN/inf found: fix the reward function")
+    return rewards
+
+
+def check_task_options(cfg, task) -> None:
+    """The option combinations that only the task can judge: its negative prompts, its response length, EOS."""
+    if cfg.negative and cfg.negative not in task.negative_kinds:
+        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+    if 0 < cfg.max_new_tokens < task.max_new_tokens and task.require_eos:
+        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
+                         f"({task.max_new_tokens} tokens with EOS), so every response would score 0; use at least "
+                         "that, or 0 for the task's own")
+    if cfg.overlong_buffer > (cfg.max_new_tokens or task.max_new_tokens):
+        raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds the response cap "
+                         f"{cfg.max_new_tokens or task.max_new_tokens}; use a buffer within it")
+    if cfg.overlong_filter and not task.require_eos:
+        raise ValueError(f"overlong_filter masks responses without EOS, but {task.name}'s responses need not end "
+                         "with one (require_eos=False), so it would mask every token; drop --overlong-filter")
+
+
+def check_positions(model, cfg, task) -> None:
+    """The model must have positions for a prompt plus a full response, and for a demonstration if it warms up."""
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if positions and positions < max(task.prompt_len + cfg.max_new_tokens, task.demo_len if cfg.warm_steps else 0):
+        raise ValueError(f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
+                         f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
+                         "use a shorter task or a model with more positions")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # COMMAND LINE
 
