@@ -96,11 +96,16 @@ def step_flops(calls, body_params: int, head_params: int) -> float:
     return sum((3 if grad else 1) * forward_flops(body_params, head_params, r, s, k) for r, s, k, grad in calls)
 
 
-def kept_positions(logits_to_keep, width: int) -> int:
-    """How many positions per row go through the LM head: Hugging Face's `logits_to_keep` (0: all of them,
-    an int k: the last k, a 1-D tensor: those indices)."""
+def kept_positions(logits_to_keep, width: int) -> float:
+    """How many positions per row go through the LM head, from Hugging Face's `logits_to_keep`: 0 all of
+    them, an int k the last k, a 1-D tensor those indices, a 2-D integer tensor (rows, k) k per row, a 2-D
+    boolean mask its True entries (the mean per row)."""
     if isinstance(logits_to_keep, torch.Tensor):
-        return int(logits_to_keep.numel())
+        if logits_to_keep.ndim == 2:
+            if logits_to_keep.dtype == torch.bool:
+                return logits_to_keep.sum().item() / max(len(logits_to_keep), 1)
+            return logits_to_keep.shape[1]
+        return logits_to_keep.numel()
     return width if logits_to_keep == 0 else min(int(logits_to_keep), width)
 
 
