@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 
@@ -39,10 +37,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (Range, check_float, check_groups, check_key_mask, check_logprob_inputs,  # noqa: F401
-                          check_loss_inputs, check_positions, check_rewards_for_groups, check_sample_inputs,
-                          check_shapes, check_task_options, check_value, from_pretrained, load_tokenizer, parse_args,
-                          parse_task_args, show_sample, summarize, validate_config, weight_metrics)
+from gcpo_support import (Range, RunOutput, check_aggregate_inputs, check_float, check_groups,  # noqa: F401
+                          check_key_mask, check_logprob_inputs, check_loss_inputs, check_positions,
+                          check_rewards_for_groups, check_sample_inputs, check_shapes, check_task_options, check_value,
+                          from_pretrained, load_tokenizer, parse_args, parse_task_args, show_sample, summarize,
+                          validate_config, weight_metrics)
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -620,24 +619,15 @@ def aggregate(x, mask, loss_agg="token-mean", total_tokens=None, total_seqs=None
     total_tokens (token-mean) or total_seqs (the seq modes); by default this micro-batch's own.
     token-mean (DAPO): Σ m·x / total_tokens.   seq-mean-token-mean (GRPO): Σ_i (Σ_t m·x / |y_i|) / total_seqs.
     seq-mean-token-sum-norm (Dr. GRPO): Σ m·x / (total_seqs · L_max), max_len = L_max required."""
-    check_shapes(2, x=x, mask=mask)
+    check_aggregate_inputs(x, mask, loss_agg, total_tokens, total_seqs, max_len)
     x, m = x.masked_fill(~mask.bool(), 0.0), mask.to(x.dtype)  # a masked value never counts, NaN included
     if loss_agg == "token-mean":
         total = m.sum() if total_tokens is None else torch.as_tensor(total_tokens, dtype=x.dtype)
-        if total_tokens is not None and not total >= m.sum():
-            raise ValueError(f"total_tokens={float(total)} is below this micro-batch's {int(m.sum())} valid tokens; "
-                             "pass the whole mini-batch's count")
         return (x * m).sum() / total.clamp(min=1)  # no valid token at all: loss 0, gradient 0
     seqs = x.shape[0] if total_seqs is None else total_seqs
-    if not (isinstance(seqs, int) and seqs >= x.shape[0]):
-        raise ValueError(f"total_seqs={seqs!r} must be an int >= this micro-batch's {x.shape[0]} responses")
     if loss_agg == "seq-mean-token-mean":
         return ((x * m).sum(1) / m.sum(1).clamp(min=1)).sum() / max(seqs, 1)
     if loss_agg == "seq-mean-token-sum-norm":
-        longest = int(m.sum(1).max()) if m.numel() else 0
-        if not (isinstance(max_len, int) and max_len >= max(longest, 1)):
-            raise ValueError(f"loss_agg='seq-mean-token-sum-norm' needs max_len = L_max, an int >= the longest "
-                             f"response ({longest} tokens), got {max_len!r}")
         return (x * m).sum() / (max(seqs, 1) * max_len)
     raise ValueError(f"unknown loss_agg {loss_agg!r}; choose one of {CHOICES['loss_agg']}")
 
@@ -678,7 +668,7 @@ def surrogate_loss(log_ratio, advantages, eps_low=0.2, eps_high=0.28, dual_clip=
             pg = torch.where(advantages < 0, torch.minimum(pg, -dual_clip * advantages), pg)
         return pg
     if surrogate == "log_hinge":
-        xi = torch.where(advantages > 0, math.log1p(eps_high), -math.log1p(-eps_low))  # (N, T)
+        xi = torch.full_like(advantages, math.log1p(eps_high)).masked_fill(advantages <= 0, -math.log1p(-eps_low))
         return (xi * advantages.abs() - advantages * log_ratio).clamp(min=0.0)
     raise ValueError(f"unknown surrogate {surrogate!r}; choose clip or log_hinge")
 
@@ -971,12 +961,7 @@ def train(cfg: Config, progress: bool = True) -> dict:
         eval_prompts = task.sample_prompts(cfg.eval_prompts, np.random.default_rng([cfg.seed, 31337]))
         evals = [(0, evaluate(model, task, cfg, eval_prompts))]
 
-        log = None
-        if cfg.out:
-            os.makedirs(cfg.out, exist_ok=True)
-            with open(os.path.join(cfg.out, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(cfg), f, indent=1)
-            log = open(os.path.join(cfg.out, "metrics.jsonl"), "w")
+        output = RunOutput(cfg)  # config.json, metrics.jsonl and the model under cfg.out (nothing if empty)
         history = []
         bar = trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
         for step in bar:
@@ -991,16 +976,9 @@ def train(cfg: Config, progress: bool = True) -> dict:
                 evals.append((done, evaluate(model, task, cfg, eval_prompts)))
                 metrics["eval_reward"] = evals[-1][1]
             history.append(metrics)
-            if log:
-                finite = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
-                log.write(json.dumps(finite, allow_nan=False) + "\n")  # an undefined value is left out
+            output.log(metrics)
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}")
-        if log:
-            log.close()
-    if cfg.out:
-        model.save_pretrained(os.path.join(cfg.out, "model"))
-        if tokenizer is not None:  # so that --model DIR/model loads both
-            tokenizer.save_pretrained(os.path.join(cfg.out, "model"))
+    output.close(model, tokenizer)
     return {"reward_before": evals[0][1], "reward_after": evals[-1][1], "evals": evals, "warm_loss": warm_loss,
             "history": history, "model": model, "task": task, "cfg": cfg, "eval_prompts": eval_prompts}
 

@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import json
 import math
 import os
 import sys
@@ -253,6 +254,51 @@ def check_positions(model, cfg, task) -> None:
         raise ValueError(f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
                          f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
                          "use a shorter task or a model with more positions")
+
+
+def check_aggregate_inputs(x, mask, loss_agg, total_tokens, total_seqs, max_len) -> None:
+    """aggregate's boundary: shapes, and counts that can be the whole mini-batch's (never below this one's)."""
+    check_shapes(2, x=x, mask=mask)
+    m = mask.to(x.dtype)
+    if loss_agg == "token-mean":
+        if total_tokens is not None and not torch.as_tensor(total_tokens, dtype=x.dtype) >= m.sum():
+            raise ValueError(f"total_tokens={float(total_tokens)} is below this micro-batch's {int(m.sum())} valid "
+                             "tokens; pass the whole mini-batch's count")
+        return
+    seqs = x.shape[0] if total_seqs is None else total_seqs
+    if not (isinstance(seqs, int) and seqs >= x.shape[0]):
+        raise ValueError(f"total_seqs={seqs!r} must be an int >= this micro-batch's {x.shape[0]} responses")
+    longest = int(m.sum(1).max()) if m.numel() else 0
+    if loss_agg == "seq-mean-token-sum-norm" and not (isinstance(max_len, int) and max_len >= max(longest, 1)):
+        raise ValueError(f"loss_agg='seq-mean-token-sum-norm' needs max_len = L_max, an int >= the longest "
+                         f"response ({longest} tokens), got {max_len!r}")
+
+
+class RunOutput:
+    """What a run writes under cfg.out (nothing when it is empty): config.json (the resolved config),
+    metrics.jsonl (one JSON object per RL step; an undefined value such as NaN is left out, so every line is valid
+    JSON) and, at the end, the model (and a text task's tokenizer) with save_pretrained."""
+
+    def __init__(self, cfg):
+        self.out, self.file = cfg.out, None
+        if self.out:
+            os.makedirs(self.out, exist_ok=True)
+            with open(os.path.join(self.out, "config.json"), "w") as f:
+                json.dump(dataclasses.asdict(cfg), f, indent=1)
+            self.file = open(os.path.join(self.out, "metrics.jsonl"), "w")
+
+    def log(self, metrics: dict) -> None:
+        if self.file:
+            finite = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
+            self.file.write(json.dumps(finite, allow_nan=False) + "\n")
+
+    def close(self, model, tokenizer=None) -> None:
+        if self.file:
+            self.file.close()
+        if self.out:
+            model.save_pretrained(os.path.join(self.out, "model"))
+            if tokenizer is not None:  # so that --model DIR/model loads both
+                tokenizer.save_pretrained(os.path.join(self.out, "model"))
 
 
 # ---------------------------------------------------------------------------------------------------------
