@@ -91,17 +91,22 @@ TASKS = {
     "sentiment": TaskSpec("sentiment", steps=40, eval_every=8, warm_steps=600, lrs=TEXT_LRS),
 }
 
-# name: (preset, option overrides, whose selected learning rate it uses, tasks (None: all))
+# name: (preset, option overrides, whose selected learning rate it uses, tasks (None: all; (): tuned, not reported))
+# PCPO_NOTE: pcpo and gcpo+log_hinge are tuned but not reported. With one optimizer step per rollout (every task
+# here), the update sees ρ = 1 up to rounding, where PPO-clip's gradient −Aρ∇log π and the log-hinge's −A∇log π
+# are the same, and the dual clip never acts: pcpo is dapo and gcpo+log_hinge is gcpo, up to float rounding. The
+# tuning runs show it (pcpo's AUC equals dapo's on most grid points); the surrogates differ only when the policy
+# moves within a rollout (--minibatches or --epochs > 1), which this study does not cover.
 VARIANTS = {
     "grpo": ("grpo", {}, "grpo", None),
     "dr_grpo": ("dr_grpo", {}, "dr_grpo", None),
     "dapo": ("dapo", {}, "dapo", None),
     "gcpo": ("gcpo", {}, "gcpo", None),
-    "pcpo": ("pcpo", {}, "pcpo", None),
+    "pcpo": ("pcpo", {}, "pcpo", ()),  # tuned on every task, not reported (see PCPO_NOTE)
     "gcpo+shuffled": ("gcpo", {"credit": "shuffled"}, "gcpo", None),
     "gcpo+oracle": ("gcpo", {"credit": "oracle"}, "gcpo", None),
     "gcpo+full_kl": ("gcpo", {"divergence": "full_kl"}, "gcpo", None),
-    "gcpo+log_hinge": ("gcpo", {"surrogate": "log_hinge", "dual_clip": 0.0}, "pcpo", None),
+    "gcpo+log_hinge": ("gcpo", {"surrogate": "log_hinge", "dual_clip": 0.0}, "pcpo", ()),  # not reported
     "gcpo+entropy0.02": ("gcpo", {"entropy_penalty": 0.02}, "gcpo", ("sentiment",)),
     "gcpo+entropy0.16": ("gcpo", {"entropy_penalty": 0.16}, "gcpo", ("sentiment",)),
     "gcpo+rollout_w": ("gcpo", {"weights_from": "rollout"}, "gcpo", ("sentiment",)),
@@ -194,13 +199,18 @@ class Plan:
         out = []
         for t, spec in self.tasks.items():
             out += [Job("warm", t, "", s) for s in (*self.tune_seeds, *self.report_seeds)]
-            tuned = sorted({VARIANTS[v][2] for v in self.variants_of(t)}, key=BASE.index)
+            tuned = self.tuned_algos(t)
             out += [Job("tune", t, a, s, lr) for a in tuned for lr in spec.lrs for s in self.tune_seeds]
             out += [Job("report", t, v, s) for v in self.variants_of(t) for s in self.report_seeds]
         return out
 
     def variants_of(self, task: str) -> list[str]:
         return [v for v in self.variants if VARIANTS[v][3] is None or task in VARIANTS[v][3]]
+
+    def tuned_algos(self, task: str) -> list[str]:
+        """The base algorithms tuned on `task`: those its reported variants use, and the tune-only ones."""
+        chosen = {VARIANTS[v][2] for v in self.variants if VARIANTS[v][3] == () or v in self.variants_of(task)}
+        return sorted(chosen, key=BASE.index)
 
 
 def make_plan(quick: bool) -> Plan:
@@ -253,7 +263,8 @@ def run_job(job: Job, spec: TaskSpec, out: str, lr: float) -> dict:
         algo, overrides, _, _ = VARIANTS[job.variant]
         cfg = gcpo.make_config(algo, steps=spec.steps, model=os.path.join(warm_dir(out, job.task, job.seed), "model"),
                                warm_steps=0, lr=lr, batch_prompts=spec.batch_prompts, group_size=spec.group_size,
-                               eval_every=spec.eval_every, log_token_moves=spec.env == "sentiment", **common,
+                               eval_every=spec.eval_every, log_token_moves=spec.env == "sentiment" and
+                               {**gcpo.PRESETS[algo], **overrides}.get("credit") != "uniform", **common,
                                **overrides)
         r = gcpo.train(cfg, progress=False)
         hist = r["history"]
@@ -299,7 +310,7 @@ def select_lrs(plan: Plan, task: str, out: str) -> dict:
     """For each tuned algorithm on `task`: the grid value with the highest mean AUC over the tuning seeds
     (ties: the smaller rate). Returns {algo: {"lr": chosen, "mean_auc": {lr: mean AUC}}}."""
     spec, sel = plan.tasks[task], {}
-    for algo in sorted({VARIANTS[v][2] for v in plan.variants_of(task)}, key=BASE.index):
+    for algo in plan.tuned_algos(task):
         mean_auc = {}
         for lr in spec.lrs:
             mean_auc[lr] = float(np.mean([load_json(Job("tune", task, algo, s, lr).path(out))["auc"]
