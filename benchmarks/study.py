@@ -7,22 +7,23 @@
 Design
 - Tasks (8): needle with response length 8, 32 and 128 (the credit-difficulty axis: one key token among L),
   copy, gridpaint, chainsum, and the two text tasks topic and sentiment (tiny model, word tokenizer).
-- Variants (9, all tasks): the base algorithms grpo, dr_grpo, dapo, gcpo and pcpo (dapo with PCPO's log-hinge
-  surrogate); gcpo's controls gcpo+shuffled (its weights permuted within each response: same weight law, no
-  information about which token mattered) and gcpo+oracle (the same weight law from the task's true key tokens),
-  and gcpo+full_kl (divergence over the whole vocabulary), all three at gcpo's selected learning rate; and
-  gcpo+log_hinge (GCPO's credit with PCPO's surrogate, dual clip off) at pcpo's selected rate, so that against
-  pcpo it differs in the credit only. Sentiment only (the instability study): gcpo with entropy_penalty 0.02
-  and 0.16, and gcpo with weights_from=rollout, at gcpo's selected rate. The list is the VARIANTS table below.
+- Variants (7 on every task): the base algorithms grpo, dr_grpo, dapo and gcpo; gcpo's controls gcpo+shuffled
+  (its weights permuted within each response: same weight law, no information about which token mattered) and
+  gcpo+oracle (the same weight law from the task's true key tokens), and gcpo+full_kl (divergence over the whole
+  vocabulary), all three at gcpo's selected learning rate. Sentiment only (the instability study): gcpo with
+  entropy_penalty 0.02 and 0.16, and gcpo with weights_from=rollout, at gcpo's selected rate. pcpo (dapo with
+  PCPO's log-hinge) is tuned on every task but not reported, nor is gcpo+log_hinge: with one optimizer step per
+  rollout the update sees ρ = 1, where the two surrogates have the same gradient (PCPO_NOTE below). The list is
+  the VARIANTS table below.
 - Fairness: each base algorithm picks its learning rate per task from a grid of three (the same grid for every
   algorithm on a task) by the area under its eval learning curve on the TUNING seed 101, which is never
-  reported (one tuning seed, not two, to fit the budget); every variant then runs on the REPORTING seeds 1..10. Every run on a (task, seed) starts
-  from the same cached warm-started model (one warm start per task x seed), with the same prompts.
+  reported; every variant then runs on the REPORTING seeds 1..10. Every run on a (task, seed) starts from the
+  same cached warm-started model (one warm start per task x seed), with the same prompts.
 - Budget: per task, the same steps, batch (prompts x group size), evaluation schedule, warm-start length and
-  learning-rate grid for every algorithm (the TASKS table below). Sized from measured single-thread costs so
-  that the whole study (88 warm starts, 120 tuning and 750 reporting runs) fits in about 90 minutes with 2
-  worker processes on a 2-core x86 CPU: a short budget, in which the needle-32 and needle-128 curves move
-  little (read their results as "what a short run does", not as converged performance).
+  learning-rate grid for every algorithm (the TASKS table below), sized so that the whole study (88 warm
+  starts, 120 tuning and 590 reporting runs) fits in about 90 minutes with 2 worker processes on a 2-core x86
+  CPU: a short budget, in which the needle-32 and needle-128 curves move little (read their results as "what a
+  short run does", not as converged performance).
 - Statistics (report.md): per (task, variant) the final eval reward and the area under the eval learning curve
   (AUC: the trapezoid area under (steps done, eval reward) divided by the steps, i.e. the curve's mean), each
   as a mean over the reporting seeds with a 95% percentile-bootstrap interval (10,000 resamples, fixed seed),
