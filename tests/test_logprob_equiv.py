@@ -249,7 +249,11 @@ def reference_sample(model, prompts, pmask, T, temperature, generator, neg=None,
     done = torch.zeros(N, dtype=torch.bool)
     for _ in range(T):
         cond = last_logp(*seqs[0])
-        draw = cond if scale == 1.0 else (lambda u: u + scale * (cond - u))(last_logp(*seqs[1]))
+        if scale == 1.0:
+            draw = cond
+        else:
+            uncond = last_logp(*seqs[1])
+            draw = uncond + scale * (cond - uncond)
         tok = torch.multinomial(draw.softmax(-1), 1, generator=generator).squeeze(-1).masked_fill(done, PAD)
         tokens.append(tok)
         logps.append(cond.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0))
