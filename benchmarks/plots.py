@@ -116,8 +116,8 @@ def paired_difference(runs, path):
     axes[0].set_yticks(ticks, labels, fontsize=8)
     axes[0].set_title("AUC − dapo's AUC")
     axes[1].set_title("final reward − dapo's")
-    fig.suptitle("Paired difference to dapo with 95% bootstrap interval (filled: the interval excludes 0)")
-    fig.tight_layout()
+    fig.suptitle("Paired difference to dapo with 95% bootstrap interval (filled: the interval excludes 0)", y=0.998)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
