@@ -63,6 +63,36 @@ def test_k3_score_is_nonnegative_bounded_and_zero_only_without_contrast():
     assert (eta[small & (gap > 0)].diff() > 0).all() and (eta[small & (gap < 0)].diff() < 0).all()
 
 
+def test_full_kl_sums_over_the_support_of_the_prompt_distribution():
+    """A token the policy never picks (log π = −inf) contributes 0·log 0 = 0, not NaN."""
+    p = torch.tensor([0.6, 0.4, 0.0], dtype=torch.float64)
+    q = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    la, lb = p.log()[None, None], q.log()[None, None]  # (1, 1, 3), la[..., 2] = −inf
+    eta = gcpo.token_scores(la[..., 0], lb[..., 0], torch.ones(1, 1), "full_kl", la, lb)
+    assert eta.item() == pytest.approx(0.6 * math.log(3) + 0.4 * math.log(4 / 3), rel=1e-12)
+
+
+@pytest.mark.parametrize("given", ["logp_all", "logp_neg_all"])
+def test_full_kl_needs_both_full_distributions(given):
+    full = torch.randn(1, 2, 5).log_softmax(-1)
+    with pytest.raises(ValueError, match="full_kl"):
+        gcpo.token_scores(full[..., 0], full[..., 1], torch.ones(1, 2), "full_kl", **{given: full})
+
+
+def test_hist_rejects_a_top_fraction_that_rounds_away():
+    with pytest.raises(ValueError, match="top_fraction"):
+        gcpo.hist_alpha(1e-17, 0.5)  # 1 − x == 1 in float64: α would divide by log(1) = 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hist_with_a_huge_alpha_gives_the_whole_weight_to_the_top_tokens(dtype):
+    """top_fraction = 1e-6 makes α ≈ 7·10⁵: p^α is 0 below p = 1 (and, with a tied top, everywhere), yet each
+    response keeps mean-one weights, all on its top-scoring tokens, whatever the other responses are."""
+    scores = torch.tensor([[0.1, 0.5, 0.9, 0.9], [0.1, 0.2, 0.3, 0.4]], dtype=dtype)
+    w = gcpo.normalize_weights(scores, torch.ones(2, 4), "hist", top_fraction=1e-6, target_mass=0.5)
+    assert w.tolist() == [[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 0.0, 4.0]]
+
+
 # ---- weights ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("ties", ["average", "official"])
 def test_hist_weights_strictly_increase_with_the_score(ties):
@@ -72,6 +102,15 @@ def test_hist_weights_strictly_increase_with_the_score(ties):
         n = int(mask[i].sum())
         by_score = w[i, :n][scores[i, :n].argsort()]
         assert (by_score.diff() > 0).all(), f"row {i}: weights not increasing in the score"
+
+
+@pytest.mark.parametrize("target_mass", [0.8, 0.99])
+def test_hist_weights_have_mean_one_with_a_tied_top_and_a_steep_law(target_mass):
+    # nine tied top scores share rank 6 of 10: p = 0.6, so with α = 8.0 (target 0.99) Σu = 9·0.6^8 + 0.1^8 < 1
+    scores = torch.tensor([[0.0] + [1.0] * 9, [0.3, 0.1, 0.2, 0.7, 0.5, 0.6, 0.4, 0.9, 0.8, 0.0]], dtype=torch.float64)
+    w = gcpo.normalize_weights(scores, torch.ones(2, 10), "hist", target_mass=target_mass)
+    torch.testing.assert_close(w.mean(1), torch.ones(2, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert (w[0, 1:] == w[0, 1]).all() and w[0, 1] > w[0, 0]
 
 
 @pytest.mark.parametrize("norm", NORMS)
