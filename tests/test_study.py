@@ -109,7 +109,7 @@ def test_quick_writes_every_run_file_with_a_consistent_curve(quick):
     for task, by_variant in runs.items():
         for seed in plan.report_seeds:
             assert len({by_variant[v][seed]["reward_before"] for v in by_variant}) == 1
-    assert "logratio_abs_high_w" in runs["sentiment"]["gcpo"][1]["curves"]  # the mechanism diagnostics
+    assert "logp_move_high_w" in runs["sentiment"]["gcpo"][1]["curves"]  # the mechanism diagnostics
     assert "key_weight_auc" in runs["needle-8"]["gcpo+oracle"][1]["curves"]
 
 
