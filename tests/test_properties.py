@@ -339,6 +339,16 @@ def test_top_p_always_keeps_the_most_likely_token_and_only_it_when_it_suffices()
 
 
 # ---- rewards and advantages -------------------------------------------------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda: gcpo.group_advantages(torch.zeros(0), 2, "median"),
+    lambda: gcpo.token_scores(torch.zeros(0, 3), torch.zeros(0, 3), torch.ones(0, 3), "js"),
+    lambda: gcpo.normalize_weights(torch.zeros(2, 0), torch.ones(2, 0), "rank"),
+], ids=["group_advantages-scale", "token_scores-divergence", "normalize_weights-normalization"])
+def test_an_unknown_option_name_is_an_error_even_on_an_empty_batch(call):
+    with pytest.raises(ValueError, match="unknown"):
+        call()
+
+
 def test_non_finite_rewards_are_named_by_position():
     r = torch.tensor([0.0, float("nan"), float("inf"), 1.0, float("-inf"), float("nan"), float("nan"), float("nan")])
     with pytest.raises(ValueError, match=r"at responses \[1, 2, 4, 5, 6\]:"):  # the first five
