@@ -401,6 +401,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     batch: (r_i − mean_G r)/(std_batch r + ε); none: r_i − mean_G r (Dr. GRPO).
     A group whose rewards are all equal gets exactly 0."""
     rewards = check_rewards_for_groups(rewards, group_size, eps)
+    if scale not in CHOICES["adv_scale"]:
+        raise ValueError(f"unknown advantage scale {scale!r}; choose group, batch or none")
     if rewards.numel() == 0:
         return rewards.clone()
     r = rewards.view(-1, group_size)  # (B, G)
@@ -440,6 +442,8 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
     check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
     check_float(logp=logp, logp_neg=logp_neg)
     valid = mask.bool()
+    if divergence not in CHOICES["divergence"]:
+        raise ValueError(f"unknown divergence {divergence!r}; choose kl, full_kl, abs or info_gain")
     if logp.numel() == 0:
         return torch.zeros_like(logp)
     d = (logp_neg - logp).clamp(-20.0, 20.0)  # (N, T)
@@ -516,6 +520,8 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
     valid = mask.bool()
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()
+    if normalization not in CHOICES["normalization"]:
+        raise ValueError(f"unknown normalization {normalization!r}; choose hist, softmax, minmax or none")
     if scores.shape[1] == 0:
         return torch.zeros_like(scores)
     if not (scores.isfinite() | ~valid).all():
