@@ -6,7 +6,7 @@ import torch
 import gcpo
 
 
-# ---- group advantage (SPEC §3) ----------------------------------------------------------------------------
+# ---- group advantage (docs/algorithm.md §3) ---------------------------------------------------------------
 def test_group_advantage_matches_float64_by_hand():
     r = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.2, 0.9, 0.1])
     adv = gcpo.group_advantages(r, 4)
@@ -55,7 +55,7 @@ def test_overlong_penalty():
         gcpo.overlong_penalty(lengths, 100, 0)
 
 
-# ---- policy loss (SPEC §5) -------------------------------------------------------------------------------
+# ---- policy loss (docs/algorithm.md §5) ----------------------------------------------------------------
 def grad_of(logp_values, logp_old, adv, mask, **kw):
     logp = logp_values.clone().double().requires_grad_(True)
     loss, metrics = gcpo.policy_loss(logp, logp_old.double(), adv.double(), mask, **kw)

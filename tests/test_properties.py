@@ -1,4 +1,4 @@
-"""Properties of the pure functions that a realistic one-line bug would break (SPEC §3–§5).
+"""Properties of the pure functions that a realistic one-line bug would break (docs/algorithm.md §3–§5).
 
 Each test names a property, not a line, and uses inputs that tell the right code from its likely mistakes:
 float means that are inexact, ratios between 1 + ε_low and 1 + ε_high, weights inside a clamp, log-ratios

@@ -1,4 +1,4 @@
-"""Contrastive token weights (SPEC §4) against SPEC §8's properties and independent float64 computations."""
+"""Contrastive token weights (docs/algorithm.md §4) against their defining properties and independent float64 computations."""
 import math
 
 import numpy as np
