@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import gcpo
+from gcpo_support import official_hist_loop  # the official per-row loop, written once
 
 ALPHA = gcpo.hist_alpha(0.4, 0.8)
 NORMS = ["hist", "softmax", "minmax", "none"]
@@ -171,23 +172,6 @@ def test_target_equal_top_gives_uniform():
     torch.testing.assert_close(w[mask.bool()], torch.ones(int(mask.sum())), rtol=0, atol=1e-6)
 
 
-def official_hist_loop(divergences, response_mask):
-    """The official code's per-row loop, restated: argsort the valid scores, ranks 1..N, (rank/N)^α, w/Σw·N."""
-    alpha = math.log(1.0 - 0.8) / math.log(1.0 - 0.4) - 1.0
-    weights = torch.zeros_like(divergences)
-    for i in range(divergences.size(0)):
-        valid = response_mask[i].bool()
-        vals = divergences[i][valid]
-        n = vals.size(0)
-        if n == 0:
-            continue
-        ranks = torch.empty(n, dtype=divergences.dtype)
-        ranks[vals.argsort()] = torch.arange(1, n + 1, dtype=divergences.dtype)
-        u = (ranks / n).pow(alpha)
-        weights[i][valid] = u / u.sum() * n
-    return weights
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_official_ties_bit_exact(seed):
     g = torch.Generator().manual_seed(seed)
@@ -196,7 +180,8 @@ def test_official_ties_bit_exact(seed):
     scores[::3] = torch.rand(len(scores[::3]), T, generator=g)  # some rows without ties
     mask = (torch.rand(N, T, generator=g) < 0.8).long()  # holes, varying lengths
     mask[0] = 0
-    assert torch.equal(gcpo.normalize_weights(scores, mask, "hist", ties="official"), official_hist_loop(scores, mask))
+    official = official_hist_loop(scores, mask, gcpo.hist_alpha())
+    assert torch.equal(gcpo.normalize_weights(scores, mask, "hist", ties="official"), official)
 
 
 def test_softmax_and_minmax_against_float64_reference():
