@@ -223,15 +223,18 @@ def _int(lo, hi=math.inf):
 
 POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
 RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
-    "seed": _int(0, 2**63 - 1), "steps": _int(0), "show": _int(0), "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
-    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": Range(0, 1, lo_open=True), "demo_accuracy": UNIT, "null_prob": UNIT,
-    "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3), "top_p": Range(0, 1, lo_open=True),
-    "max_new_tokens": _int(0), "guidance_scale": Range(0, 100), "overlong_buffer": _int(0), "max_sampling_tries": _int(1),
-    "adv_eps": NONNEG, "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
+    "seed": _int(0, 2**63 - 1), "steps": _int(0), "show": _int(0),
+    "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
+    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": Range(0, 1, lo_open=True),
+    "demo_accuracy": UNIT, "null_prob": UNIT,
+    "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3),
+    "top_p": Range(0, 1, lo_open=True), "max_new_tokens": _int(0), "guidance_scale": Range(0, 100),
+    "overlong_buffer": _int(0), "max_sampling_tries": _int(1), "adv_eps": NONNEG,
+    "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
     "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": Range(0, 10),
     "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": Range(0, 100), "entropy_penalty": Range(-1, 1),
-    "lr": Range(0, 1, lo_open=True), "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0), "max_grad_norm": POSITIVE,
-    "eval_prompts": _int(1), "eval_every": _int(0),
+    "lr": Range(0, 1, lo_open=True), "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0),
+    "max_grad_norm": POSITIVE, "eval_prompts": _int(1), "eval_every": _int(0),
 }
 
 
