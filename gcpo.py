@@ -37,11 +37,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (Range, RunOutput, check_aggregate_inputs, check_float, check_groups,  # noqa: F401
-                          check_key_mask, check_logprob_inputs, check_loss_inputs, check_positions,
-                          check_rewards_for_groups, check_sample_inputs, check_shapes, check_task_options, check_value,
-                          from_pretrained, load_tokenizer, parse_args, parse_task_args, show_sample, summarize,
-                          validate_config, weight_metrics)
+from gcpo_support import (RunOutput, build_task, check_aggregate_inputs, check_float, check_groups, check_hist_params,
+                          check_logprob_inputs, check_loss_inputs, check_overlong_inputs, check_positions,
+                          check_rewards, check_rewards_for_groups, check_sample_inputs, check_shapes,
+                          check_task_options, clip_fractions, from_pretrained, hist_official, oracle_weights,
+                          parse_args, show_sample, shuffle_weights, summarize, token_moves, validate_config,
+                          variant_scores, variant_weights, weight_metrics)
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -217,25 +218,6 @@ def make_config(algo: str = "gcpo", **overrides) -> Config:
     return cfg
 
 
-def _int(lo, hi=math.inf):
-    return Range(lo, hi, integer=True)
-
-
-POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
-RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
-    "seed": _int(0, 2**63 - 1), "steps": _int(0), "show": _int(0),
-    "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
-    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": Range(0, 1, lo_open=True),
-    "demo_accuracy": UNIT, "null_prob": UNIT,
-    "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3),
-    "top_p": Range(0, 1, lo_open=True), "max_new_tokens": _int(0), "guidance_scale": Range(0, 100),
-    "overlong_buffer": _int(0), "max_sampling_tries": _int(1), "adv_eps": NONNEG,
-    "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
-    "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": Range(0, 10),
-    "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": Range(0, 100), "entropy_penalty": Range(-1, 1),
-    "lr": Range(0, 1, lo_open=True), "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0),
-    "max_grad_norm": POSITIVE, "eval_prompts": _int(1), "eval_every": _int(0),
-}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -370,24 +352,10 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
 # REWARDS (§2)
 
 
-def check_rewards(rewards: torch.Tensor, n: int) -> torch.Tensor:
-    """Rewards must be n finite numbers; anything else is an error, never silently fixed."""
-    if rewards.shape != (n,):
-        raise ValueError(f"expected one reward per response, shape ({n},), got {tuple(rewards.shape)}")
-    if not torch.isfinite(rewards).all():
-        bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()[:5]
-        raise ValueError(f"rewards must be finite; NaN/inf at responses {bad}: fix the reward function")
-    return rewards
-
-
 def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.Tensor:
     """DAPO soft overlong punishment R_len(|y|), (N,) lengths → (N,) penalties:
     0 if |y| ≤ L_max − L_cache;  ((L_max − L_cache) − |y|)/L_cache inside the buffer;  −1 beyond L_max."""
-    check_value("max_len", max_len, RANGES["max_new_tokens"])
-    if buffer not in Range(1, max_len, integer=True):
-        raise ValueError(f"overlong buffer L_cache={buffer!r} must be an int in (0, L_max={max_len}]")
-    if lengths.ndim != 1 or lengths.is_floating_point() or (lengths.numel() and lengths.min() < 0):
-        raise ValueError(f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} {tuple(lengths.shape)}")
+    check_overlong_inputs(lengths, max_len, buffer)
     start = max_len - buffer
     pen = (start - lengths.double()) / buffer
     return torch.where(lengths <= start, torch.zeros_like(pen), torch.where(lengths <= max_len, pen, -torch.ones_like(pen)))
@@ -414,10 +382,8 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
         adv = centered / (r.std(dim=1, keepdim=True) + eps)
     elif scale == "batch":
         adv = centered / (rewards.std() + eps)
-    elif scale == "none":
+    else:  # none
         adv = centered
-    else:
-        raise ValueError(f"unknown advantage scale {scale!r}; choose group, batch or none")
     flat = r.max(dim=1, keepdim=True).values == r.min(dim=1, keepdim=True).values  # (B, 1)
     return adv.masked_fill(flat, 0.0).reshape(-1)
 
@@ -440,8 +406,7 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
     d = clamp(logp⁻ − logp, −20, 20);
     kl (official): η = min(exp(d) − d − 1, 10), the one-sample k3 estimate of KL(π(·|x) ‖ π(·|x⁻));
     full_kl (paper): η = Σ_v π(v|x)(log π(v|x) − log π(v|x⁻)), needs logp_all, logp_neg_all (N, T, V);
-    abs: |d|;  info_gain: logp − logp⁻ clamped to [0, its 0.9 quantile over the response's valid tokens]
-    (per response; the official code takes the quantile over the whole batch)."""
+    abs, info_gain: ablations, gcpo_support.variant_scores."""
     check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
     check_float(logp=logp, logp_neg=logp_neg)
     valid = mask.bool()
@@ -460,24 +425,9 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
             raise ValueError(f"logp_all must be (N, T, V) with (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
         p = logp_all.exp()  # (N, T, V); a token with π(v|x) = 0 contributes 0 (0·log 0 = 0)
         eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 up to rounding
-    elif divergence == "abs":
-        eta = d.abs()
-    elif divergence == "info_gain":
-        gain = (logp - logp_neg).float()  # (N, T); quantiles need float32 or float64
-        cap = torch.nanquantile(gain.masked_fill(~valid, float("nan")), 0.9, dim=1, keepdim=True)  # (N, 1)
-        eta = torch.minimum(gain.clamp(min=0.0), cap.nan_to_num(0.0).clamp(min=0.0))
     else:
-        raise ValueError(f"unknown divergence {divergence!r}; choose kl, full_kl, abs or info_gain")
+        eta = variant_scores(logp, logp_neg, d, valid, divergence)
     return eta.masked_fill(~valid, 0.0)
-
-
-def check_hist_params(top_fraction: float, target_mass: float) -> None:
-    if not (0 < top_fraction < 1 and 0 < target_mass < 1 and 1.0 - top_fraction < 1.0 and 1.0 - target_mass > 0.0):
-        raise ValueError(f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1), "
-                         "far enough from 0 and 1 that 1 − x is not rounded to 1 or 0")
-    if target_mass < top_fraction:
-        raise ValueError(f"target_mass={target_mass} < top_fraction={top_fraction} would favour low-contrast "
-                         "tokens; use target_mass >= top_fraction (equal gives uniform weights)")
 
 
 def hist_alpha(top_fraction: float = 0.4, target_mass: float = 0.8) -> float:
@@ -499,13 +449,6 @@ def sorted_ranks(scores: torch.Tensor, valid: torch.Tensor):
     return sorted_s, order, (length.cumsum(1) - (length - 1) / 2).gather(1, run)
 
 
-def average_ranks(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Ascending ranks 1..N_i of each row's valid scores, ties sharing their mean rank. (N, T) → (N, T) float;
-    the values on invalid positions are meaningless."""
-    _, order, mean_rank = sorted_ranks(scores, valid)
-    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
-
-
 def normalize_weights(scores, mask, normalization="hist", ties="average", top_fraction=0.4, target_mass=0.8,
                       softmax_temp=1.0):
     """Token scores η (N, T) → weights w (N, T), per response over its valid tokens only; 0 on padding.
@@ -513,13 +456,11 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
     hist (official): rank the N valid scores ascending, p = rank/N, u = p^α (α = hist_alpha(x, y)),
         w = u·N/Σu. Mean 1; the top x = 40% of tokens carry ≈ y = 80% of the weight; max w → α + 1.
         ties='average': tied scores share their mean rank (x⁻ = x → w ≡ 1); 'official': argsort order.
-    softmax: w = N·softmax_t(η_t / max_t η_t / τ_w).  minmax (official): (η − min)/(max − min + 1e-8)
-        clamped to [0.2, 1], then rescaled to mean 1.  none: w = η.
+    softmax, minmax, none: other laws, gcpo_support.variant_weights.
     A response with no valid token gets all-zero weights, never NaN. Half-precision scores are ranked and
     normalised in float32 (bfloat16 cannot count ranks past 256)."""
     check_shapes(2, scores=scores, mask=mask)
     check_float(scores=scores)
-    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
     valid = mask.bool()
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()
@@ -532,36 +473,21 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
     n_valid = valid.sum(1, keepdim=True).to(scores.dtype)  # (N, 1)
     if ties not in ("average", "official"):
         raise ValueError(f"unknown ties {ties!r}; choose average or official")
-    if normalization == "hist":
-        alpha = hist_alpha(top_fraction, target_mass)
-        if ties == "official":
-            from gcpo_support import hist_official  # the bit-exact official loop, kept out of the main path
-
-            return hist_official(scores, valid, alpha)
-        if ties != "average":
-            raise ValueError(f"unknown ties {ties!r}; choose average or official")
-        sorted_s, order, ranks = sorted_ranks(scores, valid)  # (N, T) each, in sorted order: valid tokens first
-        ranks = torch.empty_like(ranks).scatter_(1, order, ranks)  # (N, T), token order, so pow and Σ round alike
-        u = (ranks / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
-        underflow = (u.sum(1, keepdim=True) == 0) & (n_valid > 0)  # a huge α: p^α = 0 below the top
-        if underflow.any():  # then only the tied top ranks keep weight
-            top = (ranks == ranks.masked_fill(~valid, 0).amax(1, keepdim=True)) & valid
-            u = torch.where(underflow, top.to(u.dtype), u)
-        w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid  # (N, T)
-        largest = sorted_s.gather(1, (n_valid.long() - 1).clamp(min=0))  # (N, 1): the largest valid score
-        return torch.where(sorted_s[:, :1] == largest, valid.to(w.dtype), w)  # all tied (x⁻ = x): exactly 1
-    if normalization == "softmax":
-        scale = scores.masked_fill(~valid, 0.0).max(1, keepdim=True).values.clamp(min=1e-8)  # (N, 1)
-        z = (scores / scale / softmax_temp).masked_fill(~valid, float("-inf"))
-        return torch.where(valid, z.softmax(1) * n_valid, torch.zeros_like(scores))
-    if normalization == "minmax":
-        lo = scores.masked_fill(~valid, float("inf")).min(1, keepdim=True).values
-        hi = scores.masked_fill(~valid, float("-inf")).max(1, keepdim=True).values.clamp(min=1e-8)
-        w = ((scores - lo) / (hi - lo + 1e-8)).clamp(0.2, 1.0).masked_fill(~valid, 0.0)
-        return w / w.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
-    if normalization == "none":
-        return scores.masked_fill(~valid, 0.0)
-    raise ValueError(f"unknown normalization {normalization!r}; choose hist, softmax, minmax or none")
+    if normalization != "hist":
+        return variant_weights(scores, valid, n_valid, normalization, softmax_temp)
+    alpha = hist_alpha(top_fraction, target_mass)
+    if ties == "official":
+        return hist_official(scores, valid, alpha)
+    sorted_s, order, ranks = sorted_ranks(scores, valid)  # (N, T) each, in sorted order: valid tokens first
+    ranks = torch.empty_like(ranks).scatter_(1, order, ranks)  # (N, T), token order, so pow and Σ round alike
+    u = (ranks / n_valid.clamp(min=1)).pow(alpha).masked_fill(~valid, 0.0)  # (N, T)
+    underflow = (u.sum(1, keepdim=True) == 0) & (n_valid > 0)  # a huge α: p^α = 0 below the top
+    if underflow.any():  # then only the tied top ranks keep weight
+        top = (ranks == ranks.masked_fill(~valid, 0).amax(1, keepdim=True)) & valid
+        u = torch.where(underflow, top.to(u.dtype), u)
+    w = u / u.sum(1, keepdim=True).clamp(min=1e-30) * n_valid  # (N, T)
+    largest = sorted_s.gather(1, (n_valid.long() - 1).clamp(min=0))  # (N, 1): the largest valid score
+    return torch.where(sorted_s[:, :1] == largest, valid.to(w.dtype), w)  # all tied (x⁻ = x): exactly 1
 
 
 @torch.no_grad()
@@ -574,49 +500,6 @@ def token_weights(logp, logp_neg, mask, *, divergence="kl", normalization="hist"
                           None if logp_all is None else logp_all.detach(),
                           None if logp_neg_all is None else logp_neg_all.detach())
     return normalize_weights(scores, mask, normalization, ties, top_fraction, target_mass, softmax_temp)
-
-
-@torch.no_grad()
-def shuffle_weights(weights, mask, generator=None):
-    """The `shuffled` control: each response's valid weights permuted uniformly at random among its valid
-    tokens, (N, T) → (N, T). The same weights (so the same distribution and step sizes), no information about
-    which token they belong to; padding stays 0."""
-    valid = mask.bool()
-    noise = torch.rand(weights.shape, generator=generator, device=weights.device)  # (N, T)
-    to = (~valid).long().argsort(dim=1, stable=True)  # (N, T): valid positions first, in order
-    source = noise.masked_fill(~valid, 2.0).argsort(dim=1)  # (N, T): valid positions first, in random order
-    return torch.zeros_like(weights).scatter_(1, to, weights.gather(1, source))
-
-
-@torch.no_grad()
-def oracle_weights(key_mask, mask, top_fraction=0.4, target_mass=0.8):
-    """The `oracle` upper bound: GCPO's `hist` weight law applied to the task's ground truth, score 1 on key
-    tokens and 0 elsewhere, ties averaged. (N, T) bool key_mask, (N, T) mask → (N, T) weights: key tokens share
-    the largest weight; a response whose tokens are all keys, or none, gets w ≡ 1."""
-    scores = (key_mask & mask.bool()).float()
-    return normalize_weights(scores, mask, "hist", "average", top_fraction, target_mass)
-
-
-def key_token_share(weights, key_mask, mask) -> torch.Tensor:
-    """Σ w on key tokens / Σ w on valid tokens, over the whole batch (uniform weights give the key fraction)."""
-    valid = check_key_mask(weights, key_mask, mask)
-    weights = weights.masked_fill(~valid, 0.0)
-    return (weights * key_mask).sum() / weights.sum().clamp(min=1e-30)
-
-
-def key_token_auc(weights, key_mask, mask) -> torch.Tensor:
-    """Ranking AUC of weights, key vs other valid tokens, per response (ties count ½), averaged over the
-    responses that have both kinds; NaN if none has. 0.5 = no preference, 1 = every key token ranks first."""
-    valid = check_key_mask(weights, key_mask, mask)
-    if weights.shape[1] == 0:
-        return torch.tensor(float("nan"))
-    key, other = key_mask & valid, ~key_mask & valid
-    n_key, n_other = key.sum(1).double(), other.sum(1).double()  # (N,)
-    ranks = average_ranks(weights.double(), valid)  # (N, T)
-    u_stat = (ranks * key).sum(1) - n_key * (n_key + 1) / 2  # (N,) Mann-Whitney U: (key, other) pairs, key higher
-    both = (n_key > 0) & (n_other > 0)
-    auc = u_stat[both] / (n_key[both] * n_other[both])
-    return auc.mean() if both.any() else torch.tensor(float("nan"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -649,17 +532,6 @@ def kl_penalty(logp, ref_logp, estimator="k3"):
     if estimator == "k1":
         return logp - ref_logp
     raise ValueError(f"unknown kl_estimator {estimator!r}; choose k3 or k1")
-
-
-def clip_fractions(ratio, advantages, mask, eps_low, eps_high, dual_clip):
-    """Fractions of valid tokens whose gradient the clip removes: high (Ã > 0, ρ > 1 + ε_high), low
-    (Ã < 0, ρ < 1 − ε_low) and dual (Ã < 0, ρ > c). (N, T) inputs → dict of floats."""
-    valid = mask.bool()
-    n = valid.sum().clamp(min=1)
-    frac = lambda b: ((b & valid).sum() / n).item()
-    return {"clipfrac_high": frac((advantages > 0) & (ratio > 1 + eps_high)),
-            "clipfrac_low": frac((advantages < 0) & (ratio < 1 - eps_low)),
-            "clipfrac_dual": frac((advantages < 0) & (ratio > dual_clip)) if dual_clip > 0 else 0.0}
 
 
 def surrogate_loss(log_ratio, advantages, eps_low=0.2, eps_high=0.28, dual_clip=3.0, surrogate="clip"):
@@ -881,12 +753,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
         w, key_mask, mask, logp, idx = (torch.cat([s[i] for s in weight_stats]) for i in range(5))
         metrics.update(weight_metrics(w, key_mask, mask, logp))
         if cfg.log_token_moves:  # |log π_new − log π_old| after the update, on high- vs low-weight tokens
-            with torch.no_grad():
-                new, _ = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
-                                           cfg.temperature)
-            moved = (new - batch["logp_old"]).abs()[idx]  # (rows as in w, T)
-            for name, sel in (("high_w", mask.bool() & (w > 1)), ("low_w", mask.bool() & (w <= 1))):
-                metrics[f"logp_move_{name}"] = ((moved * sel).sum() / sel.sum().clamp(min=1)).item()
+            metrics.update(token_moves(model, batch, w, mask, idx, cfg.temperature))
     return metrics
 
 
@@ -923,19 +790,6 @@ def evaluate(model, task, cfg: Config, prompts_np: np.ndarray) -> float:
     responses, *_ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id, cfg.temperature,
                            cfg.top_p, gen)
     return float(task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng([cfg.seed, 5])).reward.mean())
-
-
-def build_task(cfg: Config):
-    """The task for cfg.env; a text task gets the pretrained model's tokenizer (the tiny model: the task's
-    own word tokenizer). Returns (task, the text task's tokenizer or None)."""
-    import toy_envs
-
-    cls = toy_envs.TASKS[toy_envs.task_name(cfg.env)]
-    kwargs = parse_task_args(cfg.task_args)
-    if issubclass(cls, toy_envs.TextTask) and cfg.model != "tiny":
-        kwargs["tokenizer"] = load_tokenizer(cfg.model)
-    task = toy_envs.make_task(cfg.env, **kwargs)  # (unknown or ill-typed arguments: one-line errors)
-    return task, getattr(task, "tokenizer", None)
 
 
 def resolve(cfg: Config, task) -> Config:

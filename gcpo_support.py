@@ -48,9 +48,49 @@ class Range:
         return f"int in {text}" if self.integer else text
 
 
+def _int(lo, hi=math.inf):
+    return Range(lo, hi, integer=True)
+
+
+POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
+RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
+    "seed": _int(0, 2**63 - 1), "steps": _int(0), "show": _int(0),
+    "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
+    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": Range(0, 1, lo_open=True),
+    "demo_accuracy": UNIT, "null_prob": UNIT,
+    "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3),
+    "top_p": Range(0, 1, lo_open=True), "max_new_tokens": _int(0), "guidance_scale": Range(0, 100),
+    "overlong_buffer": _int(0), "max_sampling_tries": _int(1), "adv_eps": NONNEG,
+    "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
+    "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": Range(0, 10),
+    "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": Range(0, 100), "entropy_penalty": Range(-1, 1),
+    "lr": Range(0, 1, lo_open=True), "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0),
+    "max_grad_norm": POSITIVE, "eval_prompts": _int(1), "eval_every": _int(0),
+}
+
+
 def check_value(name: str, value, valid: Range) -> None:
     if value not in valid:
         raise ValueError(f"{name}={value!r} is outside its valid range {valid}")
+
+
+def check_hist_params(top_fraction: float, target_mass: float) -> None:
+    if not (0 < top_fraction < 1 and 0 < target_mass < 1 and 1.0 - top_fraction < 1.0 and 1.0 - target_mass > 0.0):
+        raise ValueError(f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1), "
+                         "far enough from 0 and 1 that 1 − x is not rounded to 1 or 0")
+    if target_mass < top_fraction:
+        raise ValueError(f"target_mass={target_mass} < top_fraction={top_fraction} would favour low-contrast "
+                         "tokens; use target_mass >= top_fraction (equal gives uniform weights)")
+
+
+def check_rewards(rewards: torch.Tensor, n: int) -> torch.Tensor:
+    """Rewards must be n finite numbers; anything else is an error, never silently fixed."""
+    if rewards.shape != (n,):
+        raise ValueError(f"expected one reward per response, shape ({n},), got {tuple(rewards.shape)}")
+    if not torch.isfinite(rewards).all():
+        bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()[:5]
+        raise ValueError(f"rewards must be finite; NaN/inf at responses {bad}: fix the reward function")
+    return rewards
 
 
 def check_shapes(ndim: int, **tensors) -> None:
@@ -73,7 +113,7 @@ def check_float(**tensors) -> None:
 def validate_config(cfg) -> None:
     """Every option in its declared range or set, and no combination that cannot work; raises ValueError with
     one line naming the option and the fix. Checks that need the task live in `gcpo.resolve`."""
-    from gcpo import CHOICES, RANGES, Config, check_hist_params
+    from gcpo import CHOICES, Config
 
     for f in dataclasses.fields(Config):
         value = getattr(cfg, f.name)
@@ -138,37 +178,8 @@ def check_groups(rewards: torch.Tensor, group_size: int) -> None:
         raise ValueError(f"rewards must be (B·G,) with group_size G={group_size} dividing it, got shape {tuple(rewards.shape)}")
 
 
-def weight_metrics(w, key_mask, mask, logp=None) -> dict:
-    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens;
-    when the task knows its key tokens, the weight share on key tokens and their ranking AUC; with the
-    log-probs, the mean −log π (a one-sample entropy estimate) of high-weight (w > 1) and low-weight tokens."""
-    valid = mask.bool()
-    n = valid.sum(1).clamp(min=1)
-    mean = (w * valid).sum(1) / n
-    std = (((w - mean[:, None]) ** 2 * valid).sum(1) / n).sqrt()
-    top = w.masked_fill(~valid, -1.0).sort(1, descending=True).values  # (N, T)
-    k = (0.4 * n.double()).ceil().long()  # (N,)
-    top_mass = (top.clamp(min=0) * (torch.arange(w.shape[1], device=w.device)[None] < k[:, None])).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
-    out = {"weight_max": w.masked_fill(~valid, 0).max(1).values.mean().item(), "weight_std": std.mean().item(),
-           "weight_top40_mass": top_mass.mean().item()}
-    from gcpo import key_token_auc, key_token_share
-
-    if key_mask.any():
-        out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
-        auc = key_token_auc(w, key_mask, mask).item()
-        if math.isfinite(auc):  # undefined when no response has both key and other tokens: left out
-            out["key_weight_auc"] = auc
-    if logp is not None:
-        for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
-            count = sel.sum().clamp(min=1)
-            out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
-    return out
-
-
 def check_logprob_inputs(model, prompts, prompt_mask, responses, temperature):
     """response_logprobs' boundary: shapes, temperature, token ids and positions. Returns ((N, P), T)."""
-    from gcpo import RANGES
-
     check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
     check_value("temperature", temperature, RANGES["temperature"])
     (N, P), T = prompts.shape, responses.shape[-1]
@@ -182,8 +193,6 @@ def check_logprob_inputs(model, prompts, prompt_mask, responses, temperature):
 def check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperature, top_p,
                         neg_prompts, neg_mask, guidance_scale):
     """sample's boundary: shapes, sampling parameters, special ids, token ids, positions, non-empty prompts."""
-    from gcpo import RANGES
-
     check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
     check_value("max_new_tokens", max_new_tokens, RANGES["max_new_tokens"])
     for name, value in (("temperature", temperature), ("top_p", top_p), ("guidance_scale", guidance_scale)):
@@ -207,8 +216,6 @@ def check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad
 
 def check_loss_inputs(logp, logp_old, advantages, mask, ref_logp, kl_weights, surrogate, kl_estimator, **params):
     """policy_loss's boundary: every (N, T) input exactly logp's shape, every coefficient in its range."""
-    from gcpo import RANGES
-
     check_shapes(2, logp=logp, logp_old=logp_old, advantages=advantages, mask=mask, ref_logp=ref_logp,
                  kl_weights=kl_weights)
     for name, value in params.items():
@@ -221,14 +228,20 @@ def check_loss_inputs(logp, logp_old, advantages, mask, ref_logp, kl_weights, su
 
 def check_rewards_for_groups(rewards, group_size, eps):
     """group_advantages' boundary; integer (0/1) rewards are promoted to float losslessly."""
-    from gcpo import RANGES
-
     check_groups(rewards, group_size)
     check_value("eps", eps, RANGES["adv_eps"])
     rewards = rewards if rewards.is_floating_point() else rewards.float()
     if not rewards.isfinite().all():
         raise ValueError("rewards must be finite; NaN/inf found: fix the reward function")
     return rewards
+
+
+def check_overlong_inputs(lengths, max_len, buffer) -> None:
+    check_value("max_len", max_len, RANGES["max_new_tokens"])
+    if buffer not in Range(1, max_len, integer=True):
+        raise ValueError(f"overlong buffer L_cache={buffer!r} must be an int in (0, L_max={max_len}]")
+    if lengths.ndim != 1 or lengths.is_floating_point() or (lengths.numel() and lengths.min() < 0):
+        raise ValueError(f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} {tuple(lengths.shape)}")
 
 
 def check_task_options(cfg, task) -> None:
@@ -302,6 +315,144 @@ class RunOutput:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# WEIGHT VARIANTS AND DIAGNOSTICS: the ablation laws, and what gcpo.update logs about the weights
+
+
+def variant_scores(logp, logp_neg, d, valid, divergence):
+    """The token scores neither GCPO default uses (gcpo.token_scores; (N, T) in and out, d = clamp(logp⁻ − logp)):
+    abs: η = |d|;  info_gain: η = logp − logp⁻ clamped to [0, its 0.9 quantile over the response's valid tokens]
+    (per response; the official code takes the quantile over the whole batch)."""
+    if divergence == "abs":
+        return d.abs()
+    if divergence == "info_gain":
+        gain = (logp - logp_neg).float()  # (N, T); quantiles need float32 or float64
+        cap = torch.nanquantile(gain.masked_fill(~valid, float("nan")), 0.9, dim=1, keepdim=True)  # (N, 1)
+        return torch.minimum(gain.clamp(min=0.0), cap.nan_to_num(0.0).clamp(min=0.0))
+    raise ValueError(f"unknown divergence {divergence!r}; choose kl, full_kl, abs or info_gain")
+
+
+def variant_weights(scores, valid, n_valid, normalization, softmax_temp=1.0):
+    """The score → weight laws besides `hist` (gcpo.normalize_weights; scores (N, T), n_valid (N, 1)):
+    softmax: w = N·softmax_t(η_t / max_t η_t / τ_w);  minmax (official): (η − min)/(max − min + 1e-8) clamped to
+    [0.2, 1], then rescaled to mean 1;  none: w = η. 0 on padding."""
+    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
+    if normalization == "softmax":
+        scale = scores.masked_fill(~valid, 0.0).max(1, keepdim=True).values.clamp(min=1e-8)  # (N, 1)
+        z = (scores / scale / softmax_temp).masked_fill(~valid, float("-inf"))
+        return torch.where(valid, z.softmax(1) * n_valid, torch.zeros_like(scores))
+    if normalization == "minmax":
+        lo = scores.masked_fill(~valid, float("inf")).min(1, keepdim=True).values
+        hi = scores.masked_fill(~valid, float("-inf")).max(1, keepdim=True).values.clamp(min=1e-8)
+        w = ((scores - lo) / (hi - lo + 1e-8)).clamp(0.2, 1.0).masked_fill(~valid, 0.0)
+        return w / w.sum(1, keepdim=True).clamp(min=1e-30) * n_valid
+    if normalization == "none":
+        return scores.masked_fill(~valid, 0.0)
+    raise ValueError(f"unknown normalization {normalization!r}; choose hist, softmax, minmax or none")
+
+
+@torch.no_grad()
+def shuffle_weights(weights, mask, generator=None):
+    """The `shuffled` control: each response's valid weights permuted uniformly at random among its valid
+    tokens, (N, T) → (N, T). The same weights (so the same distribution and step sizes), no information about
+    which token they belong to; padding stays 0."""
+    valid = mask.bool()
+    noise = torch.rand(weights.shape, generator=generator, device=weights.device)  # (N, T)
+    to = (~valid).long().argsort(dim=1, stable=True)  # (N, T): valid positions first, in order
+    source = noise.masked_fill(~valid, 2.0).argsort(dim=1)  # (N, T): valid positions first, in random order
+    return torch.zeros_like(weights).scatter_(1, to, weights.gather(1, source))
+
+
+@torch.no_grad()
+def oracle_weights(key_mask, mask, top_fraction=0.4, target_mass=0.8):
+    """The `oracle` upper bound: GCPO's `hist` weight law applied to the task's ground truth, score 1 on key
+    tokens and 0 elsewhere, ties averaged. (N, T) bool key_mask, (N, T) mask → (N, T) weights: key tokens share
+    the largest weight; a response whose tokens are all keys, or none, gets w ≡ 1."""
+    from gcpo import normalize_weights
+
+    scores = (key_mask & mask.bool()).float()
+    return normalize_weights(scores, mask, "hist", "average", top_fraction, target_mass)
+
+
+def average_ranks(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Ascending ranks 1..N_i of each row's valid scores, ties sharing their mean rank. (N, T) → (N, T) float;
+    the values on invalid positions are meaningless."""
+    from gcpo import sorted_ranks
+
+    _, order, mean_rank = sorted_ranks(scores, valid)
+    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+
+
+def key_token_share(weights, key_mask, mask) -> torch.Tensor:
+    """Σ w on key tokens / Σ w on valid tokens, over the whole batch (uniform weights give the key fraction)."""
+    valid = check_key_mask(weights, key_mask, mask)
+    weights = weights.masked_fill(~valid, 0.0)
+    return (weights * key_mask).sum() / weights.sum().clamp(min=1e-30)
+
+
+def key_token_auc(weights, key_mask, mask) -> torch.Tensor:
+    """Ranking AUC of weights, key vs other valid tokens, per response (ties count ½), averaged over the
+    responses that have both kinds; NaN if none has. 0.5 = no preference, 1 = every key token ranks first."""
+    valid = check_key_mask(weights, key_mask, mask)
+    if weights.shape[1] == 0:
+        return torch.tensor(float("nan"))
+    key, other = key_mask & valid, ~key_mask & valid
+    n_key, n_other = key.sum(1).double(), other.sum(1).double()  # (N,)
+    ranks = average_ranks(weights.double(), valid)  # (N, T)
+    u_stat = (ranks * key).sum(1) - n_key * (n_key + 1) / 2  # (N,) Mann-Whitney U: (key, other) pairs, key higher
+    both = (n_key > 0) & (n_other > 0)
+    auc = u_stat[both] / (n_key[both] * n_other[both])
+    return auc.mean() if both.any() else torch.tensor(float("nan"))
+
+
+def weight_metrics(w, key_mask, mask, logp=None) -> dict:
+    """Weight statistics logged for GCPO: mean of per-response max and std, share of the top 40% of tokens;
+    when the task knows its key tokens, the weight share on key tokens and their ranking AUC; with the
+    log-probs, the mean −log π (a one-sample entropy estimate) of high-weight (w > 1) and low-weight tokens."""
+    valid = mask.bool()
+    n = valid.sum(1).clamp(min=1)
+    mean = (w * valid).sum(1) / n
+    std = (((w - mean[:, None]) ** 2 * valid).sum(1) / n).sqrt()
+    top = w.masked_fill(~valid, -1.0).sort(1, descending=True).values  # (N, T)
+    k = (0.4 * n.double()).ceil().long()  # (N,)
+    top_mass = (top.clamp(min=0) * (torch.arange(w.shape[1], device=w.device)[None] < k[:, None])).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
+    out = {"weight_max": w.masked_fill(~valid, 0).max(1).values.mean().item(), "weight_std": std.mean().item(),
+           "weight_top40_mass": top_mass.mean().item()}
+    if key_mask.any():
+        out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
+        auc = key_token_auc(w, key_mask, mask).item()
+        if math.isfinite(auc):  # undefined when no response has both key and other tokens: left out
+            out["key_weight_auc"] = auc
+    if logp is not None:
+        for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
+            count = sel.sum().clamp(min=1)
+            out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
+    return out
+
+
+def clip_fractions(ratio, advantages, mask, eps_low, eps_high, dual_clip):
+    """Fractions of valid tokens whose gradient the clip removes: high (Ã > 0, ρ > 1 + ε_high), low
+    (Ã < 0, ρ < 1 − ε_low) and dual (Ã < 0, ρ > c). (N, T) inputs → dict of floats."""
+    valid = mask.bool()
+    n = valid.sum().clamp(min=1)
+    frac = lambda b: ((b & valid).sum() / n).item()
+    return {"clipfrac_high": frac((advantages > 0) & (ratio > 1 + eps_high)),
+            "clipfrac_low": frac((advantages < 0) & (ratio < 1 - eps_low)),
+            "clipfrac_dual": frac((advantages < 0) & (ratio > dual_clip)) if dual_clip > 0 else 0.0}
+
+
+@torch.no_grad()
+def token_moves(model, batch, w, mask, idx, temperature) -> dict:
+    """--log-token-moves: mean |log π_new − log π_old| over the batch's high- (w > 1) and low-weight tokens,
+    after the update. w, mask (n, T) for the batch rows idx."""
+    from gcpo import response_logprobs
+
+    new, _ = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"], temperature)
+    moved = (new - batch["logp_old"]).abs()[idx]  # (n, T)
+    return {f"logp_move_{name}": ((moved * sel).sum() / sel.sum().clamp(min=1)).item()
+            for name, sel in (("high_w", mask.bool() & (w > 1)), ("low_w", mask.bool() & (w <= 1)))}
+
+
+# ---------------------------------------------------------------------------------------------------------
 # COMMAND LINE
 
 
@@ -317,6 +468,19 @@ def parse_task_args(text: str) -> dict:
         except (ValueError, SyntaxError):
             out[k.strip()] = v.strip()
     return out
+
+
+def build_task(cfg):
+    """The task for cfg.env; a text task gets the pretrained model's tokenizer (the tiny model: the task's
+    own word tokenizer). Returns (task, the text task's tokenizer or None)."""
+    import toy_envs
+
+    cls = toy_envs.TASKS[toy_envs.task_name(cfg.env)]
+    kwargs = parse_task_args(cfg.task_args)
+    if issubclass(cls, toy_envs.TextTask) and cfg.model != "tiny":
+        kwargs["tokenizer"] = load_tokenizer(cfg.model)
+    task = toy_envs.make_task(cfg.env, **kwargs)  # (unknown or ill-typed arguments: one-line errors)
+    return task, getattr(task, "tokenizer", None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -426,7 +590,7 @@ def parse_args(argv=None):
         if argv[i - 1].startswith("--") and "=" not in argv[i - 1] and argv[i].startswith("-") and _is_number(argv[i]):
             argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
     algo = _preset_of(argv)
-    from gcpo import CHOICES, PRESETS, RANGES, Config, make_config
+    from gcpo import CHOICES, PRESETS, Config, make_config
 
     shown = {**dataclasses.asdict(Config()), **PRESETS.get(algo, {})}
     p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -515,7 +679,7 @@ def summarize(result: dict) -> str:
 def options_markdown() -> str:
     """The README's options table, generated from Config, RANGES and CHOICES (a test keeps the README in sync):
     each option, its valid values, its default under the gcpo preset and the presets that change it."""
-    from gcpo import CHOICES, PRESETS, RANGES, Config
+    from gcpo import CHOICES, PRESETS, Config
 
     docs, base = field_docs(Config), dataclasses.asdict(Config())
     rows = ["| option | valid values | default (`gcpo`) | other presets | meaning |", "|---|---|---|---|---|"]

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from study import BASE, VARIANTS, bootstrap_mean_ci, collect  # noqa: E402
+from study import VARIANTS, bootstrap_mean_ci, collect  # noqa: E402
 
 ORDER = list(VARIANTS)
 COLOURS = {"grpo": "#8c8c8c", "dr_grpo": "#bcbd22", "dapo": "#1f77b4", "gcpo": "#d62728", "pcpo": "#17becf",

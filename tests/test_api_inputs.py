@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import gcpo
+import gcpo_support
 
 NORMS = ["hist", "softmax", "minmax", "none"]
 DIVS = ["kl", "abs", "info_gain", "full_kl"]
@@ -63,8 +64,8 @@ def test_scores_losses_and_metrics_of_an_empty_batch(N, T):
     for surrogate, dual_clip in (("clip", 3.0), ("log_hinge", 0.0)):
         loss, metrics = gcpo.policy_loss(lp, ln, lp, m, surrogate=surrogate, dual_clip=dual_clip)
         assert loss.item() == 0.0 and all(math.isfinite(v) for v in metrics.values())
-    assert gcpo.key_token_share(lp, m.bool(), m).item() == 0.0
-    assert math.isnan(gcpo.key_token_auc(lp, m.bool(), m).item())  # no response has key and other tokens
+    assert gcpo_support.key_token_share(lp, m.bool(), m).item() == 0.0
+    assert math.isnan(gcpo_support.key_token_auc(lp, m.bool(), m).item())  # no response has key and other tokens
 
 
 def test_group_advantages_and_penalties_of_no_responses():
@@ -119,7 +120,7 @@ def test_masked_weights_never_reach_the_key_metrics(value):
     w = torch.rand(m.shape, generator=torch.Generator().manual_seed(2)) * 2
     key = torch.zeros_like(m, dtype=torch.bool)
     key[:, 0] = True
-    for metric in (gcpo.key_token_share, gcpo.key_token_auc):
+    for metric in (gcpo_support.key_token_share, gcpo_support.key_token_auc):
         clean = metric(w, key, m)
         assert clean.isfinite() and torch.equal(metric(poison(w, m, value), key, m), clean)
 
@@ -174,7 +175,7 @@ def test_aggregate_and_key_metrics_reject_broadcast_masks():
             with pytest.raises(ValueError, match="mask"):
                 gcpo.aggregate(x, bad, agg, max_len=6)
     key = m.bool()
-    for metric in (gcpo.key_token_share, gcpo.key_token_auc):
+    for metric in (gcpo_support.key_token_share, gcpo_support.key_token_auc):
         with pytest.raises(ValueError, match="key_mask"):
             metric(x, key[0], m)
         with pytest.raises(ValueError, match="key_mask"):

@@ -1,5 +1,5 @@
 """Property-based fuzz test of the command line: every option's value drawn from inside and outside its declared
-range (gcpo.RANGES) or set (gcpo.CHOICES).
+range (gcpo_support.RANGES) or set (gcpo.CHOICES).
 
 inside  → the run finishes (tiny model, one RL step) with finite metrics;
 outside → `gcpo.cli(argv)` returns non-zero and prints exactly one line on stderr, `gcpo.py: error: ...`, that
@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import gcpo
+import gcpo_support
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # one tiny run: Needle with 4 symbols (responses of 5 tokens with EOS), an 8-wide 1-layer model, one RL step;
@@ -105,12 +106,12 @@ def one_line_error(argv, capsys, names):
     assert any(n in lines[0] for n in names), f"{argv}: the error does not name the option: {lines[0]}"
 
 
-# ---- numeric options: gcpo.RANGES ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(gcpo.RANGES))
+# ---- numeric options: gcpo_support.RANGES ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(gcpo_support.RANGES))
 @settings(max_examples=2, **SETTINGS)
 @given(data=st.data())
 def test_numeric_option_inside_its_range_runs(name, data, capsys):
-    value = data.draw(inside(name, gcpo.RANGES[name]), label=name)
+    value = data.draw(inside(name, gcpo_support.RANGES[name]), label=name)
     finite_run([flag(name), text(value)])
 
 
@@ -123,7 +124,7 @@ def extremes(name, r):
     return [v for v in ends if v in r and FITS.get(name, lambda _: True)(v)]
 
 
-FLOAT_EXTREMES = [(n, v) for n, r in sorted(gcpo.RANGES.items()) if not r.integer for v in extremes(n, r)]
+FLOAT_EXTREMES = [(n, v) for n, r in sorted(gcpo_support.RANGES.items()) if not r.integer for v in extremes(n, r)]
 
 
 @pytest.mark.parametrize("name, value", FLOAT_EXTREMES)
@@ -131,11 +132,11 @@ def test_numeric_option_at_the_ends_of_its_range_runs(name, value):
     finite_run([flag(name), text(value)])
 
 
-@pytest.mark.parametrize("name", sorted(gcpo.RANGES))
+@pytest.mark.parametrize("name", sorted(gcpo_support.RANGES))
 @settings(max_examples=4, **SETTINGS)
 @given(data=st.data())
 def test_numeric_option_outside_its_range_is_one_line_error(name, data, capsys):
-    value = data.draw(outside(gcpo.RANGES[name]), label=name)
+    value = data.draw(outside(gcpo_support.RANGES[name]), label=name)
     one_line_error([flag(name), value], capsys, [flag(name), name])
 
 

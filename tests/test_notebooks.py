@@ -3,7 +3,6 @@ what the code prints fails, naming the notebook and the cell (`python notebooks/
 The runner itself is tested on small notebooks written on the fly."""
 import base64
 import importlib.util
-import json
 import os
 import re
 import subprocess

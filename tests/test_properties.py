@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import gcpo
+import gcpo_support
 
 AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 NORMS = ["hist", "softmax", "minmax", "none"]
@@ -160,13 +161,13 @@ def test_key_metrics_ignore_everything_under_the_mask():
     w = torch.tensor([[2.0, 0.5, 0.5, 1.0, 0.0, 0.0], [1.5, 0.5, 1.0, 0.0, 0.0, 0.0]])
     key = torch.tensor([[True, False, False, False, False, False], [False, True, False, False, False, False]])
     mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]])
-    share, auc = gcpo.key_token_share(w, key, mask), gcpo.key_token_auc(w, key, mask)
+    share, auc = gcpo_support.key_token_share(w, key, mask), gcpo_support.key_token_auc(w, key, mask)
     assert share.item() == pytest.approx((2.0 + 0.5) / (4.0 + 3.0))
     # padding that carries weight, and key flags on padding, change nothing
     w_junk, key_junk = w.clone(), key.clone()
     w_junk[mask == 0], key_junk[mask == 0] = 5.0, True
-    assert gcpo.key_token_share(w_junk, key_junk, mask).item() == share.item()
-    assert gcpo.key_token_auc(w_junk, key_junk, mask).item() == auc.item()
+    assert gcpo_support.key_token_share(w_junk, key_junk, mask).item() == share.item()
+    assert gcpo_support.key_token_auc(w_junk, key_junk, mask).item() == auc.item()
 
 
 # ---- the surrogate's trust region (both surrogates share it) -----------------------------------------------
@@ -398,16 +399,16 @@ def test_key_metrics_do_not_depend_on_the_scale_of_the_weights():
     key = torch.tensor([[True, False, False, False], [False, True, True, False]])
     mask = torch.ones(2, 4)
     for f in (1e-3, 1e3):
-        assert gcpo.key_token_share(w * f, key, mask).item() == pytest.approx(gcpo.key_token_share(w, key, mask).item())
-        assert gcpo.key_token_auc(w * f, key, mask).item() == gcpo.key_token_auc(w, key, mask).item()
+        assert gcpo_support.key_token_share(w * f, key, mask).item() == pytest.approx(gcpo_support.key_token_share(w, key, mask).item())
+        assert gcpo_support.key_token_auc(w * f, key, mask).item() == gcpo_support.key_token_auc(w, key, mask).item()
 
 
 def test_key_auc_averages_only_responses_with_both_kinds_of_token():
     w = torch.tensor([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
     key = torch.tensor([[True, False, False], [True, True, True], [False, False, False]])
     mask = torch.ones(3, 3)
-    assert gcpo.key_token_auc(w, key, mask).item() == 1.0  # rows 1 (all key) and 2 (no key) are left out
-    assert math.isnan(gcpo.key_token_auc(w[1:], key[1:], mask[1:]).item())  # no response has both: NaN
+    assert gcpo_support.key_token_auc(w, key, mask).item() == 1.0  # rows 1 (all key) and 2 (no key) are left out
+    assert math.isnan(gcpo_support.key_token_auc(w[1:], key[1:], mask[1:]).item())  # no response has both: NaN
 
 
 # ---- aggregation, KL and the log-ratio clamp --------------------------------------------------------------

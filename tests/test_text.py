@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import gcpo
+import gcpo_support
 import toy_envs
 from conftest import save_tiny_gpt2
 from toy_envs.text import token_spans
@@ -19,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def bpe(tiny_gpt2):
-    return gcpo.load_tokenizer(tiny_gpt2)
+    return gcpo_support.load_tokenizer(tiny_gpt2)
 
 
 def completion(task, pieces, eos_after=None, width=None):
@@ -133,7 +134,7 @@ def test_word_tokenizer():
 def test_tokenizer_without_eos(tmp_path):
     path = save_tiny_gpt2(tmp_path / "noeos", eos=False)
     with pytest.raises(ValueError, match="no EOS"):
-        gcpo.load_tokenizer(path)
+        gcpo_support.load_tokenizer(path)
     tok = toy_envs.WordTokenizer(["a"])
     tok.eos_token_id = None
     with pytest.raises(ValueError, match="no EOS"):
@@ -148,13 +149,13 @@ def test_model_vocab_smaller_than_tokenizer(tmp_path):
 
 def test_unknown_hub_name_is_one_clear_error():
     with pytest.raises(ValueError, match="cannot load 'no-such-model-zzz'.*needs internet the first time") as err:
-        gcpo.load_tokenizer("no-such-model-zzz")  # the hub is off in tests: fails fast, no download
+        gcpo_support.load_tokenizer("no-such-model-zzz")  # the hub is off in tests: fails fast, no download
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
 def test_missing_model_directory_is_one_clear_error():
     with pytest.raises(ValueError, match="does not exist"):
-        gcpo.load_tokenizer("./no/such/model")
+        gcpo_support.load_tokenizer("./no/such/model")
     cmd = [sys.executable, os.path.join(ROOT, "gcpo.py"), "--model", "./no/such/model", "--env", "topic"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode != 0 and "does not exist" in out.stderr and "Traceback" not in out.stderr
@@ -178,8 +179,8 @@ def test_pretrained_path_trains(tiny_gpt2, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     for h in result["history"]:
         assert np.isfinite(h["pg_loss"]) and 0 < h["grad_norm"] < float("inf") and h["skipped_steps"] == 0
-    reloaded = gcpo.load_tokenizer(str(tmp_path / "run" / "model"))  # tokenizer saved beside the weights
-    assert len(reloaded) == len(gcpo.load_tokenizer(tiny_gpt2))
+    reloaded = gcpo_support.load_tokenizer(str(tmp_path / "run" / "model"))  # tokenizer saved beside the weights
+    assert len(reloaded) == len(gcpo_support.load_tokenizer(tiny_gpt2))
 
 
 def test_pretrained_rollout_alignment(tiny_gpt2):
