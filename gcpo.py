@@ -16,14 +16,13 @@ changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null pr
 
 Data flows top to bottom: config → policy → sampling → rewards → group advantage → contrastive token
 weights (THE GCPO PART) → loss → rollout → update → training loop. The math is pure functions on (N, T)
-tensors. Shapes: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length,
-T response length (max_new_tokens), V vocabulary size. gcpo_support.py holds what a reader can skip: input
-checks, the command line, model loading, the bit-exact official weight path and the printed samples.
+tensors: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length, T response length,
+V vocabulary size. gcpo_support.py holds what a reader can skip: option ranges and input checks, the weight
+laws neither default uses, diagnostics, the command line, model loading, the bit-exact official weight loop.
 
-What is simplified, said plainly: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's
-trainer for that); the toy policy is a tiny GPT-2 trained from scratch with a supervised warm start (§9); a
-pretrained model (`--model gpt2`) runs the same code on the text tasks with its own tokenizer; dropout is off
-during RL so that ρ ≡ 1 on the first mini-batch.
+Simplified, said plainly: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's
+trainer for that); the toy policy is a tiny GPT-2 trained from scratch with a supervised warm start (§9);
+dropout is off during RL so that ρ ≡ 1 on the first mini-batch.
 """
 from __future__ import annotations
 
@@ -58,8 +57,7 @@ class Config:
     task_args: str = ""
     """task parameters as k=v,k=v (e.g. length=16,num_symbols=8); see the task's docstring"""
     model: str = "tiny"
-    """'tiny': a small GPT-2 built for the task's vocabulary (random init); else a hub name (gpt2) or a local
-    directory for from_pretrained (text tasks then use its tokenizer)"""
+    """'tiny': a small random-init GPT-2 for the task's vocabulary; else a hub name (gpt2) or a local directory"""
     device: str = "auto"
     """auto (CUDA when available) | cpu | cuda"""
     dtype: str = "float32"
@@ -83,8 +81,7 @@ class Config:
     """tiny GPT-2 attention heads"""
     # warm start (§9)
     warm_steps: int = -1
-    """supervised steps on imperfect demonstrations before RL (0: none; -1: 1200 for the tiny model, 0 for a
-    pretrained one)"""
+    """supervised steps on imperfect demonstrations before RL (0: none; -1: 1200 for tiny, 0 for pretrained)"""
     warm_batch: int = 64
     """demonstrations per warm-start step"""
     warm_lr: float = 1e-3
@@ -177,8 +174,7 @@ class Config:
     eval_every: int = 0
     """also evaluate every K RL steps (a learning curve in metrics.jsonl; 0: only before and after)"""
     log_token_moves: bool = False
-    """also log how far each update moved the log-probs of high- (w > 1) vs low-weight tokens (one more no-grad
-    forward per step)"""
+    """also log how far each update moved the log-probs of high- (w > 1) vs low-weight tokens (one more forward)"""
 
 
 PRESETS = {  # docs/algorithm.md §6; every value can be overridden
@@ -602,13 +598,9 @@ def seeded(cfg: Config, *keys: int):
     return np_rng, gen
 
 
-def as_tensor(a, device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a), device=device)
-
-
 def prompt_tensors(task, prompts_np: np.ndarray, device):
     """(n, P) prompt ids and their attention mask (0 on left padding) as tensors on the device."""
-    return as_tensor(prompts_np, device), as_tensor(task.prompt_mask(prompts_np), device)
+    return torch.as_tensor(prompts_np, device=device), torch.as_tensor(task.prompt_mask(prompts_np), device=device)
 
 
 @torch.no_grad()
@@ -630,9 +622,8 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
             cfg.guidance_scale)
         score = task.score(prompts_np, responses.cpu().numpy(), rng=np_rng)
         rewards = check_rewards(torch.as_tensor(score.reward, dtype=torch.float64), len(prompts_np)).to(dev)
-        lengths = mask.sum(1)
         if cfg.overlong_buffer > 0:
-            rewards = rewards + overlong_penalty(lengths, T, cfg.overlong_buffer)
+            rewards = rewards + overlong_penalty(mask.sum(1), T, cfg.overlong_buffer)
         if cfg.overlong_filter:
             mask = mask * (~truncated).long()[:, None]
         all_rewards.append(rewards)
@@ -640,18 +631,13 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
         keep = keep.repeat_interleave(G)  # (N,)
         kept.append(dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask, responses=responses,
                          mask=mask, logp_old=logp_old, rewards=rewards, truncated=truncated,
-                         key_mask=as_tensor(score.key_mask, dev), keep=keep))
+                         key_mask=torch.as_tensor(score.key_mask, device=dev), keep=keep))
         n_kept += int(keep.sum()) // G
-    width = max(b["responses"].shape[1] for b in kept)
-    pad_to = lambda t, v: F.pad(t, (0, width - t.shape[1]), value=v)
-    batch = {}
-    for k in ("prompts", "prompt_mask", "neg_prompts", "neg_mask", "rewards", "truncated"):
-        batch[k] = torch.cat([b[k][b["keep"]] for b in kept])
-    for k, v in (("responses", task.pad_id), ("mask", 0), ("logp_old", 0.0), ("key_mask", False)):
-        batch[k] = torch.cat([pad_to(b[k], v)[b["keep"]] for b in kept])
-    n_groups = min(n_kept, cfg.batch_prompts)
-    for k in batch:  # a full batch is exactly B groups
-        batch[k] = batch[k][: n_groups * G]
+    width, n_groups = max(b["responses"].shape[1] for b in kept), min(n_kept, cfg.batch_prompts)
+    fill = {"responses": task.pad_id, "mask": 0, "logp_old": 0.0, "key_mask": False}  # the (n, T) ones: pad to width
+    pad = lambda k, t: F.pad(t, (0, width - t.shape[1]), value=fill[k]) if k in fill else t
+    batch = {k: torch.cat([pad(k, b[k])[b["keep"]] for b in kept])[: n_groups * G]  # a full batch: exactly B groups
+             for k in kept[0] if k != "keep"}
     rewards_seen = torch.cat(all_rewards)
     metrics = {"reward_mean": rewards_seen.mean().item(), "reward_std": rewards_seen.std().item(),
                "zero_std_frac": 1.0 - torch.cat([informative_groups(r, G) for r in all_rewards]).double().mean().item(),
@@ -772,7 +758,7 @@ def warm_start(model, task, cfg: Config) -> float:
     for _ in range(cfg.warm_steps):
         prompts_np, completions_np = task.demonstrations(cfg.warm_batch, np_rng, cfg.demo_accuracy, cfg.null_prob)
         prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
-        completions = as_tensor(completions_np, cfg.device)
+        completions = torch.as_tensor(completions_np, device=cfg.device)
         logp, _ = response_logprobs(model, prompts, pmask, completions)
         loss = -(logp * (completions != task.pad_id)).sum() / (completions != task.pad_id).sum()
         opt.zero_grad(set_to_none=True)
