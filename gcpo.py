@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (RunOutput, build_task, check_aggregate_inputs, check_float, check_groups, check_hist_params,
-                          check_logprob_inputs, check_loss_inputs, check_overlong_inputs, check_positions,
-                          check_rewards, check_rewards_for_groups, check_sample_inputs, check_shapes,
-                          check_task_options, clip_fractions, from_pretrained, hist_official, oracle_weights,
+from gcpo_support import (ChosenLogProbs, RunOutput, build_task, check_aggregate_inputs, check_float, check_groups,
+                          check_hist_params, check_logprob_inputs, check_loss_inputs, check_overlong_inputs,
+                          check_positions, check_rewards, check_rewards_for_groups, check_sample_inputs, check_shapes,
+                          check_task_options, clip_fractions, from_pretrained, fuse_gelu, hist_official, oracle_weights,
                           parse_args, show_sample, shuffle_weights, summarize, token_moves, validate_config,
                           variant_scores, variant_weights, weight_metrics)
 
@@ -229,7 +229,7 @@ def build_policy(cfg: Config, vocab_size: int, n_positions: int, special: dict):
                           n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                           activation_function="gelu_pytorch_tanh", **special)  # the fused tanh-GELU: GPT-2's, one kernel
         return GPT2LMHeadModel(conf)
-    model = from_pretrained(AutoModelForCausalLM, cfg.model)
+    model = fuse_gelu(from_pretrained(AutoModelForCausalLM, cfg.model))  # GPT-2's GELU, one fused kernel
     if model.config.vocab_size < vocab_size:
         raise ValueError(f"model {cfg.model!r} has {model.config.vocab_size} tokens but the task needs {vocab_size}; "
                          "use a task whose vocabulary the model covers (a text task with the model's own tokenizer), "
@@ -262,13 +262,13 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
     ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
     attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
     out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=T + 1)
-    logits = out.logits[:, :-1].float()  # (N, T, V): position P−1+t predicts y_t
+    logits = out.logits.float()  # (N, T+1, V): position P−1+t predicts y_t; the last one predicts nothing
     if temperature != 1.0:
         logits = logits / temperature
     if full:
-        logp_all = F.log_softmax(logits, dim=-1)  # (N, T, V)
+        logp_all = F.log_softmax(logits[:, :-1], dim=-1)  # (N, T, V)
         return logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1), logp_all
-    return logits.gather(-1, responses.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1), None  # (N, T)
+    return ChosenLogProbs.apply(logits, responses), None  # (N, T): ℓ[y_t] − logsumexp(ℓ), a lean backward
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -319,10 +319,11 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
     logp = torch.zeros(N, max_new_tokens, device=device)  # (N, T)
     mask = torch.zeros(N, max_new_tokens, dtype=torch.long, device=device)  # (N, T)
     done = torch.zeros(N, dtype=torch.bool, device=device)  # (N,)
+    scale = (lambda x: x) if temperature == 1.0 else (lambda x: x / temperature)  # ℓ/1 is ℓ: skip a (N, V) pass
     for t in range(max_new_tokens):
-        cond = F.log_softmax(logits[:N].float() / temperature, dim=-1)  # (N, V)
+        cond = F.log_softmax(scale(logits[:N].float()), dim=-1)  # (N, V)
         if guided:
-            uncond = F.log_softmax(logits[N:].float() / temperature, dim=-1)
+            uncond = F.log_softmax(scale(logits[N:].float()), dim=-1)
             draw_from = uncond + guidance_scale * (cond - uncond)
         else:
             draw_from = cond

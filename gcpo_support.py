@@ -453,6 +453,38 @@ def token_moves(model, batch, w, mask, idx, temperature) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# A LEANER BACKWARD FOR CHOSEN-TOKEN LOG-PROBS (gcpo.response_logprobs)
+
+
+class ChosenLogProbs(torch.autograd.Function):
+    """logp (N, T) = ℓ[:, t, y_t] − logsumexp(ℓ[:, t]) for t < T, from logits ℓ (N, T+1, V) whose last position
+    predicts nothing (Hugging Face's `logits_to_keep=T+1` keeps it), and tokens y (N, T).
+
+    The value and the gradient are bit-identical to autograd on `ℓ[:, :-1].gather(y) − ℓ[:, :-1].logsumexp()`
+    (tests/test_logprob_equiv.py): ∂/∂ℓ_v = g·(1[v = y_t] − exp(ℓ_v − lse)), computed as (−g)·exp(ℓ − lse) plus g
+    at y_t, the same floating-point operations autograd performs. The saving is memory traffic at a large
+    vocabulary: autograd writes four (N, T+1, V)-sized tensors in the backward (the gather's zero-filled
+    scatter, the logsumexp term, their sum, the slice's zero-padded copy); this writes one, in place."""
+
+    @staticmethod
+    def forward(ctx, logits, tokens):
+        x = logits[:, :-1]  # (N, T, V): position t predicts y_t
+        lse = x.logsumexp(-1)  # (N, T)
+        ctx.save_for_backward(logits, tokens, lse)
+        return x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - lse
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, tokens, lse = ctx.saved_tensors
+        grad = torch.zeros_like(logits)  # (N, T+1, V); the last position gets 0
+        x = grad[:, :-1]
+        torch.sub(logits[:, :-1], lse.unsqueeze(-1), out=x)
+        x.exp_().mul_(-g.unsqueeze(-1))  # −g·softmax
+        x.scatter_add_(-1, tokens.unsqueeze(-1), g.unsqueeze(-1))  # + g at the chosen token
+        return grad, None
+
+
+# ---------------------------------------------------------------------------------------------------------
 # COMMAND LINE
 
 
@@ -500,6 +532,22 @@ def from_pretrained(cls, name: str):
         raise ValueError(f"cannot load {name!r} with {cls.__name__}: {first}. A hub name (e.g. gpt2) downloads once "
                          "and needs internet the first time; a local directory needs the files save_pretrained "
                          "writes") from None
+
+
+def fuse_gelu(model):
+    """Swap GPT-2's `gelu_new` activation, written out in Python (a cube, a tanh and five elementwise products, each a
+    pass over memory, and as many again in the backward), for torch's fused tanh-GELU: the same formula,
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in one kernel; outputs agree to float32 rounding. The config
+    says so too, so a saved model reloads the same way. Other activations are left alone. Returns the model."""
+    from transformers.activations import NewGELUActivation
+
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, torch.nn.GELU(approximate="tanh"))
+    if getattr(model.config, "activation_function", None) == "gelu_new":
+        model.config.activation_function = "gelu_pytorch_tanh"
+    return model
 
 
 def load_tokenizer(name: str):

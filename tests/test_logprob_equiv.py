@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import gcpo
+import gcpo_support
 
 V, PAD, EOS, BOS = 53, 0, 1, 2
 
@@ -108,6 +109,32 @@ def test_sliced_logprobs_keep_the_gradient(model):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     model.zero_grad(set_to_none=True)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (16, 9, 301)])
+def test_chosen_logprobs_value_and_gradient_are_bit_identical_to_autograd(shape):
+    """gcpo_support.ChosenLogProbs (the lean backward) against autograd on the plain expression: torch.equal, not
+    allclose, for the value and for the gradient under an upstream gradient with mixed signs, so the training
+    trajectory cannot change. Logits drawn wide (std 4), some rows tied, so softmax terms span many magnitudes."""
+    N, T, V = shape
+    gen = torch.Generator().manual_seed(N * T)
+    logits = torch.randn(N, T + 1, V, generator=gen) * 4.0
+    logits[0, 1] = 0.25  # one position with all logits equal
+    tokens = torch.randint(0, V, (N, T), generator=gen)
+    upstream = torch.randn(N, T, generator=gen)
+    a = logits.clone().requires_grad_(True)
+    x = a[:, :-1]
+    reference = x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - x.logsumexp(-1)
+    reference.backward(upstream)
+    b = logits.clone().requires_grad_(True)
+    lean = gcpo_support.ChosenLogProbs.apply(b, tokens)
+    lean.backward(upstream)
+    assert torch.equal(lean, reference)
+    assert torch.equal(b.grad, a.grad)
+    assert torch.equal(b.grad[:, -1], torch.zeros(N, V))  # the last position predicts nothing
+    with torch.no_grad():  # and the gradient is the textbook one: g·(onehot − softmax), to float64 rounding
+        expected = upstream[..., None].double() * (F.one_hot(tokens, V).double() - x.double().softmax(-1))
+    torch.testing.assert_close(b.grad[:, :-1].double(), expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -279,3 +306,35 @@ def test_sampler_prefill_with_last_logits_samples_like_full_logits(scale):
     assert mask.sum(1).min() < mask.shape[1] and mask.sum() > 20  # some responses end early, most do not
     assert torch.equal(responses, ref[0]) and torch.equal(mask, ref[1]) and torch.equal(truncated, ref[3])
     torch.testing.assert_close(logp, ref[2], atol=1e-5, rtol=0)
+
+
+def test_fused_gelu_is_gpt2s_gelu_new():
+    """gcpo_support.fuse_gelu replaces every `gelu_new` module of a GPT-2 (the default activation of a pretrained
+    GPT-2, and of GPT2Config) by the fused tanh-GELU: the same logits and gradients to float32 rounding, the config
+    updated so a saved copy reloads with it; a model with another activation is left as it was."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.activations import NewGELUActivation
+
+    torch.manual_seed(0)
+    conf = GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
+                      attn_pdrop=0.0)
+    assert conf.activation_function == "gelu_new"
+    model = GPT2LMHeadModel(conf).eval()
+    ids = torch.randint(0, V, (4, 9))
+    before = model(input_ids=ids).logits
+    before.square().sum().backward()
+    grad_before = model.transformer.h[0].mlp.c_fc.weight.grad.clone()
+    model.zero_grad()
+    assert gcpo_support.fuse_gelu(model) is model
+    assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
+    assert sum(isinstance(m, torch.nn.GELU) for m in model.modules()) == 2
+    assert model.config.activation_function == "gelu_pytorch_tanh"
+    after = model(input_ids=ids).logits
+    after.square().sum().backward()
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.transformer.h[0].mlp.c_fc.weight.grad, grad_before, rtol=1e-4, atol=1e-5)
+    relu = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=1, n_head=2,
+                                      activation_function="relu"))
+    acts = [type(m) for m in relu.modules()]
+    assert [type(m) for m in gcpo_support.fuse_gelu(relu).modules()] == acts
+    assert relu.config.activation_function == "relu"
