@@ -50,73 +50,45 @@ from gcpo_support import (ChosenLogProbs, RunOutput, build_task, check_aggregate
 @dataclass
 class Config:
     # experiment
-    algo: str = "gcpo"
-    """preset: grpo | dr_grpo | dapo | gcpo | pcpo (§6); any option given explicitly overrides the preset"""
+    algo: str = "gcpo"  # preset: grpo | dr_grpo | dapo | gcpo | pcpo (§6); options given explicitly override it
     env: str = "needle"
     """task: needle | copy | gridpaint | chainsum | topic | sentiment (or its gymnasium id, e.g. toy_envs/Needle-v0)"""
-    task_args: str = ""
-    """task parameters as k=v,k=v (e.g. length=16,num_symbols=8); see the task's docstring"""
-    model: str = "tiny"
-    """'tiny': a small random-init GPT-2 for the task's vocabulary; else a hub name (gpt2) or a local directory"""
-    device: str = "auto"
-    """auto (CUDA when available) | cpu | cuda"""
-    dtype: str = "float32"
-    """float32 | bfloat16 (autocast mixed precision for the forward passes; parameters stay float32; for GPUs)"""
-    seed: int = 1
-    """seeds model init, demonstrations, prompts and sampling (all derived from it)"""
-    steps: int = 150
-    """RL steps (one rollout + its updates each)"""
-    out: str = ""
-    """directory for metrics.jsonl, config.json and the final model (save_pretrained); empty: write nothing"""
-    show: int = 1
-    """held-out prompts whose sampled response is printed at the end, shaded by GCPO weight (0: none)"""
-    html: str = ""
-    """also write those weight-shaded responses to this HTML file"""
+    task_args: str = ""  # task parameters as k=v,k=v (e.g. length=16,num_symbols=8); see the task's docstring
+    model: str = "tiny"  # 'tiny' (a small random-init GPT-2) or a hub name (gpt2) or a local model directory
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    dtype: str = "float32"  # float32 | bfloat16 (autocast for the forward passes, for GPUs; parameters stay float32)
+    seed: int = 1  # seeds model init, demonstrations, prompts and sampling (all derived from it)
+    steps: int = 150  # RL steps (one rollout + its updates each)
+    out: str = ""  # folder for metrics.jsonl, config.json and the final model (empty: write nothing)
+    show: int = 1  # held-out prompts whose sampled response is printed at the end, shaded by GCPO weight (0: none)
+    html: str = ""  # also write those weight-shaded responses to this HTML file
     # tiny policy
-    n_layer: int = 2
-    """tiny GPT-2 layers"""
-    n_embd: int = 64
-    """tiny GPT-2 width"""
-    n_head: int = 4
-    """tiny GPT-2 attention heads"""
+    n_layer: int = 2  # tiny GPT-2 layers
+    n_embd: int = 64  # tiny GPT-2 width
+    n_head: int = 4  # tiny GPT-2 attention heads
     # warm start (§9)
-    warm_steps: int = -1
-    """supervised steps on imperfect demonstrations before RL (0: none; -1: 1200 for tiny, 0 for pretrained)"""
-    warm_batch: int = 64
-    """demonstrations per warm-start step"""
-    warm_lr: float = 1e-3
-    """warm-start learning rate (AdamW)"""
-    demo_accuracy: float = 0.3
-    """fraction of demonstrations that are correct, so RL has room to improve"""
-    null_prob: float = 0.1
-    """prompt dropout to the null prompt during the warm start (as in CFG training)"""
+    warm_steps: int = -1  # supervised steps on flawed demonstrations before RL (-1: 1200 for tiny, 0 pretrained)
+    warm_batch: int = 64  # demonstrations per warm-start step
+    warm_lr: float = 1e-3  # warm-start learning rate (AdamW)
+    demo_accuracy: float = 0.3  # fraction of demonstrations that are correct, so RL has room to improve
+    null_prob: float = 0.1  # prompt dropout to the null prompt during the warm start (as in CFG training)
     # rollout (§1)
-    batch_prompts: int = 16
-    """B: prompts per rollout"""
-    group_size: int = 8
-    """G: responses per prompt (at least 2)"""
-    temperature: float = 1.0
-    """sampling temperature; log-probs everywhere use the same logits / temperature"""
-    top_p: float = 1.0
-    """nucleus sampling threshold (1: off)"""
-    max_new_tokens: int = 0
-    """response length cap L_max (0: the task's own length + EOS)"""
+    batch_prompts: int = 16  # B: prompts per rollout
+    group_size: int = 8  # G: responses per prompt (at least 2)
+    temperature: float = 1.0  # sampling temperature; log-probs everywhere use the same logits / temperature
+    top_p: float = 1.0  # nucleus sampling threshold (1: off)
+    max_new_tokens: int = 0  # response length cap L_max (0: the task's own length + EOS)
     guidance_scale: float = 1.0
     """classifier-free-guided sampling scale s (1: plain sampling; >1 samples off-policy, trains on π(·|x))"""
     # rewards (§2)
-    overlong_buffer: int = 0
-    """DAPO soft overlong punishment buffer L_cache (0: off)"""
-    overlong_filter: bool = False
-    """DAPO overlong filtering: truncated responses get loss mask 0"""
-    dynamic_sampling: bool = True
-    """DAPO dynamic sampling: drop all-equal-reward groups and sample more prompts (preset)"""
-    max_sampling_tries: int = 4
-    """dynamic sampling: most rollouts per step before training on what was kept"""
+    overlong_buffer: int = 0  # DAPO soft overlong punishment buffer L_cache (0: off)
+    overlong_filter: bool = False  # DAPO overlong filtering: truncated responses get loss mask 0
+    dynamic_sampling: bool = True  # DAPO dynamic sampling: drop all-equal-reward groups, sample more prompts
+    max_sampling_tries: int = 4  # dynamic sampling: most rollouts per step before training on what was kept
     # group advantage (§3)
     adv_scale: str = "group"
     """group: z-score within the group (GRPO) | batch: r − mean_G over batch std | none: r − mean_G (Dr. GRPO)"""
-    adv_eps: float = 1e-6
-    """ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)"""
+    adv_eps: float = 1e-6  # ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)
     # contrastive token credit (§4): THE GCPO PART
     credit: str = "contrast"
     """token credit: uniform (every token gets A_i: GRPO, Dr. GRPO, DAPO) | contrast (GCPO's weights) | shuffled
@@ -125,56 +97,33 @@ class Config:
     negative: str = ""
     """negative prompt kind, one the task offers ('': its first): null (CFG unconditional) | wrong (another
     answer) for symbolic tasks; notopic | other (topic), opposite | neutral (sentiment)"""
-    divergence: str = "kl"
-    """token score: kl (official k3) | full_kl (paper: exact KL over the vocabulary) | abs | info_gain"""
-    normalization: str = "hist"
-    """scores → weights: hist (official rank power law) | softmax | minmax | none"""
-    ties: str = "average"
-    """hist ties: average (x⁻ = x gives w ≡ 1) | official (argsort order, bit-exact with the official code)"""
-    top_fraction: float = 0.4
-    """hist x: the top fraction of tokens ..."""
-    target_mass: float = 0.8
-    """hist y: ... that carries this fraction of the weight (official 0.4 → 0.8)"""
-    softmax_temp: float = 1.0
-    """softmax normalization temperature τ_w"""
-    weights_from: str = "current"
-    """policy that scores the contrast: current (official, per micro-batch) | rollout (old policy, once)"""
+    divergence: str = "kl"  # token score: kl (official k3) | full_kl (paper: exact KL over V) | abs | info_gain
+    normalization: str = "hist"  # scores → weights: hist (official rank power law) | softmax | minmax | none
+    ties: str = "average"  # average (x⁻ = x gives w ≡ 1) | official (the official code's argsort order, bit-exact)
+    top_fraction: float = 0.4  # hist x: the top fraction of tokens ...
+    target_mass: float = 0.8  # hist y: ... that carries this fraction of the weight (official 0.4 → 0.8)
+    softmax_temp: float = 1.0  # softmax normalization temperature τ_w
+    weights_from: str = "current"  # scores the contrast: current policy (official, per micro-batch) | rollout (once)
     # loss (§5)
     surrogate: str = "clip"
     """clip (PPO) | log_hinge (PCPO: max(0, ξ|Ã| − Ã·log ρ), the same trust region, no ρ factor in the gradient)"""
-    eps_low: float = 0.2
-    """PPO clip ε_low"""
-    eps_high: float = 0.28
-    """PPO clip ε_high (DAPO clip-higher 0.28; GRPO 0.2)"""
-    dual_clip: float = 3.0
-    """dual-clip constant c for negative advantages (0: off)"""
-    loss_agg: str = "token-mean"
-    """token-mean (DAPO) | seq-mean-token-mean (GRPO) | seq-mean-token-sum-norm (Dr. GRPO)"""
-    beta: float = 0.0
-    """KL-to-reference coefficient (GRPO 0.04; DAPO and official reasoning 0)"""
-    kl_estimator: str = "k3"
-    """k3 | k1"""
-    kl_reweight: bool = False
-    """official T2I variant: per-token KL × (0.5 + 0.5·clamp(2 − 2w, 0, 1))"""
-    entropy_penalty: float = 0.0
-    """official reasoning runs add c·mean(−logp) to the loss (c > 0 lowers entropy); not in the paper"""
+    eps_low: float = 0.2  # PPO clip ε_low
+    eps_high: float = 0.28  # PPO clip ε_high (DAPO clip-higher 0.28; GRPO 0.2)
+    dual_clip: float = 3.0  # dual-clip constant c for negative advantages (0: off)
+    loss_agg: str = "token-mean"  # token-mean (DAPO) | seq-mean-token-mean (GRPO) | seq-mean-token-sum-norm (Dr. GRPO)
+    beta: float = 0.0  # KL-to-reference coefficient (GRPO 0.04; DAPO and official reasoning 0)
+    kl_estimator: str = "k3"  # k3 | k1
+    kl_reweight: bool = False  # official T2I variant: per-token KL × (0.5 + 0.5·clamp(2 − 2w, 0, 1))
+    entropy_penalty: float = 0.0  # + c·mean(−logp) in the loss (official reasoning runs; c > 0 lowers entropy)
     # optimisation
-    lr: float = 1e-3
-    """RL learning rate (AdamW)"""
-    epochs: int = 1
-    """passes over each rollout"""
-    minibatches: int = 1
-    """optimizer steps per epoch (the rollout is split into this many mini-batches)"""
-    micro_batch: int = 0
-    """responses per forward/backward within a mini-batch (0: the whole mini-batch)"""
-    max_grad_norm: float = 1.0
-    """gradient clipping norm; a non-finite norm skips the step"""
-    eval_prompts: int = 256
-    """held-out prompts for the before/after evaluation"""
-    eval_every: int = 0
-    """also evaluate every K RL steps (a learning curve in metrics.jsonl; 0: only before and after)"""
-    log_token_moves: bool = False
-    """also log how far each update moved the log-probs of high- (w > 1) vs low-weight tokens (one more forward)"""
+    lr: float = 1e-3  # RL learning rate (AdamW)
+    epochs: int = 1  # passes over each rollout
+    minibatches: int = 1  # optimizer steps per epoch (the rollout is split into this many mini-batches)
+    micro_batch: int = 0  # responses per forward/backward within a mini-batch (0: the whole mini-batch)
+    max_grad_norm: float = 1.0  # gradient clipping norm; a non-finite norm skips the step
+    eval_prompts: int = 256  # held-out prompts for the before/after evaluation
+    eval_every: int = 0  # also evaluate every K RL steps (a learning curve in metrics.jsonl; 0: only before and after)
+    log_token_moves: bool = False  # log |Δ log π| per update on high- (w > 1) vs low-weight tokens (one more forward)
 
 
 PRESETS = {  # docs/algorithm.md §6; every value can be overridden
@@ -227,7 +176,7 @@ def build_policy(cfg: Config, vocab_size: int, n_positions: int, special: dict):
     if cfg.model == "tiny":
         conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                          activation_function="gelu_pytorch_tanh", **special)  # the fused tanh-GELU: GPT-2's, one kernel
+                          activation_function="gelu_pytorch_tanh", **special)  # GPT-2's tanh-GELU, fused
         return GPT2LMHeadModel(conf)
     model = fuse_gelu(from_pretrained(AutoModelForCausalLM, cfg.model))  # GPT-2's GELU, one fused kernel
     if model.config.vocab_size < vocab_size:
@@ -260,7 +209,7 @@ def response_logprobs(model, prompts, prompt_mask, responses, temperature=1.0, f
         V = model.get_output_embeddings().weight.shape[0]
         return torch.zeros(0, T), (torch.zeros(0, T, V) if full else None)
     ids = torch.cat([prompts, responses], dim=1)  # (N, P+T)
-    attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); padding after EOS is masked in the loss
+    attn = torch.cat([prompt_mask, torch.ones_like(responses)], dim=1)  # (N, P+T); the loss masks padding after EOS
     out = model(input_ids=ids, attention_mask=attn, position_ids=position_ids(attn), logits_to_keep=T + 1)
     logits = out.logits.float()  # (N, T+1, V): position P−1+t predicts y_t; the last one predicts nothing
     if temperature != 1.0:
@@ -355,7 +304,7 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int) -> torch.
     check_overlong_inputs(lengths, max_len, buffer)
     start = max_len - buffer
     pen = (start - lengths.double()) / buffer
-    return torch.where(lengths <= start, torch.zeros_like(pen), torch.where(lengths <= max_len, pen, -torch.ones_like(pen)))
+    return torch.where(lengths <= start, 0.0, torch.where(lengths <= max_len, pen, -1.0))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -419,9 +368,9 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
             raise ValueError("divergence='full_kl' needs the full log-softmax of both prompts (logp_all, logp_neg_all)")
         check_shapes(3, logp_all=logp_all, logp_neg_all=logp_neg_all)
         if logp_all.shape[:2] != logp.shape:
-            raise ValueError(f"logp_all must be (N, T, V) with (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
+            raise ValueError(f"logp_all must be (N, T, V), (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
         p = logp_all.exp()  # (N, T, V); a token with π(v|x) = 0 contributes 0 (0·log 0 = 0)
-        eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 up to rounding
+        eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 but rounding
     else:
         eta = variant_scores(logp, logp_neg, d, valid, divergence)
     return eta.masked_fill(~valid, 0.0)
@@ -628,7 +577,7 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
         if cfg.overlong_filter:
             mask = mask * (~truncated).long()[:, None]
         all_rewards.append(rewards)
-        keep = informative_groups(rewards, G) if cfg.dynamic_sampling else torch.ones(cfg.batch_prompts, dtype=torch.bool, device=dev)
+        keep = informative_groups(rewards, G) if cfg.dynamic_sampling else rewards.new_ones(cfg.batch_prompts).bool()
         keep = keep.repeat_interleave(G)  # (N,)
         kept.append(dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask, responses=responses,
                          mask=mask, logp_old=logp_old, rewards=rewards, truncated=truncated,
@@ -649,8 +598,8 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
         return None, metrics
     batch["adv"] = group_advantages(batch["rewards"], G, cfg.adv_scale, cfg.adv_eps).float()  # (N,)
     if cfg.credit in ("contrast", "shuffled") and cfg.weights_from == "rollout":
-        # the prompt branch's log-probs are the sampler's own (logp_old); full_kl needs the whole distribution
-        batch["w_rollout"] = contrast_weights(model, batch, cfg, None if cfg.divergence == "full_kl" else batch["logp_old"])
+        logp = None if cfg.divergence == "full_kl" else batch["logp_old"]  # the sampler's; full_kl needs all of π
+        batch["w_rollout"] = contrast_weights(model, batch, cfg, logp)
     return batch, metrics
 
 
@@ -776,7 +725,8 @@ def evaluate(model, task, cfg: Config, prompts_np: np.ndarray) -> float:
     prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
     responses, *_ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id, cfg.temperature,
                            cfg.top_p, gen)
-    return float(task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng([cfg.seed, 5])).reward.mean())
+    score = task.score(prompts_np, responses.cpu().numpy(), rng=np.random.default_rng([cfg.seed, 5]))
+    return float(score.reward.mean())
 
 
 def resolve(cfg: Config, task) -> Config:

@@ -1,7 +1,8 @@
-"""Everything around the algorithm that a reader of gcpo.py can skip: option ranges and input checks, the
-command line, loading pretrained models and tokenizers with one-line errors, the bit-exact official weight
-path, and the printed samples and run summary. gcpo.py imports what it needs from here; nothing here
-computes a number that gcpo.py's algorithm does not define."""
+"""What a reader of gcpo.py can skip: option ranges and input checks; the token-score and weight laws and the
+study's credit controls that neither GCPO default uses; diagnostics of the weights; a leaner backward for
+chosen-token log-probs and GPT-2's fused GELU (speed, not arithmetic); the command line; loading pretrained
+models and tokenizers with one-line errors; the bit-exact official weight loop; the printed samples and run
+summary. gcpo.py imports what it needs from here."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,12 @@ import ast
 import dataclasses
 import functools
 import inspect
+import io
 import json
 import math
 import os
 import sys
+import tokenize
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,9 +44,10 @@ class Range:
             (x < self.hi if self.hi_open else x <= self.hi)
 
     def __str__(self) -> str:
-        fmt = lambda v: "inf" if v == math.inf else "-inf" if v == -math.inf else str(v) if isinstance(v, int) else f"{v:g}"
-        lo, hi = fmt(self.lo), fmt(self.hi)
-        text = f"{'(' if self.lo_open or self.lo == -math.inf else '['}{lo}, {hi}{')' if self.hi_open or self.hi == math.inf else ']'}"
+        fmt = lambda v: str(v) if isinstance(v, int) else f"{v:g}"  # inf, -inf, 0.5, 1e-09
+        left = "(" if self.lo_open or self.lo == -math.inf else "["
+        right = ")" if self.hi_open or self.hi == math.inf else "]"
+        text = f"{left}{fmt(self.lo)}, {fmt(self.hi)}{right}"
         text = f"{' or '.join(f'{v:g}' for v in self.also)} or {text}" if self.also else text
         return f"int in {text}" if self.integer else text
 
@@ -145,7 +149,8 @@ def validate_config(cfg) -> None:
         parent = path
         while parent and not os.path.exists(parent):
             parent = os.path.dirname(parent)
-        if path and (not os.path.isdir(parent) or not os.access(parent, os.W_OK) or (not is_dir and parent != os.path.dirname(path))):
+        writable = os.path.isdir(parent) and os.access(parent, os.W_OK)
+        if path and (not writable or (not is_dir and parent != os.path.dirname(path))):
             raise ValueError(f"{name}={getattr(cfg, name)!r} cannot be written (its folder is missing or read-only)")
 
 
@@ -160,7 +165,8 @@ def check_model_inputs(model, length: int, **ids) -> None:
         raise ValueError("prompts need at least one token (position P−1 predicts the first response token)")
     positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     if positions and length > positions:
-        raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); use shorter "
+        raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); "
+                         "use shorter "
                          "responses (max_new_tokens) or a model with more positions")
 
 
@@ -173,9 +179,9 @@ def check_key_mask(weights, key_mask, mask) -> torch.Tensor:
 
 def check_groups(rewards: torch.Tensor, group_size: int) -> None:
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
-        raise ValueError(f"group_size={group_size!r}: a group advantage needs an int of at least 2 responses per prompt")
+        raise ValueError(f"group_size={group_size!r}: a group needs an int of at least 2 responses per prompt")
     if rewards.ndim != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must be (B·G,) with group_size G={group_size} dividing it, got shape {tuple(rewards.shape)}")
+        raise ValueError(f"rewards must be (B·G,) with group_size {group_size} dividing it, got {tuple(rewards.shape)}")
 
 
 def check_logprob_inputs(model, prompts, prompt_mask, responses, temperature):
@@ -207,7 +213,7 @@ def check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad
         raise ValueError("every prompt needs at least one unmasked token (a prompt_mask row is all 0)")
     if guidance_scale != 1.0:
         if neg_prompts is None or neg_mask is None:
-            raise ValueError("guidance_scale != 1 needs neg_prompts and neg_mask (the negative prompt for the guidance)")
+            raise ValueError("guidance_scale != 1 needs neg_prompts and neg_mask (the negative prompt it guides from)")
         check_shapes(2, neg_prompts=neg_prompts, neg_mask=neg_mask)
         if neg_prompts.shape[0] != N:
             raise ValueError(f"neg_prompts must have one row per prompt ({N}), got {neg_prompts.shape[0]}")
@@ -241,13 +247,14 @@ def check_overlong_inputs(lengths, max_len, buffer) -> None:
     if buffer not in Range(1, max_len, integer=True):
         raise ValueError(f"overlong buffer L_cache={buffer!r} must be an int in (0, L_max={max_len}]")
     if lengths.ndim != 1 or lengths.is_floating_point() or (lengths.numel() and lengths.min() < 0):
-        raise ValueError(f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} {tuple(lengths.shape)}")
+        raise ValueError(f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} "
+                         f"{tuple(lengths.shape)}")
 
 
 def check_task_options(cfg, task) -> None:
     """The option combinations that only the task can judge: its negative prompts, its response length, EOS."""
     if cfg.negative and cfg.negative not in task.negative_kinds:
-        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose one of {task.negative_kinds}")
+        raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose from {task.negative_kinds}")
     if 0 < cfg.max_new_tokens < task.max_new_tokens and task.require_eos:
         raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
                          f"({task.max_new_tokens} tokens with EOS), so every response would score 0; use at least "
@@ -414,7 +421,8 @@ def weight_metrics(w, key_mask, mask, logp=None) -> dict:
     std = (((w - mean[:, None]) ** 2 * valid).sum(1) / n).sqrt()
     top = w.masked_fill(~valid, -1.0).sort(1, descending=True).values  # (N, T)
     k = (0.4 * n.double()).ceil().long()  # (N,)
-    top_mass = (top.clamp(min=0) * (torch.arange(w.shape[1], device=w.device)[None] < k[:, None])).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
+    in_top = torch.arange(w.shape[1], device=w.device)[None] < k[:, None]  # (N, T): the first k sorted positions
+    top_mass = (top.clamp(min=0) * in_top).sum(1) / (w * valid).sum(1).clamp(min=1e-30)
     out = {"weight_max": w.masked_fill(~valid, 0).max(1).values.mean().item(), "weight_std": std.mean().item(),
            "weight_top40_mass": top_mass.mean().item()}
     if key_mask.any():
@@ -612,10 +620,21 @@ def hist_official(scores, valid, alpha):
 
 @functools.lru_cache(maxsize=None)
 def field_docs(cls) -> dict[str, str]:
-    """The docstring under each dataclass field (CleanRL style), for --help."""
-    body = ast.parse(inspect.getsource(cls)).body[0].body
-    return {node.target.id: " ".join(nxt.value.value.split()) for node, nxt in zip(body, body[1:])
-            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)}
+    """Each dataclass field's help text, for --help and the README table: the comment on the field's line
+    (nanoGPT style) or, for longer text, the docstring under it (CleanRL style)."""
+    source = inspect.getsource(cls)
+    comments = {t.start[0]: t.string[1:].strip() for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                if t.type == tokenize.COMMENT}
+    body = ast.parse(source).body[0].body
+    docs = {}
+    for node, nxt in zip(body, [*body[1:], None]):
+        if not isinstance(node, ast.AnnAssign):
+            continue
+        if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+        elif node.lineno in comments:
+            docs[node.target.id] = comments[node.lineno]
+    return docs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -641,7 +660,9 @@ def parse_args(argv=None):
     from gcpo import CHOICES, PRESETS, Config, make_config
 
     shown = {**dataclasses.asdict(Config()), **PRESETS.get(algo, {})}
-    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    import gcpo
+
+    p = _Parser(description=gcpo.__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     docs = field_docs(Config)
     for f in dataclasses.fields(Config):
         valid = f"; valid: {RANGES[f.name]}" if f.name in RANGES else ""

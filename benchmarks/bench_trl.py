@@ -10,12 +10,13 @@ loss_type="dapo", epsilon 0.2 / epsilon_high 0.28, beta 0, no dropout, no gradie
 GCPO adds one no-grad forward of [negative prompt, completion] per micro-batch (weights_from="current"), or
 two per generation batch (weights_from="rollout": on-policy, TRL computes no rollout log-probs to reuse).
 The prompts are the topic task's ("Here is a sentence about the ocean:", ...), the negative prompt its
-`notopic` one ("Here is a sentence:"); the gcpo.py row runs the same task through gcpo.rollout and
-gcpo.update (gcpo preset without dynamic sampling, so one rollout per step), as benchmarks/bench_gpt2.py does.
+`notopic` one ("Here is a sentence:"); the two gcpo.py rows run the same task through gcpo.rollout and
+gcpo.update (dapo and gcpo presets without dynamic sampling, so one rollout per step), as bench_gpt2.py does.
 
 Columns, each the mean over the timed steps (after --warmup untimed ones): wall-clock seconds; CPU seconds of
 the process (on a CPU with --threads 1 this is the work done, and unlike wall time it does not grow when other
-programs share the cores); the CPU ratio to GRPOTrainer's step; and the CPU seconds inside GCPO's extra
+programs share the cores); the CPU ratio to GRPOTrainer's step; how many times faster than GRPOTrainer's step
+each row is in wall time (GRPO wall / wall); and the CPU seconds inside GCPO's extra
 no-grad forwards (timed around them) with their share of the step. On CUDA only the wall columns mean much.
 """
 import argparse
@@ -130,12 +131,12 @@ def trl_steps(kind: str, model_dir: str, B: int, G: int, warmup: int, steps: int
     return clock.mean(warmup)
 
 
-def loop_steps(model_dir: str, B: int, G: int, warmup: int, steps: int, device: str):
+def loop_steps(algo: str, model_dir: str, B: int, G: int, warmup: int, steps: int, device: str):
     """The same per-step numbers for gcpo.py's own loop (rollout with its KV-cache sampler, then update)."""
     import gcpo
 
     clock = Clock(device)
-    cfg = gcpo.make_config("gcpo", model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
+    cfg = gcpo.make_config(algo, model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
                            device=device, dynamic_sampling=False)  # one rollout per step
     task, _ = gcpo.build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
@@ -154,7 +155,8 @@ def loop_steps(model_dir: str, B: int, G: int, warmup: int, steps: int, device: 
 
 
 KINDS = {"grpo": "GRPOTrainer (dapo)", "gcpo-current": "GCPOTrainer, weights_from=current",
-         "gcpo-rollout": "GCPOTrainer, weights_from=rollout", "loop": "gcpo.py loop (gcpo preset)"}
+         "gcpo-rollout": "GCPOTrainer, weights_from=rollout", "loop-dapo": "gcpo.py loop (dapo preset)",
+         "loop": "gcpo.py loop (gcpo preset)"}
 
 
 def main():
@@ -194,21 +196,23 @@ def main():
               f"warmup={args.warmup}  timed steps={args.steps}  torch={torch.__version__}  "
               f"transformers={transformers.__version__}  trl={trl.__version__}")
         print(f"{'B x G':>7} | {'trainer':<34} | {'wall s':>7} | {'CPU s':>7} | {'CPU vs GRPO':>11} | "
-              "GCPO extra forwards CPU s (share of step)")
+              f"{'GRPO wall / wall':>16} | GCPO extra forwards CPU s (share of step)")
         for shape in args.shapes.split(","):
             B, G = (int(x) for x in shape.split("x"))
-            base = None
+            base = base_wall = None
             for kind in kinds:
-                if kind == "loop":
-                    wall, cpu, _, extra = loop_steps(model_dir, B, G, args.warmup, args.steps, args.device)
+                if kind.startswith("loop"):
+                    algo = "dapo" if kind == "loop-dapo" else "gcpo"
+                    wall, cpu, _, extra = loop_steps(algo, model_dir, B, G, args.warmup, args.steps, args.device)
                 else:
                     wall, cpu, _, extra = trl_steps(kind, model_dir, B, G, args.warmup, args.steps, args.device,
                                                     os.path.join(tmp, kind))
-                base = cpu if kind == "grpo" else base
+                base, base_wall = (cpu, wall) if kind == "grpo" else (base, base_wall)
                 ratio = f"{cpu / base:.2f}x" if base else "-"
-                more = f"{extra:.3f} ({extra / cpu:.0%})" if kind != "grpo" else ""
-                print(f"{B:>3} x {G:<2} | {KINDS[kind]:<34} | {wall:7.3f} | {cpu:7.3f} | {ratio:>11} | {more}",
-                      flush=True)
+                speedup = f"{base_wall / wall:.2f}x" if base_wall else "-"
+                more = f"{extra:.3f} ({extra / cpu:.0%})" if kind not in ("grpo", "loop-dapo") else ""
+                print(f"{B:>3} x {G:<2} | {KINDS[kind]:<34} | {wall:7.3f} | {cpu:7.3f} | {ratio:>11} | {speedup:>16} | "
+                      f"{more}", flush=True)
 
 
 if __name__ == "__main__":
