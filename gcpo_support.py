@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import tokenize
 from dataclasses import dataclass
 
@@ -622,7 +623,7 @@ def hist_official(scores, valid, alpha):
 def field_docs(cls) -> dict[str, str]:
     """Each dataclass field's help text, for --help and the README table: the comment on the field's line
     (nanoGPT style) or, for longer text, the docstring under it (CleanRL style)."""
-    source = inspect.getsource(cls)
+    source = textwrap.dedent(inspect.getsource(cls))
     comments = {t.start[0]: t.string[1:].strip() for t in tokenize.generate_tokens(io.StringIO(source).readline)
                 if t.type == tokenize.COMMENT}
     body = ast.parse(source).body[0].body

@@ -5,6 +5,7 @@
     python benchmarks/bench_gpt2.py --tiny --steps 20        # gcpo's tiny model (2 layers, width 64) + 580-token BPE
     python benchmarks/bench_gpt2.py --model DIR              # any saved causal LM with its tokenizer
     python benchmarks/bench_gpt2.py --device cuda --dtype bfloat16
+    python benchmarks/bench_gpt2.py --save-model DIR         # save the random-init GPT-2 (or --tiny) for others
 
 Without --model it needs no download: it saves a randomly initialised GPT-2 of the real size (12 layers,
 768 wide, 50257-token vocabulary) with a byte-level BPE of the same vocabulary size trained offline
@@ -254,9 +255,16 @@ def main(argv=None):
     p.add_argument("--shapes", default="4x4,16x8", help="B x G pairs, comma separated")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--micro-batch", type=int, default=0, help="responses per forward/backward (0: whole batch)")
+    p.add_argument("--save-model", default="", metavar="DIR",
+                   help="only save the model this run would build (GPT-2 size, or --tiny) to DIR and stop; other "
+                        "programs (bench_trl.py, an older commit's bench_gpt2.py) can then time the same model")
     args = p.parse_args(argv)
-    if args.model and args.tiny:
-        p.error("--tiny saves its own model; drop --model or --tiny")
+    if args.model and (args.tiny or args.save_model):
+        p.error("--tiny and --save-model build their own model; drop --model")
+    if args.save_model:
+        (tiny_bpe_gpt2 if args.tiny else random_gpt2)(args.save_model)
+        print(f"saved {'the tiny model' if args.tiny else 'a random-init GPT-2 (124M)'} to {args.save_model}")
+        return
     if args.steps < 1 or args.warmup < 0 or args.threads < 0:
         p.error("need --steps >= 1, --warmup >= 0 and --threads >= 0")
     try:

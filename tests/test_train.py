@@ -123,3 +123,26 @@ def test_cli_rejects_unknown_choice(capsys):
     assert gcpo.cli(["--algo", "ppo"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gcpo.py: error:") and "invalid choice" in err and err.count("\n") == 1
+
+
+def test_every_option_has_its_help_text_from_the_source():
+    """--help and the README table read each Config field's help from gcpo.py: the comment on the field's line or
+    the docstring under it. Every field has one, without the comment marker or docstring quotes, and both styles
+    are read (a dataclass written here holds one of each, a section comment, and a field with neither)."""
+    import dataclasses
+
+    docs = gcpo_support.field_docs(gcpo.Config)
+    assert set(docs) == {f.name for f in dataclasses.fields(gcpo.Config)}
+    assert all(text and not text.startswith(("#", '"')) for text in docs.values())
+    assert docs["lr"] == "RL learning rate (AdamW)" and docs["credit"].startswith("token credit: uniform")
+
+    @dataclasses.dataclass
+    class Two:
+        # a section comment, not a field's help
+        a: int = 1  # the comment on a's line
+        b: str = "x#y"
+        """b's docstring, over
+        two lines"""
+        c: float = 0.5
+
+    assert gcpo_support.field_docs(Two) == {"a": "the comment on a's line", "b": "b's docstring, over two lines"}
