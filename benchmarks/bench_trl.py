@@ -33,18 +33,10 @@ sys.path.insert(0, ROOT)
 
 
 def tiny_gpt2(path: str) -> str:
-    """The test suite's tiny GPT-2: 2 layers, width 32, a 600-token stand-in byte-level BPE."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """The TRL tests' tiny GPT-2: 2 layers, width 32, a 600-token stand-in byte-level BPE."""
+    from toy_envs.text import save_stand_in_gpt2
 
-    from toy_envs.text import stand_in_tokenizer
-
-    tokenizer = stand_in_tokenizer(600)
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    eos = tokenizer.eos_token_id
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(path)
-    return path
+    return save_stand_in_gpt2(path)
 
 
 def dataset(n: int):

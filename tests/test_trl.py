@@ -16,12 +16,12 @@ if os.environ.get("CI", "").lower() == "true":
 else:
     pytest.importorskip("trl", reason="optional extra: pip install -r requirements-trl.txt")
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import gcpo  # noqa: E402
 from gcpo_trl import GCPOConfig, GCPOTrainer  # noqa: E402
-from toy_envs.text import stand_in_tokenizer  # noqa: E402
+from toy_envs.text import save_stand_in_gpt2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["Here is a sentence about the ocean:", "Here is a positive review of the film:"]
@@ -37,14 +37,7 @@ BASE = dict(per_device_train_batch_size=8, num_generations=4, max_completion_len
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """A 2-layer GPT-2 (with GPT-2's dropout, so disable_dropout matters) and a 600-token byte-level BPE, saved."""
-    path = str(tmp_path_factory.mktemp("tiny_trl"))
-    tokenizer = stand_in_tokenizer(600)
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    eos = tokenizer.eos_token_id
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
-                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(path)
-    return path
+    return save_stand_in_gpt2(str(tmp_path_factory.mktemp("tiny_trl")))
 
 
 def reward(completions, **kwargs):

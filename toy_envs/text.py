@@ -110,6 +110,21 @@ def stand_in_tokenizer(vocab_size: int = 600, filler_words: int = 0, seed: int =
                                    pad_token="<|endoftext|>")
 
 
+def save_stand_in_gpt2(path: str, width: int = 32, n_positions: int = 128) -> str:
+    """Save a tiny random-init GPT-2 (2 layers, `width` wide, 2 heads, GPT-2's dropout kept) with a 600-token
+    stand_in_tokenizer to `path`, loadable with from_pretrained: the TRL tests' and bench_trl.py's model."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = stand_in_tokenizer(600)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    eos = tokenizer.eos_token_id
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=width, n_layer=2, n_head=2,
+                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(path)
+    return path
+
+
 class TextTask(Task):
     """Base of the text tasks. Subclasses define `PROMPTS` (label → prompt text), `negative_kinds` and
     `_negative_text(label, kind)` (the negative prompts' text), `unconditional` (the kind without the
