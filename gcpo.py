@@ -12,17 +12,16 @@ changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null pr
     python gcpo.py                               # warm start + GCPO on the Needle toy task (~35 s, 2 CPU cores)
     python gcpo.py --algo dapo --env chainsum    # a baseline on another task; --help lists every knob
     python gcpo.py --model gpt2 --env topic --steps 0 --show 4   # GPT-2 completions shaded by GCPO weight
-    python -m pytest -q                          # the tests
 
 Data flows top to bottom: config → policy → sampling → rewards → group advantage → contrastive token
 weights (THE GCPO PART) → loss → rollout → update → training loop. The math is pure functions on (N, T)
 tensors: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length, T response length,
 V vocabulary size. gcpo_support.py holds what a reader can skip: option ranges and input checks, the weight
-laws neither default uses, diagnostics, the command line, model loading, the bit-exact official weight loop.
+laws neither default uses, diagnostics, the speed-only pieces (a leaner log-prob backward, GPT-2's fused GELU),
+the command line, model loading, the bit-exact official weight loop.
 
-Simplified, said plainly: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's
-trainer for that); the toy policy is a tiny GPT-2 trained from scratch with a supervised warm start (§9);
-dropout is off during RL so that ρ ≡ 1 on the first mini-batch.
+Simplified: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's trainer for that); the
+toy policy is a tiny GPT-2 trained from scratch after a supervised warm start (§9); no dropout, so ρ ≡ 1 at first.
 """
 from __future__ import annotations
 
@@ -36,12 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (ChosenLogProbs, RunOutput, build_task, check_aggregate_inputs, check_float, check_groups,
-                          check_hist_params, check_logprob_inputs, check_loss_inputs, check_overlong_inputs,
-                          check_positions, check_rewards, check_rewards_for_groups, check_sample_inputs, check_shapes,
-                          check_task_options, clip_fractions, from_pretrained, fuse_gelu, hist_official, oracle_weights,
-                          parse_args, show_sample, shuffle_weights, summarize, token_moves, validate_config,
-                          variant_scores, variant_weights, weight_metrics)
+from gcpo_support import (ChosenLogProbs, RANGES, RunOutput, build_task, check_aggregate_inputs, check_float,
+                          check_groups, check_hist_params, check_logprob_inputs, check_loss_inputs,
+                          check_overlong_inputs, check_positions, check_rewards, check_rewards_for_groups,
+                          check_sample_inputs, check_shapes, check_task_options, check_value, clip_fractions,
+                          from_pretrained, fuse_gelu, hist_official, oracle_weights, parse_args, show_sample,
+                          shuffle_weights, summarize, token_moves, validate_config, variant_scores, variant_weights,
+                          weight_metrics)
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -54,7 +54,7 @@ class Config:
     env: str = "needle"
     """task: needle | copy | gridpaint | chainsum | topic | sentiment (or its gymnasium id, e.g. toy_envs/Needle-v0)"""
     task_args: str = ""  # task parameters as k=v,k=v (e.g. length=16,num_symbols=8); see the task's docstring
-    model: str = "tiny"  # 'tiny' (a small random-init GPT-2) or a hub name (gpt2) or a local model directory
+    model: str = "tiny"  # 'tiny' (random-init GPT-2) or a hub name (gpt2) / directory; text tasks use its tokenizer
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     dtype: str = "float32"  # float32 | bfloat16 (autocast for the forward passes, for GPUs; parameters stay float32)
     seed: int = 1  # seeds model init, demonstrations, prompts and sampling (all derived from it)
@@ -67,7 +67,7 @@ class Config:
     n_embd: int = 64  # tiny GPT-2 width
     n_head: int = 4  # tiny GPT-2 attention heads
     # warm start (§9)
-    warm_steps: int = -1  # supervised steps on flawed demonstrations before RL (-1: 1200 for tiny, 0 pretrained)
+    warm_steps: int = -1  # supervised steps on flawed demos before RL (0: none; -1: 1200 tiny, 0 pretrained)
     warm_batch: int = 64  # demonstrations per warm-start step
     warm_lr: float = 1e-3  # warm-start learning rate (AdamW)
     demo_accuracy: float = 0.3  # fraction of demonstrations that are correct, so RL has room to improve
@@ -99,11 +99,11 @@ class Config:
     answer) for symbolic tasks; notopic | other (topic), opposite | neutral (sentiment)"""
     divergence: str = "kl"  # token score: kl (official k3) | full_kl (paper: exact KL over V) | abs | info_gain
     normalization: str = "hist"  # scores → weights: hist (official rank power law) | softmax | minmax | none
-    ties: str = "average"  # average (x⁻ = x gives w ≡ 1) | official (the official code's argsort order, bit-exact)
+    ties: str = "average"  # hist ties: average (x⁻ = x gives w ≡ 1) | official (argsort order, bit-exact)
     top_fraction: float = 0.4  # hist x: the top fraction of tokens ...
     target_mass: float = 0.8  # hist y: ... that carries this fraction of the weight (official 0.4 → 0.8)
     softmax_temp: float = 1.0  # softmax normalization temperature τ_w
-    weights_from: str = "current"  # scores the contrast: current policy (official, per micro-batch) | rollout (once)
+    weights_from: str = "current"  # policy scoring the contrast: current (official) | rollout (old policy, once)
     # loss (§5)
     surrogate: str = "clip"
     """clip (PPO) | log_hinge (PCPO: max(0, ξ|Ã| − Ã·log ρ), the same trust region, no ρ factor in the gradient)"""
@@ -407,6 +407,7 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
     normalised in float32 (bfloat16 cannot count ranks past 256)."""
     check_shapes(2, scores=scores, mask=mask)
     check_float(scores=scores)
+    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
     valid = mask.bool()
     if scores.dtype in (torch.float16, torch.bfloat16):
         scores = scores.float()

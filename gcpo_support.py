@@ -167,8 +167,7 @@ def check_model_inputs(model, length: int, **ids) -> None:
     positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     if positions and length > positions:
         raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); "
-                         "use shorter "
-                         "responses (max_new_tokens) or a model with more positions")
+                         "use shorter responses (max_new_tokens) or a model with more positions")
 
 
 def check_key_mask(weights, key_mask, mask) -> torch.Tensor:
@@ -469,11 +468,13 @@ class ChosenLogProbs(torch.autograd.Function):
     """logp (N, T) = ℓ[:, t, y_t] − logsumexp(ℓ[:, t]) for t < T, from logits ℓ (N, T+1, V) whose last position
     predicts nothing (Hugging Face's `logits_to_keep=T+1` keeps it), and tokens y (N, T).
 
-    The value and the gradient are bit-identical to autograd on `ℓ[:, :-1].gather(y) − ℓ[:, :-1].logsumexp()`
-    (tests/test_logprob_equiv.py): ∂/∂ℓ_v = g·(1[v = y_t] − exp(ℓ_v − lse)), computed as (−g)·exp(ℓ − lse) plus g
-    at y_t, the same floating-point operations autograd performs. The saving is memory traffic at a large
-    vocabulary: autograd writes four (N, T+1, V)-sized tensors in the backward (the gather's zero-filled
-    scatter, the logsumexp term, their sum, the slice's zero-padded copy); this writes one, in place."""
+    The value and the gradient equal autograd's on `ℓ[:, :-1].gather(y) − ℓ[:, :-1].logsumexp()` bit for bit, up
+    to the sign of a zero (tests/test_logprob_equiv.py): ∂/∂ℓ_v = g·(1[v = y_t] − exp(ℓ_v − lse)) is computed as
+    (−g)·exp(ℓ − lse) plus g at y_t, autograd's own floating-point operations, except that autograd also adds
+    the +0 of its scatter everywhere, which turns an underflowed −0 into +0 (sums, norms and the optimizer give
+    the same result for either). The saving is memory traffic at a large vocabulary: autograd writes four
+    (N, T+1, V)-sized tensors in the backward (the gather's zero-filled scatter, the logsumexp term, their sum,
+    the slice's zero-padded copy); this writes one, in place."""
 
     @staticmethod
     def forward(ctx, logits, tokens):
@@ -483,9 +484,11 @@ class ChosenLogProbs(torch.autograd.Function):
         return x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - lse
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         logits, tokens, lse = ctx.saved_tensors
-        grad = torch.zeros_like(logits)  # (N, T+1, V); the last position gets 0
+        grad = torch.empty_like(logits)  # (N, T+1, V)
+        grad[:, -1].zero_()  # the last position predicts nothing
         x = grad[:, :-1]
         torch.sub(logits[:, :-1], lse.unsqueeze(-1), out=x)
         x.exp_().mul_(-g.unsqueeze(-1))  # −g·softmax
@@ -554,8 +557,9 @@ def fuse_gelu(model):
         for name, child in module.named_children():
             if isinstance(child, NewGELUActivation):
                 setattr(module, name, torch.nn.GELU(approximate="tanh"))
-    if getattr(model.config, "activation_function", None) == "gelu_new":
-        model.config.activation_function = "gelu_pytorch_tanh"
+    for key in ("activation_function", "hidden_act"):  # GPT-2's name for it, and most other models'
+        if getattr(model.config, key, None) == "gelu_new":
+            setattr(model.config, key, "gelu_pytorch_tanh")
     return model
 
 
@@ -759,6 +763,6 @@ def options_markdown() -> str:
         others = ", ".join(f"{a}: {p[f.name]}" for a, p in PRESETS.items() if a != "gcpo" and f.name in p
                            and p[f.name] != PRESETS["gcpo"].get(f.name, base[f.name]))
         default = PRESETS["gcpo"].get(f.name, base[f.name])
-        rows.append(f"| `--{f.name.replace('_', '-')}` | {valid} | {default!r} | {others} | "
-                    f"{docs.get(f.name, '').replace('|', '/')} |")
+        meaning = docs.get(f.name, "").replace("|", "\\|")  # a literal | inside a table cell
+        rows.append(f"| `--{f.name.replace('_', '-')}` | {valid} | {default!r} | {others} | {meaning} |")
     return "\n".join(rows)

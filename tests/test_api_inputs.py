@@ -252,10 +252,14 @@ def test_aggregate_rejects_impossible_normalisers(kw):
 
 
 @pytest.mark.parametrize("softmax_temp", [0.0, -1.0, math.nan])
-def test_softmax_temperature_must_be_positive(softmax_temp):
+@pytest.mark.parametrize("normalization", ["softmax", "hist"])
+def test_softmax_temperature_must_be_positive(softmax_temp, normalization):
+    """Checked whatever the normalization, and on an empty batch too (never silently accepted)."""
     lp, ln, m, _, _ = batch()
     with pytest.raises(ValueError, match="softmax_temp"):
-        gcpo.token_weights(lp, ln, m, normalization="softmax", softmax_temp=softmax_temp)
+        gcpo.token_weights(lp, ln, m, normalization=normalization, softmax_temp=softmax_temp)
+    with pytest.raises(ValueError, match="softmax_temp"):
+        gcpo.normalize_weights(torch.zeros(2, 0), torch.zeros(2, 0), normalization, softmax_temp=softmax_temp)
 
 
 def test_tiny_top_fraction_is_a_clear_error_or_finite_weights():

@@ -130,11 +130,18 @@ def test_chosen_logprobs_value_and_gradient_are_bit_identical_to_autograd(shape)
     lean = gcpo_support.ChosenLogProbs.apply(b, tokens)
     lean.backward(upstream)
     assert torch.equal(lean, reference)
-    assert torch.equal(b.grad, a.grad)
+    assert torch.equal(b.grad, a.grad)  # (+0 == −0 here) and every bit the same, except the sign of a zero:
+    other_bits = b.grad.view(torch.int32) != a.grad.view(torch.int32)
+    assert (b.grad[other_bits] == 0).all() and (a.grad[other_bits] == 0).all()
     assert torch.equal(b.grad[:, -1], torch.zeros(N, V))  # the last position predicts nothing
     with torch.no_grad():  # and the gradient is the textbook one: g·(onehot − softmax), to float64 rounding
         expected = upstream[..., None].double() * (F.one_hot(tokens, V).double() - x.double().softmax(-1))
     torch.testing.assert_close(b.grad[:, :-1].double(), expected, rtol=1e-5, atol=1e-6)
+    c = logits.clone().requires_grad_(True)  # a second derivative is refused with an error, never silently wrong
+    scale = upstream.clone().requires_grad_(True)
+    (first,) = torch.autograd.grad((gcpo_support.ChosenLogProbs.apply(c, tokens) * scale).sum(), c, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        first.sum().backward()
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
