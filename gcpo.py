@@ -370,7 +370,7 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
         if logp_all.shape[:2] != logp.shape:
             raise ValueError(f"logp_all must be (N, T, V), (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
         p = logp_all.exp()  # (N, T, V); a token with π(v|x) = 0 contributes 0 (0·log 0 = 0)
-        eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T); ≥ 0 but rounding
+        eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T), KL ≥ 0 (rounding)
     else:
         eta = variant_scores(logp, logp_neg, d, valid, divergence)
     return eta.masked_fill(~valid, 0.0)
