@@ -561,7 +561,7 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
     truncated, key_mask, adv, and w_rollout when contrast weights come from the rollout policy), or None when no
     group was informative; metrics describe everything sampled this step."""
     G, T, dev = cfg.group_size, cfg.max_new_tokens, cfg.device
-    kept, all_rewards, tries, n_kept = [], [], 0, 0
+    kept, informative, tries, n_kept = [], [], 0, 0
     while tries < (cfg.max_sampling_tries if cfg.dynamic_sampling else 1) and n_kept < cfg.batch_prompts:
         np_rng, gen = seeded(cfg, step, tries)
         tries += 1
@@ -577,9 +577,8 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
             rewards = rewards + overlong_penalty(mask.sum(1), T, cfg.overlong_buffer)
         if cfg.overlong_filter:
             mask = mask * (~truncated).long()[:, None]
-        all_rewards.append(rewards)
-        keep = informative_groups(rewards, G) if cfg.dynamic_sampling else rewards.new_ones(cfg.batch_prompts).bool()
-        keep = keep.repeat_interleave(G)  # (N,)
+        informative.append(informative_groups(rewards, G))  # (B,)
+        keep = (informative[-1] if cfg.dynamic_sampling else torch.ones_like(informative[-1])).repeat_interleave(G)
         kept.append(dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask, responses=responses,
                          mask=mask, logp_old=logp_old, rewards=rewards, truncated=truncated,
                          key_mask=torch.as_tensor(score.key_mask, device=dev), keep=keep))
@@ -589,9 +588,9 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
     pad = lambda k, t: F.pad(t, (0, width - t.shape[1]), value=fill[k]) if k in fill else t
     batch = {k: torch.cat([pad(k, b[k])[b["keep"]] for b in kept])[: n_groups * G]  # a full batch: exactly B groups
              for k in kept[0] if k != "keep"}
-    rewards_seen = torch.cat(all_rewards)
+    rewards_seen = torch.cat([b["rewards"] for b in kept])  # every try's, kept or not
     metrics = {"reward_mean": rewards_seen.mean().item(), "reward_std": rewards_seen.std().item(),
-               "zero_std_frac": 1.0 - torch.cat([informative_groups(r, G) for r in all_rewards]).double().mean().item(),
+               "zero_std_frac": 1.0 - torch.cat(informative).double().mean().item(),
                "response_len": torch.cat([b["mask"].sum(1) for b in kept]).double().mean().item(),
                "truncated_frac": torch.cat([b["truncated"] for b in kept]).double().mean().item(),
                "sampling_tries": tries, "groups_kept": n_groups}
@@ -673,7 +672,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
                 loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs, shuffle_gen)
                 loss.backward()
                 if w is not None:
-                    weight_stats.append((w, b["key_mask"], b["mask"], logp, idx))
+                    weight_stats.append((w, logp, idx))
                 share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)
                 for k, v in m.items():  # token-weighted average over the whole update
                     sums[k] = sums.get(k, 0.0) + v * share
@@ -687,10 +686,10 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     metrics = {**sums, "grad_norm": float(np.mean(grad_norms)), "skipped_steps": skipped}
     metrics["key_token_frac"] = ((batch["key_mask"] & batch["mask"].bool()).sum() / batch["mask"].sum()).item()
     if weight_stats:
-        w, key_mask, mask, logp, idx = (torch.cat([s[i] for s in weight_stats]) for i in range(5))
-        metrics.update(weight_metrics(w, key_mask, mask, logp))
+        w, logp, idx = (torch.cat(parts) for parts in zip(*weight_stats))  # rows idx of the batch
+        metrics.update(weight_metrics(w, batch["key_mask"][idx], batch["mask"][idx], logp))
         if cfg.log_token_moves:  # |log π_new − log π_old| after the update, on high- vs low-weight tokens
-            metrics.update(token_moves(model, batch, w, mask, idx, cfg.temperature))
+            metrics.update(token_moves(model, batch, w, idx, cfg.temperature))
     return metrics
 
 

@@ -155,6 +155,11 @@ def validate_config(cfg) -> None:
             raise ValueError(f"{name}={getattr(cfg, name)!r} cannot be written (its folder is missing or read-only)")
 
 
+def model_positions(model):
+    """How many positions the model has (n_positions for GPT-2, max_position_embeddings for most others), or None."""
+    return getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+
+
 def check_model_inputs(model, length: int, **ids) -> None:
     """Token ids inside the model's vocabulary, at least one prompt token, and `length` (prompt + response)
     within the model's positions: a clear error instead of an index error deep inside the model."""
@@ -164,7 +169,7 @@ def check_model_inputs(model, length: int, **ids) -> None:
             raise ValueError(f"{name} must hold integer token ids in [0, {V}) of the model's vocabulary")
     if ids["prompts"].shape[1] == 0:
         raise ValueError("prompts need at least one token (position P−1 predicts the first response token)")
-    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    positions = model_positions(model)
     if positions and length > positions:
         raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); "
                          "use shorter responses (max_new_tokens) or a model with more positions")
@@ -269,7 +274,7 @@ def check_task_options(cfg, task) -> None:
 
 def check_positions(model, cfg, task) -> None:
     """The model must have positions for a prompt plus a full response, and for a demonstration if it warms up."""
-    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    positions = model_positions(model)
     if positions and positions < max(task.prompt_len + cfg.max_new_tokens, task.demo_len if cfg.warm_steps else 0):
         raise ValueError(f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
                          f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
@@ -341,8 +346,7 @@ def variant_scores(logp, logp_neg, d, valid, divergence):
 def variant_weights(scores, valid, n_valid, normalization, softmax_temp=1.0):
     """The score → weight laws besides `hist` (gcpo.normalize_weights; scores (N, T), n_valid (N, 1)):
     softmax: w = N·softmax_t(η_t / max_t η_t / τ_w);  minmax (official): (η − min)/(max − min + 1e-8) clamped to
-    [0.2, 1], then rescaled to mean 1;  none: w = η. 0 on padding."""
-    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
+    [0.2, 1], then rescaled to mean 1;  none: w = η. 0 on padding. (normalize_weights checks the inputs.)"""
     if normalization == "softmax":
         scale = scores.masked_fill(~valid, 0.0).max(1, keepdim=True).values.clamp(min=1e-8)  # (N, 1)
         z = (scores / scale / softmax_temp).masked_fill(~valid, float("-inf"))
@@ -449,15 +453,15 @@ def clip_fractions(ratio, advantages, mask, eps_low, eps_high, dual_clip):
 
 
 @torch.no_grad()
-def token_moves(model, batch, w, mask, idx, temperature) -> dict:
+def token_moves(model, batch, w, idx, temperature) -> dict:
     """--log-token-moves: mean |log π_new − log π_old| over the batch's high- (w > 1) and low-weight tokens,
-    after the update. w, mask (n, T) for the batch rows idx."""
+    after the update. w (n, T) holds the weights of the batch rows idx (n,)."""
     from gcpo import response_logprobs
 
     new, _ = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"], temperature)
-    moved = (new - batch["logp_old"]).abs()[idx]  # (n, T)
+    moved, valid = (new - batch["logp_old"]).abs()[idx], batch["mask"][idx].bool()  # (n, T)
     return {f"logp_move_{name}": ((moved * sel).sum() / sel.sum().clamp(min=1)).item()
-            for name, sel in (("high_w", mask.bool() & (w > 1)), ("low_w", mask.bool() & (w <= 1)))}
+            for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1)))}
 
 
 # ---------------------------------------------------------------------------------------------------------

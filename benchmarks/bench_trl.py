@@ -123,17 +123,25 @@ def trl_steps(kind: str, model_dir: str, B: int, G: int, warmup: int, steps: int
     return clock.mean(warmup)
 
 
+def gcpo_loop(algo: str, model_dir: str, B: int, G: int, device: str = "cpu"):
+    """(cfg, task, model, optimizer) for gcpo.py's own loop on the topic task with a saved model: B x G, 16 new
+    tokens, dynamic sampling off (one rollout per step). Also used by profile_step.py."""
+    import gcpo
+
+    cfg = gcpo.make_config(algo, model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
+                           device=device, dynamic_sampling=False)
+    task, _ = gcpo.build_task(cfg)
+    cfg = gcpo.resolve(cfg, task)
+    model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
+    return cfg, task, model, torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+
+
 def loop_steps(algo: str, model_dir: str, B: int, G: int, warmup: int, steps: int, device: str):
     """The same per-step numbers for gcpo.py's own loop (rollout with its KV-cache sampler, then update)."""
     import gcpo
 
     clock = Clock(device)
-    cfg = gcpo.make_config(algo, model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
-                           device=device, dynamic_sampling=False)  # one rollout per step
-    task, _ = gcpo.build_task(cfg)
-    cfg = gcpo.resolve(cfg, task)
-    model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    cfg, task, model, optimizer = gcpo_loop(algo, model_dir, B, G, device)
     original, gcpo.contrast_weights = gcpo.contrast_weights, clock.timed(gcpo.contrast_weights)
     try:
         for step in range(warmup + steps):

@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import gcpo  # noqa: E402 (after the path insert)
 from benchmarks.bench_gpt2 import tiny_bpe_gpt2  # noqa: E402
+from benchmarks.bench_trl import gcpo_loop  # noqa: E402
 
 
 def draw_times(V: int, rows: int = 128, repeats: int = 50) -> dict:
@@ -67,12 +68,7 @@ def main(argv=None):
     transformers.utils.logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         path = tiny_bpe_gpt2(tmp) if args.tiny else args.model
-        cfg = gcpo.make_config(args.algo, model=path, env="topic", batch_prompts=16, group_size=8,
-                               max_new_tokens=16, device="cpu", dynamic_sampling=False)
-        task, _ = gcpo.build_task(cfg)
-        cfg = gcpo.resolve(cfg, task)
-        model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).eval()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        cfg, task, model, optimizer = gcpo_loop(args.algo, path, 16, 8)
         times = {"rollout": 0.0, "update": 0.0}
 
         def step(s, timed=False):
