@@ -35,13 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gcpo_support import (ChosenLogProbs, RANGES, RunOutput, build_task, check_aggregate_inputs, check_float,
+from gcpo_support import (ChosenLogProbs, Decoder, RANGES, RunOutput, build_task, check_aggregate_inputs, check_float,
                           check_groups, check_hist_params, check_logprob_inputs, check_loss_inputs,
                           check_overlong_inputs, check_positions, check_rewards, check_rewards_for_groups,
                           check_sample_inputs, check_shapes, check_task_options, check_value, clip_fractions,
-                          from_pretrained, fuse_gelu, hist_official, oracle_weights, parse_args, show_sample,
-                          shuffle_weights, summarize, token_moves, validate_config, variant_scores, variant_weights,
-                          weight_metrics)
+                          draw_tokens, from_pretrained, fuse_gelu, hist_official, oracle_weights, parse_args,
+                          show_sample, shuffle_weights, summarize, token_moves, validate_config, variant_scores,
+                          variant_weights, weight_metrics)
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -261,7 +261,8 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         ids, attn = prompts, prompt_mask
     pos = position_ids(attn)
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-    past, logits, next_pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
+    logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
+    decode = Decoder(model, out.past_key_values, attn, max_new_tokens)  # next-token logits from the KV cache
 
     device = prompts.device
     responses = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (N, T)
@@ -277,7 +278,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         else:
             draw_from = cond
         probs = top_p_filter(draw_from, top_p).softmax(-1)  # (N, V)
-        tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (N,)
+        tok = draw_tokens(probs, generator)  # (N,): torch.multinomial(probs, 1)'s tokens, drawn faster
         tok = tok.masked_fill(done, pad_id)
         responses[:, t] = tok
         logp[:, t] = cond.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(done, 0.0)
@@ -285,11 +286,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         done = done | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break  # (no forward for logits that would never be used)
-        feed = torch.cat([tok, tok]) if guided else tok  # (N,) or (2N,)
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
-        out = model(input_ids=feed[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                    past_key_values=past, use_cache=True)
-        past, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+        logits, next_pos = decode(torch.cat([tok, tok]) if guided else tok, next_pos), next_pos + 1
     T = int(mask.sum(1).max()) if N else 0  # drop all-padding columns
     return responses[:, :T], mask[:, :T], logp[:, :T], ~done
 

@@ -5,9 +5,10 @@
 
 Prints (1) the mean rollout and update wall time per step, (2) the operators that took the most self CPU time
 over the profiled steps, as a share of the total, and (3) the time of one draw of a token per row for 128 rows
-at the model's vocabulary size with `torch.multinomial` (what gcpo.sample uses: one exponential random number
-per vocabulary entry) and with inverse-CDF sampling (one uniform number per row; not used, because it draws
-other tokens from the same seed). Same setting as bench_gpt2.py: the topic task, one rollout per step
+at the model's vocabulary size: `torch.multinomial` (one exponential random number per vocabulary entry, its
+log taken one element at a time), `gcpo_support.draw_tokens` (what gcpo.sample uses: the same tokens, the logs
+vectorised) and inverse-CDF sampling (one uniform number per row; not used, because it draws other tokens from
+the same seed). Same setting as bench_gpt2.py: the topic task, one rollout per step
 (dynamic sampling off), `--algo` preset, B x G = 16 x 8, 16 new tokens.
 """
 import argparse
@@ -21,6 +22,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import gcpo  # noqa: E402 (after the path insert)
+import gcpo_support  # noqa: E402
 from benchmarks.bench_gpt2 import tiny_bpe_gpt2  # noqa: E402
 from benchmarks.bench_trl import gcpo_loop  # noqa: E402
 
@@ -33,12 +35,15 @@ def draw_times(V: int, rows: int = 128, repeats: int = 50) -> dict:
     def multinomial():
         return torch.multinomial(probs, 1, generator=gen)
 
+    def draw_tokens():
+        return gcpo_support.draw_tokens(probs, gen)
+
     def inverse_cdf():
         cdf = probs.cumsum(-1)
         return torch.searchsorted(cdf, torch.rand(rows, 1, generator=gen) * cdf[:, -1:]).clamp(max=V - 1)
 
     out = {}
-    for f in (multinomial, inverse_cdf):
+    for f in (multinomial, draw_tokens, inverse_cdf):
         f()
         t0 = time.perf_counter()
         for _ in range(repeats):

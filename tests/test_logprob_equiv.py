@@ -23,12 +23,12 @@ import gcpo_support
 V, PAD, EOS, BOS = 53, 0, 1, 2
 
 
-def tiny_model(vocab_size=V, n_positions=64, std=0.3, seed=0):
+def tiny_model(vocab_size=V, n_positions=64, std=0.3, seed=0, n_head=2):
     """A 2-layer width-32 GPT-2 with N(0, std²) weights (LayerNorms left at 1 and 0), eval mode."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
+    conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=2, n_head=n_head,
                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                       bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
     model = GPT2LMHeadModel(conf).eval()
@@ -221,10 +221,11 @@ def rollout_setup(weights_from, divergence="kl", temperature=0.8):
 def test_rollout_weights_from_sampler_logprobs_equal_recomputed():
     """weights_from=rollout scores the prompt branch with the sampler's logp_old: equal to recomputing it
     (1e-5 on valid tokens), and the weights equal contrast_weights recomputing both branches. The rollout's
-    only forward after the sampler's prefill and T − 1 decode steps is the negative-prompt branch."""
+    only model forward after the sampler's prefill is the negative-prompt branch (the T − 1 decode steps run
+    gcpo_support.Decoder's GPT-2 loop over the model's modules)."""
     model, cfg, batch, calls = rollout_setup("rollout")
-    T = batch["responses"].shape[1]
-    assert len(calls) == 1 + (T - 1) + 1 and not any(grad for _, grad in calls)
+    assert len(calls) == 2 and not any(grad for _, grad in calls)
+    assert torch.equal(calls[0][0], batch["prompts"])  # the prefill
     assert runs(calls[-1][0], batch["neg_prompts"], batch["responses"])
     valid = batch["mask"].bool()
     assert valid.sum() > 20 and (~valid).any()  # responses of different lengths: padding is exercised
@@ -345,3 +346,112 @@ def test_fused_gelu_is_gpt2s_gelu_new():
     acts = [type(m) for m in relu.modules()]
     assert [type(m) for m in gcpo_support.fuse_gelu(relu).modules()] == acts
     assert relu.config.activation_function == "relu"
+
+
+def draw_cases():
+    """(name, probs (N, V)) that tell the draws apart: peaked and flat rows, rows with zeros (what top-p leaves),
+    unnormalised rows, a single category, and many rows of two equal probabilities (the race is then decided by
+    which exponential is smaller, often by a hair)."""
+    g = torch.Generator().manual_seed(0)
+    peaked = (torch.randn(64, 580, generator=g) * 3).softmax(-1)
+    zeros = peaked * (torch.rand(64, 580, generator=g) < 0.3)
+    zeros[:, 7] += 1e-3  # no row all zero
+    return [("peaked", peaked), ("flat", torch.full((32, 1000), 1e-3)), ("with zeros", zeros),
+            ("unnormalised", peaked[:8] * 7.3), ("one category", torch.ones(5, 1)),
+            ("two equal", torch.full((20_000, 2), 0.5)), ("gpt2 vocabulary", torch.rand(4, 50257).softmax(-1))]
+
+
+@pytest.mark.parametrize("name, probs", draw_cases(), ids=[c[0] for c in draw_cases()])
+def test_draw_tokens_are_torch_multinomials_draws(name, probs):
+    """gcpo.sample's draw_tokens returns the tokens torch.multinomial(probs, 1) returns from the same generator,
+    and leaves the generator in the same state (so every later draw agrees too); the default generator too."""
+    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
+    for _ in range(3):  # consecutive draws: the generator states must stay in step
+        assert torch.equal(gcpo_support.draw_tokens(probs, g2), torch.multinomial(probs, 1, generator=g1)[:, 0])
+    assert torch.equal(g1.get_state(), g2.get_state())
+    torch.manual_seed(5)
+    want = torch.multinomial(probs, 1)[:, 0]
+    torch.manual_seed(5)
+    assert torch.equal(gcpo_support.draw_tokens(probs), want)
+
+
+def test_draw_tokens_recomputes_the_contenders_exactly(monkeypatch):
+    """The vectorised log1p only has to bring each exponential within a few 1e-6 of torch's: the candidates near
+    each row's best are then recomputed exactly. Adversarial probabilities p_v ∝ q_v·(1 + 1e-7·r_v), built from
+    the very exponentials q the generator will draw, put every race p/q within 1e-6 of its row's best; with a
+    log1p that is off by up to 4e-6 (relative) the draws still equal torch.multinomial's, although that race
+    alone picks other tokens in most rows."""
+    q = torch.empty(500, 40).exponential_(generator=torch.Generator().manual_seed(3))  # torch's own q
+    probs = q * (1 + 1e-7 * torch.rand(500, 40, generator=torch.Generator().manual_seed(4)))
+    want = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(3))[:, 0]
+    assert torch.equal(gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(3)), want)
+    noise, log1p, seen = torch.Generator().manual_seed(5), torch.log1p, {}
+
+    def off_by_a_little(x):
+        seen["q"] = -log1p(x) * (1 + 4e-6 * (2 * torch.rand(x.shape, generator=noise, dtype=x.dtype) - 1))
+        return -seen["q"]
+
+    monkeypatch.setattr(torch, "log1p", off_by_a_little)
+    got = gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(3))
+    monkeypatch.undo()
+    assert torch.equal(got, want)
+    assert (probs / seen["q"].float()).argmax(-1).ne(want).float().mean() > 0.5  # the race alone: mostly wrong
+
+
+@pytest.mark.parametrize("bad", ["negative", "nan", "inf", "zero row"])
+def test_draw_tokens_rejects_what_torch_rejects(bad):
+    probs = torch.rand(3, 6)
+    probs[1, 2] = {"negative": -0.1, "nan": float("nan"), "inf": float("inf"), "zero row": 0.0}[bad]
+    if bad == "zero row":
+        probs[1] = 0.0
+    with pytest.raises(RuntimeError) as want:
+        torch.multinomial(probs, 1)
+    with pytest.raises(RuntimeError) as got:
+        gcpo_support.draw_tokens(probs)
+    assert str(got.value) == str(want.value)
+
+
+def decode_logits(model, prompts, pmask, T, autocast=False):
+    """Prefill, then T − 1 greedy decode steps through gcpo_support.Decoder: (N, T, V) next-token logits, and
+    whether the decoder took its GPT-2 path."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        pos = gcpo.position_ids(pmask)
+        out = model(input_ids=prompts, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        decode = gcpo_support.Decoder(model, out.past_key_values, pmask, T)
+        logits, pos, steps = out.logits[:, -1], pos[:, -1] + 1, [out.logits[:, -1]]
+        for _ in range(T - 1):
+            logits, pos = decode(logits.argmax(-1), pos), pos + 1
+            steps.append(logits)
+    return torch.stack(steps, 1), decode.past is None
+
+
+@pytest.mark.parametrize("padded", [True, False])
+@pytest.mark.parametrize("autocast", [False, True])
+@pytest.mark.parametrize("heads", [2, 4])
+def test_gpt2_decoder_logits_equal_the_models_own_forward(padded, autocast, heads):
+    """The decoder's GPT-2 path (its own loop over the model's modules, keys and values written into one buffer)
+    gives the logits Hugging Face's forward with its cache gives, bit for bit: with and without left padding,
+    in bfloat16 autocast, at head widths 16 and 8. The same model in train mode (no dropout, so the same function)
+    takes the generic path, the reference here."""
+    model = tiny_model(std=0.15, seed=heads, n_head=heads)
+    prompts, pmask, _, _ = padded_batch(n_pad=(0, 1, 3, 6, 2, 0) if padded else (0,) * 6)
+    fast, took_fast = decode_logits(model, prompts, pmask, 8, autocast)
+    ref, took_ref = decode_logits(model.train(), prompts, pmask, 8, autocast)
+    model.eval()
+    assert took_fast and not took_ref
+    assert torch.equal(fast, ref)
+    assert fast.dtype == (torch.bfloat16 if autocast else torch.float32)
+
+
+def test_decoder_takes_the_generic_path_for_other_models():
+    """Anything but a GPT2LMHeadModel in eval mode with SDPA attention runs its own forward (here: eager
+    attention), and gcpo.sample still draws the reference sampler's tokens with it."""
+    model = tiny_model(std=0.15, seed=3)
+    assert gcpo_support.Decoder.plain_gpt2(model)
+    model.config._attn_implementation = "eager"
+    b = contrast_batch()
+    _, took_fast = decode_logits(model, b["prompts"], b["prompt_mask"], 4)
+    assert not took_fast
+    got = gcpo.sample(model, b["prompts"], b["prompt_mask"], 10, EOS, PAD, generator=torch.Generator().manual_seed(2))
+    ref = reference_sample(model, b["prompts"], b["prompt_mask"], 10, 1.0, torch.Generator().manual_seed(2))
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
