@@ -508,7 +508,7 @@ class ChosenLogProbs(torch.autograd.Function):
 def draw_tokens(probs: torch.Tensor, generator=None) -> torch.Tensor:
     """One token per row from (N, V) probabilities (rows need not sum to 1): exactly the tokens
     `torch.multinomial(probs, 1, generator=generator).squeeze(-1)` returns, and the generator ends in the same
-    state, but about 2× faster on CPU at GPT-2's vocabulary and 3× at a toy one (benchmarks/profile_step.py).
+    state, faster on CPU: 1.9× at GPT-2's vocabulary, 1.5× at a toy one (128 rows; benchmarks/profile_step.py).
 
     torch (CPU, one sample) draws u ~ U[0, 1) per entry as a 53-bit double, q = float32(−log1p(−u)) ~ Exp(1), and
     returns the first argmax of p/q in float32 (the exponential race: P(v wins) = p_v / Σp). Its kernel calls the
@@ -541,8 +541,8 @@ class Decoder:
     Any causal LM runs its own forward with its cache. A GPT-2 (GPT2LMHeadModel in eval mode with SDPA attention,
     what gcpo builds for toy tasks and loads for `gpt2`) runs the same modules and the same operations, with one
     change: each layer's keys and values go into one buffer allocated for the whole response, where the
-    Hugging Face cache concatenates, i.e. copies, the whole cache at every token (a third of a toy model's decode
-    time). The logits are the same bit for bit (tests/test_sampling.py)."""
+    Hugging Face cache concatenates, i.e. copies, the whole cache at every token (about 30% of a toy model's
+    decode time). The logits are the same bit for bit (tests/test_logprob_equiv.py)."""
 
     def __init__(self, model, past, attention_mask: torch.Tensor, max_new_tokens: int):
         self.model, self.past, self.attn = model, past, attention_mask

@@ -29,8 +29,9 @@ high-water mark, reset before each step, and its rise above the RSS at the step'
 Wall seconds grow when other programs share the cores; CPU seconds / threads then estimates the step on
 idle cores, from above (OpenMP threads that wait for each other spin, and the spinning counts).
 
-FLOPs are counted from the shapes of every forward the step actually runs (a hook on the model records each
-call's input rows R, sequence width S, kept LM-head positions K and whether gradients are on):
+FLOPs are counted from the shapes of every forward the step actually runs (hooks on the model's token
+embedding and LM head record each forward's rows R, sequence width S, kept LM-head positions K and whether
+gradients are on):
 
     forward  = 2·P_body·R·S + 2·d·V·R·K          (P_body: parameters outside the token and position embeddings;
                                                  d·V: the LM head, only on the kept positions)
@@ -97,19 +98,6 @@ def step_flops(calls, body_params: int, head_params: int) -> float:
     return sum((3 if grad else 1) * forward_flops(body_params, head_params, r, s, k) for r, s, k, grad in calls)
 
 
-def kept_positions(logits_to_keep, width: int) -> float:
-    """How many positions per row go through the LM head, from Hugging Face's `logits_to_keep`: 0 all of
-    them, an int k the last k, a 1-D tensor those indices, a 2-D integer tensor (rows, k) k per row, a 2-D
-    boolean mask its True entries (the mean per row)."""
-    if isinstance(logits_to_keep, torch.Tensor):
-        if logits_to_keep.ndim == 2:
-            if logits_to_keep.dtype == torch.bool:
-                return logits_to_keep.sum().item() / max(len(logits_to_keep), 1)
-            return logits_to_keep.shape[1]
-        return logits_to_keep.numel()
-    return width if logits_to_keep == 0 else min(int(logits_to_keep), width)
-
-
 def parameter_split(model):
     """(P_body, P_head): parameters outside the input/position embeddings, and those of the LM head (d·V;
     GPT-2 ties it to the token embedding, so it is counted once, where it is used: on the kept positions)."""
@@ -124,17 +112,22 @@ def parameter_split(model):
 
 class ForwardRecorder:
     """Records (phase, rows, width, kept LM-head positions, grad enabled) for every forward of the hooked
-    models; `phase` (rollout | update | contrast) is set by whoever drives the step."""
+    models, from what passes through their token embedding (rows R, width S) and then their LM head (K kept
+    positions): so it also counts gcpo_support.Decoder's GPT-2 decode steps, which run the model's modules
+    without its forward. `phase` (rollout | update | contrast) is set by whoever drives the step."""
 
     def __init__(self, *models):
         self.calls, self.phase = [], "rollout"
-        self.handles = [m.register_forward_pre_hook(self.hook, with_kwargs=True) for m in models if m is not None]
+        models = [m for m in models if m is not None]
+        self.handles = [m.get_input_embeddings().register_forward_pre_hook(self.body) for m in models]
+        self.handles += [m.get_output_embeddings().register_forward_pre_hook(self.head) for m in models]
 
-    def hook(self, module, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        rows, width = ids.shape
-        kept = kept_positions(kwargs.get("logits_to_keep", 0), width)
-        self.calls.append((self.phase, rows, width, kept, torch.is_grad_enabled()))
+    def body(self, module, args):
+        rows, width = args[0].shape  # the token ids (R, S)
+        self.calls.append([self.phase, rows, width, 0, torch.is_grad_enabled()])
+
+    def head(self, module, args):
+        self.calls[-1][3] = args[0].shape[1]  # the hidden states (R, K, d) of that forward's kept positions
 
     def flops(self, body_params: int, head_params: int, phase: str | None = None) -> float:
         """FLOPs of the recorded forwards (of one phase, or all)."""
@@ -344,9 +337,10 @@ def main(argv=None):
             limit = flops / peak
             split = (f"{flops / 1e9:.4g} ({r['flops_rollout'] / 1e9:.4g} + {r['flops_update'] / 1e9:.4g} + "
                      f"{r['flops_contrast'] / 1e9:.4g})")
-            print(f"{r['B']:>3} x {r['G']:<2} | {r['algo']:<5} | {r['rollout']:9.2f} | {r['update']:8.2f} | "
-                  f"{r['contrast']:10.2f} | {r['step']:6.2f} | {r['cpu']:6.2f} | {r['tokens_per_s']:8.0f} | "
-                  f"{split:>35} | {limit:7.2f} | {r['step'] / limit:7.2f} | "
+            d = 2 if r["step"] >= 1 else 3  # seconds: a tiny model's step needs a third decimal
+            print(f"{r['B']:>3} x {r['G']:<2} | {r['algo']:<5} | {r['rollout']:9.{d}f} | {r['update']:8.{d}f} | "
+                  f"{r['contrast']:10.{d}f} | {r['step']:6.{d}f} | {r['cpu']:6.{d}f} | {r['tokens_per_s']:8.0f} | "
+                  f"{split:>35} | {limit:7.{d}f} | {r['step'] / limit:7.2f} | "
                   f"{r['memory']:.2f} GiB {r['memory_kind']} (+{r['memory_rise']:.2f})")
         print(f"matmul peak ({'bf16' if args.dtype == 'bfloat16' else 'fp32'}, 2048x2048, "
               f"{torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s (before the steps "
