@@ -196,24 +196,37 @@ class ContrastTimer:
     accumulates the wall seconds spent inside it and marks its forwards as the `contrast` phase."""
 
     def __init__(self, device: str, recorder: ForwardRecorder):
-        self.device, self.recorder, self.seconds, self.inner = device, recorder, 0.0, gcpo.contrast_weights
+        self.device, self.recorder, self.inner = device, recorder, gcpo.contrast_weights
+        self.seconds = self.system_seconds = self.page_faults = 0.0
 
     def __call__(self, *args, **kwargs):
         phase, self.recorder.phase = self.recorder.phase, "contrast"
         sync(self.device)
-        t0 = time.perf_counter()
+        t0, (s0, f0) = time.perf_counter(), kernel_usage()
         out = self.inner(*args, **kwargs)
         sync(self.device)
+        s1, f1 = kernel_usage()
         self.seconds += time.perf_counter() - t0
+        self.system_seconds, self.page_faults = self.system_seconds + s1 - s0, self.page_faults + f1 - f0
         self.recorder.phase = phase
         return out
+
+
+def kernel_usage() -> tuple[float, int]:
+    """(system CPU seconds, minor page faults) of this process so far; (0, 0) where `resource` is missing."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0.0, 0
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_stime, r.ru_minflt
 
 
 def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: ContrastTimer, flop_args) -> dict:
     """One rollout + update; returns its wall/CPU seconds, contrast seconds, tokens, FLOPs and memory."""
     recorder = timer.recorder
     recorder.calls.clear()
-    timer.seconds = 0.0
+    timer.seconds = timer.system_seconds = timer.page_faults = 0.0
     reset_peak_memory(cfg.device)
     start_memory, _ = memory(cfg.device, peak=False)
     sync(cfg.device)
@@ -229,6 +242,7 @@ def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: Contras
     t2, c2 = time.perf_counter(), time.process_time()
     peak, kind = memory(cfg.device)
     return dict(rollout=t1 - t0, update=t2 - t1, contrast=timer.seconds, step=t2 - t0, cpu=c2 - c0,
+                contrast_system=timer.system_seconds, contrast_faults=timer.page_faults,
                 tokens=0 if batch is None else int(batch["mask"].sum()),
                 **{f"flops_{k}": recorder.flops(*flop_args, k) for k in ("rollout", "update", "contrast")},
                 memory=peak, memory_rise=peak - start_memory, memory_kind=kind)
@@ -325,7 +339,8 @@ def main(argv=None):
             for a, rs in results.items():
                 peak = max(rs, key=lambda r: r["memory"])
                 means = {k: sum(r[k] for r in rs) / len(rs) for k in ("rollout", "update", "contrast", "step", "cpu",
-                                                                      "flops_rollout", "flops_update", "flops_contrast")}
+                                                                      "flops_rollout", "flops_update", "flops_contrast",
+                                                                      "contrast_system", "contrast_faults")}
                 rows.append(dict(B=B, G=G, algo=a, **means,
                                  tokens_per_s=sum(r["tokens"] for r in rs) / sum(r["step"] for r in rs),
                                  memory=peak["memory"], memory_rise=peak["memory_rise"],
@@ -342,6 +357,11 @@ def main(argv=None):
                   f"{r['contrast']:10.{d}f} | {r['step']:6.{d}f} | {r['cpu']:6.{d}f} | {r['tokens_per_s']:8.0f} | "
                   f"{split:>35} | {limit:7.{d}f} | {r['step'] / limit:7.2f} | "
                   f"{r['memory']:.2f} GiB {r['memory_kind']} (+{r['memory_rise']:.2f})")
+        for r in rows:
+            if r["contrast"] > 0:
+                print(f"{r['B']} x {r['G']} {r['algo']}: per step the contrast pass spent {r['contrast_system']:.2f} s "
+                      f"of system CPU time (the kernel's, e.g. serving page faults) and had "
+                      f"{r['contrast_faults']:,.0f} minor page faults")
         print(f"matmul peak ({'bf16' if args.dtype == 'bfloat16' else 'fp32'}, 2048x2048, "
               f"{torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s (before the steps "
               f"{peak_before / 1e9:.1f}); load average after={load_average()}")
