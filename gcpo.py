@@ -17,8 +17,8 @@ Data flows top to bottom: config → policy → sampling → rewards → group a
 weights (THE GCPO PART) → loss → rollout → update → training loop. The math is pure functions on (N, T)
 tensors: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length, T response length,
 V vocabulary size. gcpo_support.py holds what a reader can skip: option ranges and input checks, the weight
-laws neither default uses, diagnostics, the speed-only pieces (a leaner log-prob backward, GPT-2's fused GELU),
-the command line, model loading, the bit-exact official weight loop.
+laws neither default uses, diagnostics, the speed-only pieces (a leaner log-prob backward, GPT-2's fused GELU,
+the sampler's faster draw and GPT-2 decode loop), the command line, model loading, the bit-exact official loop.
 
 Simplified: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's trainer for that); the
 toy policy is a tiny GPT-2 trained from scratch after a supervised warm start (§9); no dropout, so ρ ≡ 1 at first.

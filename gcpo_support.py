@@ -1,6 +1,7 @@
 """What a reader of gcpo.py can skip: option ranges and input checks; the token-score and weight laws and the
 study's credit controls that neither GCPO default uses; diagnostics of the weights; a leaner backward for
-chosen-token log-probs and GPT-2's fused GELU (speed, not arithmetic); the command line; loading pretrained
+chosen-token log-probs, GPT-2's fused GELU, and the sampler's draw and GPT-2 decode loop (speed, not
+arithmetic); the command line; loading pretrained
 models and tokenizers with one-line errors; the bit-exact official weight loop; the printed samples and run
 summary. gcpo.py imports what it needs from here."""
 from __future__ import annotations
