@@ -509,28 +509,40 @@ class ChosenLogProbs(torch.autograd.Function):
 def draw_tokens(probs: torch.Tensor, generator=None) -> torch.Tensor:
     """One token per row from (N, V) probabilities (rows need not sum to 1): exactly the tokens
     `torch.multinomial(probs, 1, generator=generator).squeeze(-1)` returns, and the generator ends in the same
-    state, faster on CPU: 1.9× at GPT-2's vocabulary, 1.5× at a toy one (128 rows; benchmarks/profile_step.py).
+    state, in less time on CPU (benchmarks/profile_step.py times both; 1.3–2× at 128 rows of 580 to 50,257
+    entries, one or two threads).
 
-    torch (CPU, one sample) draws u ~ U[0, 1) per entry as a 53-bit double, q = float32(−log1p(−u)) ~ Exp(1), and
-    returns the first argmax of p/q in float32 (the exponential race: P(v wins) = p_v / Σp). Its kernel calls the
-    C library's log1p one element at a time. Here the same uniforms come from `uniform_` on a double tensor (the
-    same generator calls in the same order), a vectorised log1p gives every q to within one float32 ulp, and
-    only the entries whose p/q is within 1e-5 of their row's best (usually one) get the C library's exact q
-    before the argmax. Tests check the tokens and the generator state against torch.multinomial. Other devices,
-    other dtypes and invalid rows (torch raises its own error) go to torch.multinomial itself."""
-    if probs.device.type != "cpu" or probs.dtype != torch.float32 or probs.dim() != 2 or probs.shape[1] == 0:
+    torch (CPU, one sample) draws u ~ U[0, 1) per entry as a 53-bit double, in memory order, q = float32(−log1p(−u))
+    ~ Exp(1), and returns the first argmax of p/q in float32 (the exponential race: P(v wins) = p_v / Σp). Its
+    kernel calls the C library's log1p one element at a time. Here the same uniforms come from `uniform_` on a
+    double tensor of the same layout (the same generator calls in the same order), a vectorised log1p gives every
+    q to within one float32 ulp, and only the entries whose p/q is within 1e-5 of their row's best (usually one)
+    get the C library's exact q before the argmax; a row whose best is not a normal float (below 1e-30, infinite
+    or NaN) is recomputed whole. A contiguous input goes in pieces of about a million entries, so the buffers stay
+    small; the draws are the same. Tests check the tokens and the generator state against torch.multinomial.
+    Other devices and dtypes, empty or grad-requiring input and invalid rows (torch raises its own error) go to
+    torch.multinomial itself."""
+    if (probs.device.type != "cpu" or probs.dtype != torch.float32 or probs.dim() != 2 or 0 in probs.shape
+            or probs.requires_grad):
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     if not bool((probs.max() < math.inf) & (probs.min() >= 0)) or bool((probs.sum(-1) == 0).any()):
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # raises torch's error
-    minus_u = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=generator).neg_()  # (N, V): −u
-    race = torch.log1p(minus_u).neg_().float()  # (N, V): q̃, within one float32 ulp of torch's q
+    if not probs.is_contiguous():  # one piece, its uniforms in the input's own memory order, as torch's
+        return exponential_race(probs, generator)
+    return torch.cat([exponential_race(p, generator) for p in probs.split(max(1, 2**20 // probs.shape[1]))])
+
+
+def exponential_race(probs: torch.Tensor, generator=None) -> torch.Tensor:
+    """draw_tokens for valid (n, V) float32 CPU probabilities: argmax_v p_v / q_v with torch's exponentials q."""
+    minus_u = torch.empty_like(probs, dtype=torch.float64).uniform_(generator=generator).neg_()  # (n, V): −u
+    race = torch.log1p(minus_u).neg_().float()  # (n, V): q̃, within one float32 ulp of torch's q
     race = torch.div(probs, race, out=race)  # p/q̃
-    best = race.max(-1, keepdim=True).values  # (N, 1)
-    near = (race >= best * (1 - 1e-5)) | ~torch.isfinite(best)  # (N, V): could be the exact argmax
+    best = race.max(-1, keepdim=True).values  # (n, 1)
+    near = (race >= best * (1 - 1e-5)) | ~torch.isfinite(best) | (best < 1e-30)  # (n, V): could be the argmax
     rows, cols = near.nonzero(as_tuple=True)
     q = torch.tensor([-math.log1p(x) for x in minus_u[rows, cols].tolist()], dtype=torch.float64).float()
     race.fill_(-math.inf)[rows, cols] = probs[rows, cols] / q  # exact p/q at the candidates, −∞ elsewhere
-    return race.argmax(-1)  # (N,); the first maximum, as torch's
+    return race.argmax(-1)  # (n,); the first maximum, as torch's
 
 
 class Decoder:
@@ -539,11 +551,12 @@ class Decoder:
     decoder = Decoder(model, prefill.past_key_values, attention_mask (R, P), max_new_tokens)
     decoder(tokens (R,), positions (R,)) → logits (R, V) of the token after `tokens`.
 
-    Any causal LM runs its own forward with its cache. A GPT-2 (GPT2LMHeadModel in eval mode with SDPA attention,
-    what gcpo builds for toy tasks and loads for `gpt2`) runs the same modules and the same operations, with one
-    change: each layer's keys and values go into one buffer allocated for the whole response, where the
-    Hugging Face cache concatenates, i.e. copies, the whole cache at every token (about 30% of a toy model's
-    decode time). The logits are the same bit for bit (tests/test_logprob_equiv.py)."""
+    Any causal LM runs its own forward with its cache. A GPT-2 on CPU (GPT2LMHeadModel in eval mode with SDPA
+    attention and no hooks on the modules whose forward this skips: what gcpo builds for toy tasks and loads for
+    `gpt2`) runs the same modules and the same operations, with one change: each layer's keys and values go into
+    one buffer allocated for the whole response, where the Hugging Face cache concatenates, i.e. copies, the
+    whole cache at every token. A toy model's decode is about 1.4× faster; the logits are the same bit for bit
+    (tests/test_logprob_equiv.py, on CPU, which is why other devices keep the model's own forward)."""
 
     def __init__(self, model, past, attention_mask: torch.Tensor, max_new_tokens: int):
         self.model, self.past, self.attn = model, past, attention_mask
@@ -563,9 +576,12 @@ class Decoder:
     def plain_gpt2(model) -> bool:
         from transformers import GPT2LMHeadModel
 
+        if type(model) is not GPT2LMHeadModel or model.training or model.device.type != "cpu":
+            return False
         c = model.config
-        return (type(model) is GPT2LMHeadModel and not model.training and c._attn_implementation == "sdpa"
-                and not c.add_cross_attention)
+        skipped = [model, model.transformer, *model.transformer.h, *(block.attn for block in model.transformer.h)]
+        hooked = any(m._forward_hooks or m._forward_pre_hooks or "forward" in vars(m) for m in skipped)
+        return c._attn_implementation == "sdpa" and not c.add_cross_attention and not hooked
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if self.past is not None:  # any model: its own forward
@@ -575,6 +591,9 @@ class Decoder:
             self.past = out.past_key_values
             return out.logits[:, -1]
         gpt, S, R = self.model.transformer, self.length + 1, tokens.shape[0]  # S: keys after this token
+        if S > self.kv.shape[-2]:
+            raise ValueError(f"Decoder was built for {self.kv.shape[-2]} positions (prompt + max_new_tokens); "
+                             "build it with a larger max_new_tokens")
         mask = None if self.mask is None else self.mask[..., :S]  # (R, 1, 1, S)
         x = gpt.wte(tokens[:, None]) + gpt.wpe(positions[:, None])  # (R, 1, C)
         for kv, block in zip(self.kv, gpt.h):

@@ -188,7 +188,8 @@ def test_contrast_weights_with_given_logprobs_equal_recomputed_and_full(model, d
 
 
 class ForwardLog:
-    """Records (input ids, grad enabled) for every forward of a model."""
+    """Records (input ids, grad enabled) for every forward of a model (the hook also sends gcpo_support.Decoder
+    to the model's own forward, so decode steps are forwards too)."""
 
     def __init__(self, model):
         self.calls = []
@@ -221,11 +222,10 @@ def rollout_setup(weights_from, divergence="kl", temperature=0.8):
 def test_rollout_weights_from_sampler_logprobs_equal_recomputed():
     """weights_from=rollout scores the prompt branch with the sampler's logp_old: equal to recomputing it
     (1e-5 on valid tokens), and the weights equal contrast_weights recomputing both branches. The rollout's
-    only model forward after the sampler's prefill is the negative-prompt branch (the T − 1 decode steps run
-    gcpo_support.Decoder's GPT-2 loop over the model's modules)."""
+    only forward after the sampler's prefill and T − 1 decode steps is the negative-prompt branch."""
     model, cfg, batch, calls = rollout_setup("rollout")
-    assert len(calls) == 2 and not any(grad for _, grad in calls)
-    assert torch.equal(calls[0][0], batch["prompts"])  # the prefill
+    T = batch["responses"].shape[1]
+    assert len(calls) == 1 + (T - 1) + 1 and not any(grad for _, grad in calls)
     assert runs(calls[-1][0], batch["neg_prompts"], batch["responses"])
     valid = batch["mask"].bool()
     assert valid.sum() > 20 and (~valid).any()  # responses of different lengths: padding is exercised
@@ -358,7 +358,9 @@ def draw_cases():
     zeros[:, 7] += 1e-3  # no row all zero
     return [("peaked", peaked), ("flat", torch.full((32, 1000), 1e-3)), ("with zeros", zeros),
             ("unnormalised", peaked[:8] * 7.3), ("one category", torch.ones(5, 1)),
-            ("two equal", torch.full((20_000, 2), 0.5)), ("gpt2 vocabulary", torch.rand(4, 50257).softmax(-1))]
+            ("two equal", torch.full((20_000, 2), 0.5)), ("gpt2 vocabulary", torch.rand(4, 50257).softmax(-1)),
+            ("in three pieces", torch.rand(48, 50257, generator=g).softmax(-1)),  # pieces of 20 rows
+            ("transposed layout", peaked.t().contiguous().t()), ("sliced", peaked[::2, 5:300])]
 
 
 @pytest.mark.parametrize("name, probs", draw_cases(), ids=[c[0] for c in draw_cases()])
@@ -370,9 +372,16 @@ def test_draw_tokens_are_torch_multinomials_draws(name, probs):
         assert torch.equal(gcpo_support.draw_tokens(probs, g2), torch.multinomial(probs, 1, generator=g1)[:, 0])
     assert torch.equal(g1.get_state(), g2.get_state())
     torch.manual_seed(5)
-    want = torch.multinomial(probs, 1)[:, 0]
+    want, state = torch.multinomial(probs, 1)[:, 0], torch.get_rng_state()
     torch.manual_seed(5)
-    assert torch.equal(gcpo_support.draw_tokens(probs), want)
+    assert torch.equal(gcpo_support.draw_tokens(probs), want) and torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("probs", [torch.zeros(0, 5), torch.rand(3, 5).requires_grad_()], ids=["empty", "grad"])
+def test_draw_tokens_hands_what_it_does_not_cover_to_torch(probs):
+    """An empty batch and a grad-requiring tensor go to torch.multinomial itself: same result, no error."""
+    want = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(1))[:, 0]
+    assert torch.equal(gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(1)), want)
 
 
 def test_draw_tokens_recomputes_the_contenders_exactly(monkeypatch):
@@ -396,6 +405,35 @@ def test_draw_tokens_recomputes_the_contenders_exactly(monkeypatch):
     monkeypatch.undo()
     assert torch.equal(got, want)
     assert (probs / seen["q"].float()).argmax(-1).ne(want).float().mean() > 0.5  # the race alone: mostly wrong
+
+
+def test_draw_tokens_recomputes_rows_whose_best_is_subnormal(monkeypatch):
+    """Below float32's normal range the division rounds coarser than the 1e-5 margin, so a row whose best race is
+    under 1e-30 is recomputed whole: the adversarial rows above, scaled to 1e-41, with a log1p off by exactly one
+    float32 ulp (what the vectorised log1p may do), still draw torch.multinomial's tokens."""
+    q = torch.empty(20_000, 40).exponential_(generator=torch.Generator().manual_seed(3))
+    probs = q * (1 + 1e-7 * torch.rand(20_000, 40, generator=torch.Generator().manual_seed(4))) * 1e-41
+    want = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(3))[:, 0]
+    noise, log1p = torch.Generator().manual_seed(5), torch.log1p
+    one_ulp = lambda x: log1p(x) * (1 + 2.0**-23 * torch.randint(0, 2, x.shape, generator=noise, dtype=x.dtype)
+                                    .mul(2).sub(1))  # ×(1 ± 2⁻²³): one float32 ulp, up or down
+    monkeypatch.setattr(torch, "log1p", one_ulp)
+    assert torch.equal(gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(3)), want)
+
+
+def test_draw_tokens_lets_a_nan_race_win_as_torch_does(monkeypatch):
+    """u = 0 (a 2⁻⁵³ event) gives q = 0, and where p = 0 the race 0/0 is NaN, which torch's argmax returns. Forced
+    here by a uniform_ that sets that entry's u to 0: the token is the NaN's index, worked out by hand."""
+    probs = torch.tensor([[0.3, 0.0, 0.7], [0.5, 0.2, 0.3]])
+    uniform_ = torch.Tensor.uniform_
+
+    def zero_at_0_1(self, *args, **kwargs):
+        out = uniform_(self, *args, **kwargs)
+        out[0, 1] = 0.0
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "uniform_", zero_at_0_1)
+    assert gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(0))[0] == 1
 
 
 @pytest.mark.parametrize("bad", ["negative", "nan", "inf", "zero row"])
@@ -431,9 +469,14 @@ def decode_logits(model, prompts, pmask, T, autocast=False):
 def test_gpt2_decoder_logits_equal_the_models_own_forward(padded, autocast, heads):
     """The decoder's GPT-2 path (its own loop over the model's modules, keys and values written into one buffer)
     gives the logits Hugging Face's forward with its cache gives, bit for bit: with and without left padding,
-    in bfloat16 autocast, at head widths 16 and 8. The same model in train mode (no dropout, so the same function)
-    takes the generic path, the reference here."""
+    in bfloat16 autocast, at head widths 16 and 8 (with 4 heads, also GPT-2's option to scale attention by
+    1/(layer + 1)). The same model in train mode (no dropout, so the same function) takes the generic path, the
+    reference here."""
     model = tiny_model(std=0.15, seed=heads, n_head=heads)
+    if heads == 4:
+        model.config.scale_attn_by_inverse_layer_idx = True
+        for i, block in enumerate(model.transformer.h):
+            block.attn.scale_attn_by_inverse_layer_idx, block.attn.scaling = True, block.attn.scaling / (i + 1)
     prompts, pmask, _, _ = padded_batch(n_pad=(0, 1, 3, 6, 2, 0) if padded else (0,) * 6)
     fast, took_fast = decode_logits(model, prompts, pmask, 8, autocast)
     ref, took_ref = decode_logits(model.train(), prompts, pmask, 8, autocast)
@@ -441,6 +484,25 @@ def test_gpt2_decoder_logits_equal_the_models_own_forward(padded, autocast, head
     assert took_fast and not took_ref
     assert torch.equal(fast, ref)
     assert fast.dtype == (torch.bfloat16 if autocast else torch.float32)
+
+
+def test_decoder_keeps_the_models_forward_where_its_loop_would_skip_something():
+    """A forward hook on a block (e.g. activation steering) would not run in the decoder's own loop, so a model
+    with one keeps its own forward, and the hook sees every decode step; a decoder asked for more tokens than it
+    was built for says so."""
+    model = tiny_model(std=0.15, seed=3)
+    b = contrast_batch()
+    calls = []
+    handle = model.transformer.h[1].register_forward_hook(lambda module, args, out: calls.append(1))
+    _, took_fast = decode_logits(model, b["prompts"], b["prompt_mask"], 4)
+    handle.remove()
+    assert not took_fast and len(calls) == 4  # the prefill and three decode steps
+    with torch.no_grad():
+        out = model(input_ids=b["prompts"], attention_mask=b["prompt_mask"], use_cache=True)
+        decode = gcpo_support.Decoder(model, out.past_key_values, b["prompt_mask"], 1)
+        decode(b["prompts"][:, -1], b["prompt_mask"].sum(1))
+        with pytest.raises(ValueError, match="larger max_new_tokens"):
+            decode(b["prompts"][:, -1], b["prompt_mask"].sum(1) + 1)
 
 
 def test_decoder_takes_the_generic_path_for_other_models():
