@@ -1,9 +1,8 @@
 """What a reader of gcpo.py can skip: option ranges and input checks; the token-score and weight laws and the
 study's credit controls that neither GCPO default uses; diagnostics of the weights; a leaner backward for
 chosen-token log-probs, GPT-2's fused GELU, and the sampler's draw and GPT-2 decode loop (speed, not
-arithmetic); the command line; loading pretrained
-models and tokenizers with one-line errors; the bit-exact official weight loop; the printed samples and run
-summary. gcpo.py imports what it needs from here."""
+arithmetic); the command line; loading pretrained models and tokenizers with one-line errors; the bit-exact
+official weight loop; the printed samples and run summary. gcpo.py imports what it needs from here."""
 from __future__ import annotations
 
 import argparse
@@ -555,12 +554,12 @@ class Decoder:
     attention and no hooks on the modules whose forward this skips: what gcpo builds for toy tasks and loads for
     `gpt2`) runs the same modules and the same operations, with one change: each layer's keys and values go into
     one buffer allocated for the whole response, where the Hugging Face cache concatenates, i.e. copies, the
-    whole cache at every token. A toy model's decode is about 1.4× faster; the logits are the same bit for bit
+    whole cache at every token. A toy model's decode is 1.4–1.6× faster; the logits are the same bit for bit
     (tests/test_logprob_equiv.py, on CPU, which is why other devices keep the model's own forward)."""
 
     def __init__(self, model, past, attention_mask: torch.Tensor, max_new_tokens: int):
         self.model, self.past, self.attn = model, past, attention_mask
-        if not self.plain_gpt2(model):
+        if not self.plain_gpt2(model) or not hasattr(past, "layers"):  # (older transformers: another cache API)
             return
         keys = [layer.keys for layer in past.layers]  # each (R, H, P, D)
         values = [layer.values for layer in past.layers]
@@ -581,7 +580,8 @@ class Decoder:
         c = model.config
         skipped = [model, model.transformer, *model.transformer.h, *(block.attn for block in model.transformer.h)]
         hooked = any(m._forward_hooks or m._forward_pre_hooks or "forward" in vars(m) for m in skipped)
-        return c._attn_implementation == "sdpa" and not c.add_cross_attention and not hooked
+        return (c._attn_implementation == "sdpa" and not c.add_cross_attention and not hooked
+                and hasattr(model.transformer.h[0].attn, "scaling"))  # (older transformers scale elsewhere)
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         if self.past is not None:  # any model: its own forward
