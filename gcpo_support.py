@@ -554,8 +554,9 @@ class Decoder:
     attention and no hooks on the modules whose forward this skips: what gcpo builds for toy tasks and loads for
     `gpt2`) runs the same modules and the same operations, with one change: each layer's keys and values go into
     one buffer allocated for the whole response, where the Hugging Face cache concatenates, i.e. copies, the
-    whole cache at every token. A toy model's decode is 1.4–1.6× faster; the logits are the same bit for bit
-    (tests/test_logprob_equiv.py, on CPU, which is why other devices keep the model's own forward)."""
+    whole cache at every token (the README's speed section measures the rollout with and without it). The
+    logits are the same bit for bit (tests/test_logprob_equiv.py, on CPU, which is why other devices keep the
+    model's own forward)."""
 
     def __init__(self, model, past, attention_mask: torch.Tensor, max_new_tokens: int):
         self.model, self.past, self.attn = model, past, attention_mask
