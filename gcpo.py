@@ -34,14 +34,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tqdm
 
-from gcpo_support import (ChosenLogProbs, Decoder, RANGES, RunOutput, build_task, check_aggregate_inputs, check_float,
-                          check_groups, check_hist_params, check_logprob_inputs, check_loss_inputs,
-                          check_overlong_inputs, check_positions, check_rewards, check_rewards_for_groups,
-                          check_sample_inputs, check_shapes, check_task_options, check_value, clip_fractions,
-                          draw_tokens, from_pretrained, fuse_gelu, hist_official, oracle_weights, parse_args,
-                          show_sample, shuffle_weights, summarize, token_moves, validate_config, variant_scores,
-                          variant_weights, weight_metrics)
+from gcpo_support import schemes
+from gcpo_support.checks import (CHOICES, RANGES, check_aggregate_inputs, check_float, check_groups,
+                                 check_hist_params, check_logprob_inputs, check_loss_inputs, check_overlong_inputs,
+                                 check_positions, check_rewards, check_rewards_for_groups, check_sample_inputs,
+                                 check_shapes, check_task_options, check_value, validate_config)
+from gcpo_support.cli import parse_args
+from gcpo_support.kernels import ChosenLogProbs, Decoder, fuse_gelu
+from gcpo_support.loading import build_task, from_pretrained, load_object
+from gcpo_support.metrics import RunOutput, clip_fractions, token_moves, weight_metrics
+from gcpo_support.render import show_sample, summarize
+from gcpo_support.variants import hist_official, variant_scores, variant_weights
 
 # ---------------------------------------------------------------------------------------------------------
 # CONFIG
@@ -91,9 +96,10 @@ class Config:
     adv_eps: float = 1e-6  # ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)
     # contrastive token credit (§4): THE GCPO PART
     credit: str = "contrast"
-    """token credit: uniform (every token gets A_i: GRPO, Dr. GRPO, DAPO) | contrast (GCPO's weights) | shuffled
-    (the control: GCPO's weights permuted at random within each response) | oracle (the upper bound: hist weights
-    from the task's ground-truth key tokens)"""
+    """token credit scheme, Ã = w·A: uniform (w ≡ 1: GRPO, Dr. GRPO, DAPO) | contrast (GCPO's weights) | shuffled
+    (the control: GCPO's weights permuted within each response) | oracle (the upper bound: hist weights on the
+    task's key tokens) | entropy_top20 | gtpo_entropy | vppo_top40 (peer schemes) | module:function or
+    path/file.py:function (your own; docs/credit_kit.md)"""
     negative: str = ""
     """negative prompt kind, one the task offers ('': its first): null (CFG unconditional) | wrong (another
     answer) for symbolic tasks; notopic | other (topic), opposite | neutral (sentiment)"""
@@ -137,14 +143,6 @@ PRESETS = {  # docs/algorithm.md §6; every value can be overridden
                  dynamic_sampling=True, beta=0.0, credit="contrast", divergence="kl", normalization="hist"),
     "pcpo": dict(adv_scale="group", eps_low=0.2, eps_high=0.28, dual_clip=0.0, loss_agg="token-mean",
                  dynamic_sampling=True, beta=0.0, credit="uniform", surrogate="log_hinge"),
-}
-CHOICES = {
-    "algo": tuple(PRESETS), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "bfloat16"),
-    "adv_scale": ("group", "batch", "none"),
-    "divergence": ("kl", "full_kl", "abs", "info_gain"), "normalization": ("hist", "softmax", "minmax", "none"),
-    "ties": ("average", "official"), "weights_from": ("current", "rollout"), "kl_estimator": ("k3", "k1"),
-    "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
-    "credit": ("uniform", "contrast", "shuffled", "oracle"), "surrogate": ("clip", "log_hinge"),
 }
 
 
@@ -235,6 +233,16 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.scatter(-1, idx, sorted_logits.masked_fill(drop, float("-inf")))
 
 
+def draw(probs: torch.Tensor, generator=None) -> torch.Tensor:
+    """One token per row of (N, V) probabilities by inverse CDF: u ~ U[0, 1) per row, the first token v whose
+    cumulative mass passes u, cdf_v > u·cdf_V (so never a zero-probability token). (N, V) → (N,) long."""
+    cdf = probs.cumsum(-1)  # (N, V)
+    u = torch.rand(len(probs), 1, generator=generator, device=probs.device, dtype=cdf.dtype)  # (N, 1)
+    tok = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)  # (N,)
+    last = probs.shape[1] - 1 - (probs.flip(-1) > 0).int().argmax(-1)  # (N,): if rounding runs past the end
+    return torch.minimum(tok, last)
+
+
 @torch.no_grad()
 def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperature=1.0, top_p=1.0,
            generator=None, neg_prompts=None, neg_mask=None, guidance_scale=1.0):
@@ -279,7 +287,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         else:
             draw_from = cond
         probs = top_p_filter(draw_from, top_p).softmax(-1)  # (N, V)
-        tok = draw_tokens(probs, generator)  # (N,): torch.multinomial(probs, 1)'s tokens, drawn faster
+        tok = draw(probs, generator)  # (N,)
         tok = tok.masked_fill(done, pad_id)
         responses[:, t] = tok
         logp[:, t] = cond.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(done, 0.0)
@@ -447,6 +455,40 @@ def token_weights(logp, logp_neg, mask, *, divergence="kl", normalization="hist"
     return normalize_weights(scores, mask, normalization, ties, top_fraction, target_mass, softmax_temp)
 
 
+def credit_scheme(cfg: Config):
+    """The run's credit scheme, a function on the contract of gcpo_support/schemes.py: its parameter names say what
+    it needs, it returns w (N, T), and Ã = w·A. cfg.credit is one of GCPO's own below, a peer scheme
+    (entropy_top20, gtpo_entropy, vppo_top40), or a plugged-in module:function or path/file.py:function."""
+    law = dict(divergence=cfg.divergence, normalization=cfg.normalization, ties=cfg.ties,
+               top_fraction=cfg.top_fraction, target_mass=cfg.target_mass, softmax_temp=cfg.softmax_temp)
+    uniform_if_equal = ("uniform_when_uninformative",) if cfg.normalization == "hist" and cfg.ties == "average" else ()
+    claims = dict(claims=(*uniform_if_equal, "monotone") if cfg.normalization == "hist" else uniform_if_equal,
+                  signal="full_kl" if cfg.divergence == "full_kl" else "contrast")
+
+    @schemes.credit_scheme("uniform", claims=("uniform_when_uninformative",))
+    def uniform(mask):  # every token gets A_i (GRPO, Dr. GRPO, DAPO)
+        return mask.float()
+
+    if cfg.divergence == "full_kl":  # the paper's exact KL needs the whole log-softmax of both prompts
+        @schemes.credit_scheme("contrast", **claims)
+        def contrast(logp, logp_neg, mask, logp_all, logp_neg_all):
+            return token_weights(logp, logp_neg, mask, **law, logp_all=logp_all, logp_neg_all=logp_neg_all)
+    else:
+        @schemes.credit_scheme("contrast", **claims)
+        def contrast(logp, logp_neg, mask):  # GCPO
+            return token_weights(logp, logp_neg, mask, **law)
+
+    @schemes.credit_scheme("oracle", claims=("uniform_when_uninformative", "monotone"), signal="key")
+    @torch.no_grad()
+    def oracle(key_mask, mask):  # the upper bound: the hist law on the ground truth (score 1 on key tokens)
+        scores = (key_mask & mask.bool()).float()
+        return normalize_weights(scores, mask, "hist", "average", cfg.top_fraction, cfg.target_mass)
+
+    shuffled = schemes.shuffled(contrast)  # the control: GCPO's weights permuted within each response
+    builtins = {"uniform": uniform, "contrast": contrast, "shuffled": shuffled, "oracle": oracle, **schemes.PEERS}
+    return builtins[cfg.credit] if cfg.credit in builtins else load_object(cfg.credit, "credit scheme")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # LOSS (§5)
 
@@ -556,7 +598,7 @@ def prompt_tensors(task, prompts_np: np.ndarray, device):
 def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
     """Sample, score and (with dynamic sampling) filter one training batch. Returns (batch, metrics): batch is a
     dict of (N, ...) tensors (prompts, prompt_mask, neg_prompts, neg_mask, responses, mask, logp_old, rewards,
-    truncated, key_mask, adv, and w_rollout when contrast weights come from the rollout policy), or None when no
+    truncated, key_mask, adv, and w_rollout when the weights come from the rollout policy), or None when no
     group was informative; metrics describe everything sampled this step."""
     G, T, dev = cfg.group_size, cfg.max_new_tokens, cfg.device
     kept, informative, tries, n_kept = [], [], 0, 0
@@ -595,53 +637,48 @@ def rollout(model, task, cfg: Config, step: int) -> tuple[dict | None, dict]:
     if n_groups == 0:
         return None, metrics
     batch["adv"] = group_advantages(batch["rewards"], G, cfg.adv_scale, cfg.adv_eps).float()  # (N,)
-    if cfg.credit in ("contrast", "shuffled") and cfg.weights_from == "rollout":
-        logp = None if cfg.divergence == "full_kl" else batch["logp_old"]  # the sampler's; full_kl needs all of π
-        batch["w_rollout"] = contrast_weights(model, batch, cfg, logp)
+    scheme = credit_scheme(cfg)
+    if cfg.weights_from == "rollout" or schemes.is_group_level(scheme):  # scored once, by the sampling policy
+        batch["w_rollout"] = credit_weights(model, batch, cfg, scheme, seeded(cfg, step, 2_000_003)[1],
+                                            logp=batch["logp_old"])
     return batch, metrics
 
 
 @torch.no_grad()
-def contrast_weights(model, batch, cfg: Config, logp=None, logp_all=None) -> torch.Tensor:
-    """Score the batch's response tokens after the negative prompt (one no-grad forward over the response
-    positions) and turn the contrast into GCPO weights. logp/logp_all: the prompt's log-probs if already
-    computed (the training pass's, or the sampler's), so the prompt branch is never run twice."""
-    full = cfg.divergence == "full_kl"
-    if logp is None or (full and logp_all is None):
-        logp, logp_all = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
-                                           cfg.temperature, full=full)
-    logp_neg, logp_neg_all = response_logprobs(model, batch["neg_prompts"], batch["neg_mask"], batch["responses"],
-                                               cfg.temperature, full=full)
-    return token_weights(logp, logp_neg, batch["mask"], divergence=cfg.divergence, normalization=cfg.normalization,
-                         ties=cfg.ties, top_fraction=cfg.top_fraction, target_mass=cfg.target_mass,
-                         softmax_temp=cfg.softmax_temp, logp_all=logp_all, logp_neg_all=logp_neg_all)
+def credit_inputs(model, b: dict, cfg: Config, need: tuple, generator=None, logp=None, logp_all=None) -> dict:
+    """What a credit scheme names (gcpo_support.schemes.INPUTS) for the responses of batch b, computing only that:
+    the prompt's log-probs unless given (the training pass's), the whole log-softmax only for logp_all or entropy,
+    the negative prompt's forward only for logp_neg or logp_neg_all. The rest is read from b."""
+    full = "logp_all" in need or "entropy" in need
+    if (logp is None and "logp" in need) or (logp_all is None and full):
+        logp, logp_all = response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"], cfg.temperature,
+                                           full=full)
+    x = dict(logp=logp, logp_all=logp_all, group_size=cfg.group_size, generator=generator)
+    if "entropy" in need:  # H = −Σ_v π log π, with 0·log 0 = 0
+        x["entropy"] = -torch.where(logp_all > -math.inf, logp_all.exp() * logp_all, 0.0).sum(-1)  # (n, T)
+    if "logp_neg" in need or "logp_neg_all" in need:
+        x["logp_neg"], x["logp_neg_all"] = response_logprobs(
+            model, b["neg_prompts"], b["neg_mask"], b["responses"], cfg.temperature, full="logp_neg_all" in need)
+    return {k: x[k] if k in x else b[k] for k in need}  # mask, key_mask, adv, rewards: the batch's
 
 
-# ---------------------------------------------------------------------------------------------------------
-# UPDATE: epochs × mini-batches × micro-batches, one optimizer step per mini-batch
+def credit_weights(model, b: dict, cfg: Config, scheme, generator=None, logp=None, logp_all=None) -> torch.Tensor:
+    """The token weights w (n, T) the run's credit scheme gives the responses of b: Ã_{i,t} = w_{i,t}·A_i."""
+    return schemes.call(scheme, {"mask": b["mask"], **credit_inputs(model, b, cfg, schemes.needs(scheme), generator,
+                                                                      logp, logp_all)})
 
 
-def credit_weights(model, b: dict, cfg: Config, logp, logp_all, generator=None):
-    """The token weights w (n, T) of one micro-batch for cfg.credit, or None for uniform credit.
-    contrast: GCPO's weights from the current (or rollout) policy; shuffled: the same weights permuted within
-    each response; oracle: hist weights from the ground-truth key tokens."""
-    if cfg.credit == "uniform":
-        return None
-    if cfg.credit == "oracle":
-        return oracle_weights(b["key_mask"], b["mask"], cfg.top_fraction, cfg.target_mass)
-    w = contrast_weights(model, b, cfg, logp, logp_all) if cfg.weights_from == "current" else b["w_rollout"]
-    return shuffle_weights(w, b["mask"], generator) if cfg.credit == "shuffled" else w
-
-
-def micro_batch_loss(model, ref_model, b: dict, cfg: Config, total_tokens, total_seqs, generator=None):
+def micro_batch_loss(model, ref_model, b: dict, cfg: Config, scheme, total_tokens, total_seqs, generator=None):
     """Loss of one micro-batch b (dict of (n, ...) tensors). GCPO's only change to DAPO is here: the advantage
-    A_i (n,) becomes Ã = w · A_i (n, T), with w from the contrast against the negative prompt.
-    Returns (loss, metrics, w, logp) where w is None under uniform credit."""
-    full = cfg.credit in ("contrast", "shuffled") and cfg.divergence == "full_kl" and cfg.weights_from == "current"
+    A_i (n,) becomes Ã = w · A_i (n, T), with w from the credit scheme (GCPO: the contrast against the negative
+    prompt; DAPO: w ≡ 1). Returns (loss, metrics, w, logp)."""
+    scored = cfg.weights_from == "rollout" or schemes.is_group_level(scheme)  # once, in rollout: b["w_rollout"]
+    full = not scored and bool({"logp_all", "entropy"} & set(schemes.needs(scheme)))
     logp, logp_all = response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"],
                                        cfg.temperature, full=full)  # (n, T), with grad
-    w = credit_weights(model, b, cfg, logp.detach(), None if logp_all is None else logp_all.detach(), generator)
-    adv = b["adv"][:, None].expand_as(logp) if w is None else b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
+    w = b["w_rollout"] if scored else credit_weights(
+        model, b, cfg, scheme, generator, logp.detach(), None if logp_all is None else logp_all.detach())
+    adv = b["adv"][:, None] * w  # (n, T): Ã_{i,t} = w_{i,t}·A_i
     ref_logp = None
     if ref_model is not None:
         with torch.no_grad():
@@ -659,7 +696,8 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     (gradient accumulation, each divided by the whole mini-batch's token or sequence count)."""
     N = batch["responses"].shape[0]
     _, gen = seeded(cfg, step, 1_000_003)
-    _, shuffle_gen = seeded(cfg, step, 2_000_003)  # the `shuffled` control's permutations
+    _, credit_gen = seeded(cfg, step, 2_000_003)  # a scheme's own randomness (the `shuffled` control's)
+    scheme = credit_scheme(cfg)
     sums, weight_stats, grad_norms, skipped = {}, [], [], 0
     for _ in range(cfg.epochs):
         order = torch.randperm(N, generator=gen, device=cfg.device)
@@ -667,10 +705,9 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
             total_tokens, total_seqs = batch["mask"][mb].sum(), len(mb)
             for idx in mb.split(cfg.micro_batch or len(mb)):
                 b = {k: v[idx] for k, v in batch.items()}
-                loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs, shuffle_gen)
+                loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, scheme, total_tokens, total_seqs, credit_gen)
                 loss.backward()
-                if w is not None:
-                    weight_stats.append((w, logp, idx))
+                weight_stats.append((w, logp, idx))
                 share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)
                 for k, v in m.items():  # token-weighted average over the whole update
                     sums[k] = sums.get(k, 0.0) + v * share
@@ -687,7 +724,9 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
         w, logp, idx = (torch.cat(parts) for parts in zip(*weight_stats))  # rows idx of the batch
         metrics.update(weight_metrics(w, batch["key_mask"][idx], batch["mask"][idx], logp))
         if cfg.log_token_moves:  # |log π_new − log π_old| after the update, on high- vs low-weight tokens
-            metrics.update(token_moves(model, batch, w, idx, cfg.temperature))
+            new, _ = response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
+                                       cfg.temperature)
+            metrics.update(token_moves(new[idx], batch["logp_old"][idx], w, batch["mask"][idx]))
     return metrics
 
 
@@ -695,7 +734,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
 # TRAINING LOOP
 
 
-def warm_start(model, task, cfg: Config) -> float:
+def warm_start(model, task, cfg: Config, progress: bool = False) -> float:
     """Supervised phase on imperfect demonstrations with prompt dropout to the null prompt (§9), so the
     policy models both p(y|x) and p(y|null) and the contrast means something. Returns the last loss."""
     if cfg.warm_steps == 0:
@@ -703,7 +742,7 @@ def warm_start(model, task, cfg: Config) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.warm_lr)
     np_rng = np.random.default_rng([cfg.seed, 7])
     loss = torch.tensor(float("nan"))
-    for _ in range(cfg.warm_steps):
+    for _ in tqdm.trange(cfg.warm_steps, disable=not progress, desc=f"warm start on {task.name}", leave=False):
         prompts_np, completions_np = task.demonstrations(cfg.warm_batch, np_rng, cfg.demo_accuracy, cfg.null_prob)
         prompts, pmask = prompt_tensors(task, prompts_np, cfg.device)
         completions = torch.as_tensor(completions_np, device=cfg.device)
@@ -732,6 +771,7 @@ def resolve(cfg: Config, task) -> Config:
     device 'auto' → cuda or cpu, max_new_tokens 0 → the task's own, warm_steps −1 → 1200 (tiny) or 0,
     negative '' → the task's first kind."""
     check_task_options(cfg, task)
+    schemes.needs(credit_scheme(cfg))  # a scheme that cannot be loaded or asks for an unknown input: one line, now
     negative = cfg.negative or task.negative_kinds[0]
     return dataclasses.replace(
         cfg, device=("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device,
@@ -742,8 +782,6 @@ def resolve(cfg: Config, task) -> Config:
 def train(cfg: Config, progress: bool = True) -> dict:
     """Warm start, then `cfg.steps` RL steps. Returns a summary dict: reward_before/after, evals (the learning
     curve, (steps done, eval reward) pairs), history (per-step metrics), and the model, task, resolved cfg."""
-    from tqdm import trange
-
     validate_config(cfg)
     task, tokenizer = build_task(cfg)
     cfg = resolve(cfg, task)
@@ -753,15 +791,16 @@ def train(cfg: Config, progress: bool = True) -> dict:
     check_positions(model, cfg, task)
     model.to(cfg.device).eval()  # eval(): no dropout, so ρ ≡ 1 on the first mini-batch
     with autocast(cfg):
-        warm_loss = warm_start(model, task, cfg)
+        warm_loss = warm_start(model, task, cfg, progress)
         ref_model = copy.deepcopy(model).requires_grad_(False) if cfg.beta > 0 else None
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
         eval_prompts = task.sample_prompts(cfg.eval_prompts, np.random.default_rng([cfg.seed, 31337]))
         evals = [(0, evaluate(model, task, cfg, eval_prompts))]
 
         output = RunOutput(cfg)  # config.json, metrics.jsonl and the model under cfg.out (nothing if empty)
+        output.log({"step": -1, "phase": "before RL", "eval_reward": evals[0][1], "warm_loss": warm_loss})
         history = []
-        bar = trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
+        bar = tqdm.trange(cfg.steps, disable=not progress, desc=f"{cfg.algo} on {task.name}")
         for step in bar:
             batch, metrics = rollout(model, task, cfg, step)
             metrics = {"step": step, **metrics}
@@ -781,16 +820,45 @@ def train(cfg: Config, progress: bool = True) -> dict:
             "history": history, "model": model, "task": task, "cfg": cfg, "eval_prompts": eval_prompts}
 
 
+@torch.no_grad()
+def sample_credit(result: dict, n: int) -> dict:
+    """Responses to the first n held-out prompts under the final policy, with the weights the run's credit scheme
+    gives them. Each prompt is sampled G times, as in training, so that a scheme that reads rewards or groups
+    sees what it saw there; the first response of each group is kept. Returns numpy arrays for printing."""
+    model, task, cfg, G = result["model"], result["task"], result["cfg"], result["cfg"].group_size
+    prompts_np = np.repeat(result["eval_prompts"][:n], G, axis=0)  # (n·G, P)
+    neg_np = task.negative_prompts(prompts_np, cfg.negative)
+    np_rng, gen = seeded(cfg, 424242)
+    scheme = credit_scheme(cfg)
+    with autocast(cfg):
+        (prompts, pmask), (neg, nmask) = prompt_tensors(task, prompts_np, cfg.device), prompt_tensors(task, neg_np,
+                                                                                                        cfg.device)
+        responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
+                                       cfg.temperature, cfg.top_p, gen)
+        score = task.score(prompts_np, responses.cpu().numpy(), rng=np_rng)
+        rewards = torch.as_tensor(score.reward, dtype=torch.float64, device=cfg.device)
+        b = dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask, responses=responses, mask=mask,
+                 key_mask=torch.as_tensor(score.key_mask, device=cfg.device), rewards=rewards,
+                 adv=group_advantages(rewards, G, cfg.adv_scale, cfg.adv_eps).float())
+        w = credit_weights(model, b, cfg, scheme, seeded(cfg, 424243)[1])  # (n·G, T)
+    keep = slice(None, None, G)
+    return dict(scheme=schemes.info(scheme).name, prompts=prompts_np[keep], negatives=neg_np[keep],
+                responses=responses[keep].cpu().numpy(), mask=mask[keep].cpu().numpy(),
+                weights=w[keep].float().cpu().numpy(), key_mask=score.key_mask[keep], rewards=score.reward[keep])
+
+
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 
 
 def main(argv=None) -> dict:
-    cfg = parse_args(argv)
+    cfg = parse_args(argv, Config, PRESETS, make_config, __doc__)
     result = train(cfg)
-    print(summarize(result))
+    scheme = credit_scheme(result["cfg"])
+    oracle = ", an oracle: it reads the key tokens" if "key_mask" in schemes.needs(scheme) else ""
+    print(summarize(result, schemes.info(scheme).name + oracle))
     if cfg.show > 0:
-        print(show_sample(result, cfg.show, cfg.html))
+        print(show_sample(sample_credit(result, cfg.show), result["task"], result["cfg"], cfg.html))
     return result
 
 
@@ -805,6 +873,5 @@ def cli(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import gcpo  # run as the module `gcpo`, so gcpo_support's lazy `from gcpo import ...` sees the same classes
-
-    sys.exit(gcpo.cli())
+    sys.modules.setdefault("gcpo", sys.modules["__main__"])  # a plugged-in scheme's `import gcpo` finds this module
+    sys.exit(cli())

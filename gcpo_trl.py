@@ -37,6 +37,8 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
 
 import gcpo
+from gcpo_support import checks
+from gcpo_support.metrics import weight_metrics
 
 CREDITS = ("contrast", "uniform")
 NEGATIVE_COLUMN = "negative_prompt"
@@ -75,8 +77,8 @@ class GCPOConfig(GRPOConfig):
 
 def check_gcpo_options(cfg) -> None:
     """One clear ValueError for a GCPO option outside its allowed values."""
-    choices = {"credit": CREDITS, "divergence": tuple(d for d in gcpo.CHOICES["divergence"] if d != "full_kl"),
-               **{k: gcpo.CHOICES[k] for k in ("normalization", "ties", "weights_from")}}
+    choices = {"credit": CREDITS, "divergence": tuple(d for d in checks.CHOICES["divergence"] if d != "full_kl"),
+               **{k: checks.CHOICES[k] for k in ("normalization", "ties", "weights_from")}}
     if cfg.divergence == "full_kl":
         raise ValueError("divergence='full_kl' needs the whole vocabulary's log-probs, which TRL's fused LM head "
                          "does not return; use divergence='kl' (the official token estimate) or gcpo.py")
@@ -111,11 +113,11 @@ def first_row(dataset):
 
 def weight_stats(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(3,) tensor: mean over responses with a valid token of the per-response weight max, weight std, and the
-    weight mass on the top 40% of tokens (gcpo.weight_metrics); NaN when no response has a valid token."""
+    weight mass on the top 40% of tokens (weight_metrics); NaN when no response has a valid token."""
     rows = mask.sum(1) > 0
     if not rows.any():
         return torch.full((3,), float("nan"), device=w.device)
-    m = gcpo.weight_metrics(w[rows], torch.zeros_like(mask[rows], dtype=torch.bool), mask[rows])
+    m = weight_metrics(w[rows], torch.zeros_like(mask[rows], dtype=torch.bool), mask[rows])
     return torch.tensor([m["weight_max"], m["weight_std"], m["weight_top40_mass"]], device=w.device)
 
 

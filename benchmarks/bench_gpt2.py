@@ -56,6 +56,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import gcpo  # noqa: E402 (after the path insert)
+from gcpo_support import kernels, loading
 
 
 def random_gpt2(path: str) -> str:
@@ -113,7 +114,7 @@ def parameter_split(model):
 class ForwardRecorder:
     """Records (phase, rows, width, kept LM-head positions, grad enabled) for every forward of the hooked
     models, from what passes through their token embedding (rows R, width S) and then their LM head (K kept
-    positions): so it also counts gcpo_support.Decoder's GPT-2 decode steps, which run the model's modules
+    positions): so it also counts kernels.Decoder's GPT-2 decode steps, which run the model's modules
     without its forward. `phase` (rollout | update | contrast) is set by whoever drives the step."""
 
     def __init__(self, *models):
@@ -298,7 +299,7 @@ def main(argv=None):
                                         micro_batch=args.micro_batch, device=args.device, dtype=args.dtype,
                                         dynamic_sampling=False)  # one rollout per step, so steps are comparable
                     for a in algos}
-            task, _ = gcpo.build_task(cfgs[algos[0]])
+            task, _ = loading.build_task(cfgs[algos[0]])
             cfgs = {a: gcpo.resolve(c, task) for a, c in cfgs.items()}
         except ValueError as e:
             p.error(str(e))

@@ -130,7 +130,7 @@ def gcpo_loop(algo: str, model_dir: str, B: int, G: int, device: str = "cpu"):
 
     cfg = gcpo.make_config(algo, model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
                            device=device, dynamic_sampling=False)
-    task, _ = gcpo.build_task(cfg)
+    task, _ = loading.build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
     model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
     return cfg, task, model, torch.optim.AdamW(model.parameters(), lr=cfg.lr)

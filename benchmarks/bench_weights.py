@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import gcpo  # noqa: E402
-from gcpo_support import official_hist_loop as official_loop  # noqa: E402
+from gcpo_support.variants import official_hist_loop as official_loop  # noqa: E402
 
 
 def timeit(fn, repeats):

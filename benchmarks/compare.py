@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import gcpo  # noqa: E402
-import gcpo_support  # noqa: E402
+from gcpo_support import loading
 
 
 def main():
@@ -27,7 +27,7 @@ def main():
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--set", default="", help="RL options for every algorithm, e.g. lr=3e-4,group_size=16")
     args = p.parse_args()
-    overrides = gcpo_support.parse_task_args(args.set)
+    overrides = loading.parse_task_args(args.set)
     rows = {a: [] for a in args.algos}
     before, diag = [], {"first": [], "last": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import gcpo
+from tests.helpers import contrast_weights, micro_batch_loss, oracle_weights
+from gcpo_support import schemes
 
 
 def contrast_batch(seed=0, N=6, T=9):
@@ -19,7 +21,7 @@ def contrast_batch(seed=0, N=6, T=9):
 def test_shuffled_weights_are_a_per_response_permutation():
     logp, logp_neg, mask = contrast_batch()
     w = gcpo.token_weights(logp, logp_neg, mask)
-    s = gcpo.shuffle_weights(w, mask, torch.Generator().manual_seed(1))
+    s = schemes.shuffle_weights(w, mask, torch.Generator().manual_seed(1))
     valid = mask.bool()
     for i in range(len(w)):  # the same multiset of weights on each response's valid tokens ...
         torch.testing.assert_close(s[i][valid[i]].sort().values, w[i][valid[i]].sort().values, rtol=0, atol=0)
@@ -27,7 +29,7 @@ def test_shuffled_weights_are_a_per_response_permutation():
     assert not torch.equal(s, w)  # ... but moved: tokens no longer get their own contrast's weight
     moved = [(s[i][valid[i]] != w[i][valid[i]]).any().item() for i in (0, 1, 5)]
     assert all(moved)
-    again = gcpo.shuffle_weights(w, mask, torch.Generator().manual_seed(1))
+    again = schemes.shuffle_weights(w, mask, torch.Generator().manual_seed(1))
     assert torch.equal(s, again)  # seeded
 
 
@@ -39,7 +41,7 @@ def test_shuffled_permutation_is_uniform():
     gen = torch.Generator().manual_seed(0)
     counts = torch.zeros(4, 4)
     for _ in range(4000):
-        s = gcpo.shuffle_weights(w, mask, gen)[0, :4]
+        s = schemes.shuffle_weights(w, mask, gen)[0, :4]
         counts[torch.arange(4), (s - 1).long()] += 1
     assert (counts / 4000 - 0.25).abs().max() < 0.03
 
@@ -47,7 +49,7 @@ def test_shuffled_permutation_is_uniform():
 def test_oracle_puts_its_largest_weights_exactly_on_key_tokens():
     key = torch.tensor([[0, 1, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0]], dtype=torch.bool)
     mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0]])
-    w = gcpo.oracle_weights(key, mask)
+    w = oracle_weights(key, mask)
     for i in range(2):
         valid = mask[i].bool()
         k, other = w[i][key[i] & valid], w[i][~key[i] & valid]
@@ -61,7 +63,7 @@ def test_oracle_puts_its_largest_weights_exactly_on_key_tokens():
 def test_oracle_is_uniform_when_every_or_no_token_is_a_key():
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     for key in (mask.bool(), torch.zeros(2, 4, dtype=torch.bool)):
-        torch.testing.assert_close(gcpo.oracle_weights(key, mask), mask.float(), rtol=0, atol=0)
+        torch.testing.assert_close(oracle_weights(key, mask), mask.float(), rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def one_update(warm, credit, weights_from="current"):
     model, task, cfg = r["model"], r["task"], r["cfg"]
     batch, _ = gcpo.rollout(model, task, cfg, 0)
     b = {k: v for k, v in batch.items()}
-    loss, metrics, w, _ = gcpo.micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]),
+    loss, metrics, w, _ = micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]),
                                                 torch.Generator().manual_seed(0))
     return b, loss, w, cfg, model
 
@@ -90,12 +92,11 @@ def test_every_credit_source_goes_through_the_same_loss(warm):
         b, loss, w, cfg, model = one_update(warm, credit)
         valid = b["mask"].bool()
         if credit == "uniform":
-            assert w is None
-            w = b["mask"].float()
+            torch.testing.assert_close(w, b["mask"].float(), rtol=0, atol=0)
         elif credit == "oracle":
-            torch.testing.assert_close(w, gcpo.oracle_weights(b["key_mask"], b["mask"]))
+            torch.testing.assert_close(w, oracle_weights(b["key_mask"], b["mask"]))
         else:
-            want = gcpo.contrast_weights(model, b, cfg)
+            want = contrast_weights(model, b, cfg)
             if credit == "contrast":
                 torch.testing.assert_close(w, want)
             else:
@@ -107,11 +108,16 @@ def test_every_credit_source_goes_through_the_same_loss(warm):
         torch.testing.assert_close(loss, want_loss)
 
 
-def test_oracle_needs_no_contrast_pass(warm, monkeypatch):
-    calls = []
-    monkeypatch.setattr(gcpo, "contrast_weights", lambda *a, **k: calls.append(1))
-    one_update(warm, "oracle")
-    assert calls == []
+@pytest.mark.parametrize("credit, passes", [("oracle", [False]), ("uniform", [False]), ("contrast", [False, False]),
+                                            ("entropy_top20", [True]), ("vppo_top40", [False, False])])
+def test_the_trainer_computes_only_what_the_scheme_names(warm, monkeypatch, credit, passes):
+    """One training forward per micro-batch, the whole log-softmax only for a scheme that names entropy or
+    logp_all, and the negative prompt's forward only for one that names logp_neg (the list: `full` per pass)."""
+    b, _, _, cfg, model = one_update(warm, credit)
+    calls, original = [], gcpo.response_logprobs
+    monkeypatch.setattr(gcpo, "response_logprobs", lambda *a, **k: calls.append(k.get("full", False)) or original(*a, **k))
+    micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]), torch.Generator().manual_seed(0))
+    assert calls == passes
 
 
 def test_eval_every_writes_a_learning_curve(warm, tmp_path):
@@ -121,7 +127,8 @@ def test_eval_every_writes_a_learning_curve(warm, tmp_path):
     assert [s for s, _ in r["evals"]] == [0, 2, 4, 5]  # before, every 2 steps, and after the last
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = [(m["step"] + 1, m["eval_reward"]) for m in lines if "eval_reward" in m]
-    assert logged == [tuple(e) for e in r["evals"][1:]]
+    assert logged == [tuple(e) for e in r["evals"]]  # the first line: step −1, the evaluation before RL
+    assert lines[0]["phase"] == "before RL" and all("phase" not in m for m in lines[1:])
     # the same fixed sampling seed each time: evaluating an unchanged model twice gives the same number
     again = gcpo.train(gcpo.make_config("dapo", model=warm, warm_steps=0, steps=0, device="cpu", eval_prompts=16),
                        progress=False)

@@ -1,5 +1,5 @@
 """Property-based fuzz test of the command line: every option's value drawn from inside and outside its declared
-range (gcpo_support.RANGES) or set (gcpo.CHOICES).
+range (checks.RANGES) or set (checks.CHOICES).
 
 inside  → the run finishes (tiny model, one RL step) with finite metrics;
 outside → `gcpo.cli(argv)` returns non-zero and prints exactly one line on stderr, `gcpo.py: error: ...`, that
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import gcpo
-import gcpo_support
+from gcpo_support import checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # one tiny run: Needle with 4 symbols (responses of 5 tokens with EOS), an 8-wide 1-layer model, one RL step;
@@ -106,12 +106,12 @@ def one_line_error(argv, capsys, names):
     assert any(n in lines[0] for n in names), f"{argv}: the error does not name the option: {lines[0]}"
 
 
-# ---- numeric options: gcpo_support.RANGES ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(gcpo_support.RANGES))
+# ---- numeric options: checks.RANGES ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(checks.RANGES))
 @settings(max_examples=2, **SETTINGS)
 @given(data=st.data())
 def test_numeric_option_inside_its_range_runs(name, data, capsys):
-    value = data.draw(inside(name, gcpo_support.RANGES[name]), label=name)
+    value = data.draw(inside(name, checks.RANGES[name]), label=name)
     finite_run([flag(name), text(value)])
 
 
@@ -124,7 +124,7 @@ def extremes(name, r):
     return [v for v in ends if v in r and FITS.get(name, lambda _: True)(v)]
 
 
-FLOAT_EXTREMES = [(n, v) for n, r in sorted(gcpo_support.RANGES.items()) if not r.integer for v in extremes(n, r)]
+FLOAT_EXTREMES = [(n, v) for n, r in sorted(checks.RANGES.items()) if not r.integer for v in extremes(n, r)]
 
 
 @pytest.mark.parametrize("name, value", FLOAT_EXTREMES)
@@ -132,16 +132,16 @@ def test_numeric_option_at_the_ends_of_its_range_runs(name, value):
     finite_run([flag(name), text(value)])
 
 
-@pytest.mark.parametrize("name", sorted(gcpo_support.RANGES))
+@pytest.mark.parametrize("name", sorted(checks.RANGES))
 @settings(max_examples=4, **SETTINGS)
 @given(data=st.data())
 def test_numeric_option_outside_its_range_is_one_line_error(name, data, capsys):
-    value = data.draw(outside(gcpo_support.RANGES[name]), label=name)
+    value = data.draw(outside(checks.RANGES[name]), label=name)
     one_line_error([flag(name), value], capsys, [flag(name), name])
 
 
-# ---- string options: gcpo.CHOICES -----------------------------------------------------------------------------
-CHOICE_VALUES = [(name, v) for name, values in sorted(gcpo.CHOICES.items()) for v in values
+# ---- string options: checks.CHOICES -----------------------------------------------------------------------------
+CHOICE_VALUES = [(name, v) for name, values in sorted(checks.CHOICES.items()) for v in values
                  if not (v == "cuda" and not torch.cuda.is_available())]
 
 
@@ -150,11 +150,11 @@ def test_every_choice_runs(name, value):
     finite_run([flag(name), value])
 
 
-@pytest.mark.parametrize("name", sorted(gcpo.CHOICES))
+@pytest.mark.parametrize("name", sorted(checks.CHOICES))
 @settings(max_examples=2, **SETTINGS)
 @given(data=st.data())
 def test_a_value_outside_the_choices_is_one_line_error(name, data, capsys):
-    choices = gcpo.CHOICES[name]
+    choices = checks.CHOICES[name]
     wrong = st.one_of(st.sampled_from([c.upper() for c in choices] + [c + " " for c in choices] + [""]),
                       st.text("abcdefghijklmnopqrstuvwxyz_0123456789", max_size=8))
     one_line_error([flag(name), data.draw(wrong.filter(lambda v: v not in choices), label=name)], capsys,
@@ -201,7 +201,8 @@ def test_unwritable_outputs_fail_before_the_run(tmp_path, capsys):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     one_line_error(["--out", str(a_file)], capsys, ["out"])
-    one_line_error(["--html", str(tmp_path / "missing" / "w.html")], capsys, ["html"])
+    one_line_error(["--html", str(a_file / "w.html")], capsys, ["html"])  # under a file: no folder can be made
+    one_line_error(["--html", str(tmp_path)], capsys, ["html"])  # a folder, not a file
 
 
 # ---- the real command -------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 import gcpo
-import gcpo_support
+from tests.helpers import contrast_weights, micro_batch_loss
+from gcpo_support import kernels, loading
 
 V, PAD, EOS, BOS = 53, 0, 1, 2
 
@@ -113,7 +114,7 @@ def test_sliced_logprobs_keep_the_gradient(model):
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (16, 9, 301)])
 def test_chosen_logprobs_value_and_gradient_are_bit_identical_to_autograd(shape):
-    """gcpo_support.ChosenLogProbs (the lean backward) against autograd on the plain expression: torch.equal, not
+    """kernels.ChosenLogProbs (the lean backward) against autograd on the plain expression: torch.equal, not
     allclose, for the value and for the gradient under an upstream gradient with mixed signs, so the training
     trajectory cannot change. Logits drawn wide (std 4), some rows tied, so softmax terms span many magnitudes."""
     N, T, V = shape
@@ -127,7 +128,7 @@ def test_chosen_logprobs_value_and_gradient_are_bit_identical_to_autograd(shape)
     reference = x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - x.logsumexp(-1)
     reference.backward(upstream)
     b = logits.clone().requires_grad_(True)
-    lean = gcpo_support.ChosenLogProbs.apply(b, tokens)
+    lean = kernels.ChosenLogProbs.apply(b, tokens)
     lean.backward(upstream)
     assert torch.equal(lean, reference)
     assert torch.equal(b.grad, a.grad)  # (+0 == −0 here) and every bit the same, except the sign of a zero:
@@ -139,7 +140,7 @@ def test_chosen_logprobs_value_and_gradient_are_bit_identical_to_autograd(shape)
     torch.testing.assert_close(b.grad[:, :-1].double(), expected, rtol=1e-5, atol=1e-6)
     c = logits.clone().requires_grad_(True)  # a second derivative is refused with an error, never silently wrong
     scale = upstream.clone().requires_grad_(True)
-    (first,) = torch.autograd.grad((gcpo_support.ChosenLogProbs.apply(c, tokens) * scale).sum(), c, create_graph=True)
+    (first,) = torch.autograd.grad((kernels.ChosenLogProbs.apply(c, tokens) * scale).sum(), c, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         first.sum().backward()
 
@@ -180,15 +181,15 @@ def test_contrast_weights_with_given_logprobs_equal_recomputed_and_full(model, d
     assert_no_near_ties(ref, ref_neg, b["mask"], divergence, ref_all, ref_neg_all)
     before = gcpo.token_weights(ref, ref_neg, b["mask"], divergence=divergence,
                                 logp_all=ref_all if full else None, logp_neg_all=ref_neg_all if full else None)
-    inside = gcpo.contrast_weights(model, b, cfg)
-    handed = gcpo.contrast_weights(model, b, cfg, ref, ref_all if full else None)
+    inside = contrast_weights(model, b, cfg)
+    handed = contrast_weights(model, b, cfg, ref, ref_all if full else None)
     assert not torch.equal(before, b["mask"].float())  # not the trivial all-ones weights
     torch.testing.assert_close(inside, before, atol=1e-6, rtol=0)
     torch.testing.assert_close(handed, before, atol=1e-6, rtol=0)
 
 
 class ForwardLog:
-    """Records (input ids, grad enabled) for every forward of a model (the hook also sends gcpo_support.Decoder
+    """Records (input ids, grad enabled) for every forward of a model (the hook also sends kernels.Decoder
     to the model's own forward, so decode steps are forwards too)."""
 
     def __init__(self, model):
@@ -210,7 +211,7 @@ def rollout_setup(weights_from, divergence="kl", temperature=0.8):
     cfg = gcpo.make_config("gcpo", env="needle", batch_prompts=4, group_size=4, dynamic_sampling=False,
                            weights_from=weights_from, divergence=divergence, temperature=temperature,
                            device="cpu")
-    task, _ = gcpo.build_task(cfg)
+    task, _ = loading.build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
     model = tiny_model(task.vocab_size, task.prompt_len + cfg.max_new_tokens, std=0.3, seed=2)
     log = ForwardLog(model)
@@ -235,7 +236,7 @@ def test_rollout_weights_from_sampler_logprobs_equal_recomputed():
     logp_neg, _ = gcpo.response_logprobs(model, batch["neg_prompts"], batch["neg_mask"], batch["responses"],
                                          cfg.temperature)
     assert_no_near_ties(recomputed, logp_neg, batch["mask"], "kl")
-    w_recomputed = gcpo.contrast_weights(model, batch, cfg)  # no logp handed in: both branches run here
+    w_recomputed = contrast_weights(model, batch, cfg)  # no logp handed in: both branches run here
     assert not torch.equal(w_recomputed, batch["mask"].float())
     torch.testing.assert_close(batch["w_rollout"], w_recomputed, atol=1e-6, rtol=0)
 
@@ -251,7 +252,7 @@ def test_training_pass_weights_equal_recomputed(divergence):
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
     log = ForwardLog(model)
-    _, _, w, _ = gcpo.micro_batch_loss(model, None, batch, cfg, batch["mask"].sum(), len(batch["mask"]))
+    _, _, w, _ = micro_batch_loss(model, None, batch, cfg, batch["mask"].sum(), len(batch["mask"]))
     log.handle.remove()
     assert [grad for _, grad in log.calls] == [True, False]  # the training pass, then only the negative branch
     assert runs(log.calls[0][0], batch["prompts"], batch["responses"])
@@ -264,7 +265,7 @@ def test_training_pass_weights_equal_recomputed(divergence):
     assert_no_near_ties(logp, logp_neg, batch["mask"], divergence, logp_all, logp_neg_all)
     if divergence == "kl":  # (full_kl reads only the full log-softmax) the rollout policy's weights differ
         assert not torch.equal(gcpo.token_weights(batch["logp_old"], logp_neg, batch["mask"]), w)
-    torch.testing.assert_close(w, gcpo.contrast_weights(model, batch, cfg), atol=1e-6, rtol=0)
+    torch.testing.assert_close(w, contrast_weights(model, batch, cfg), atol=1e-6, rtol=0)
 
 
 @torch.no_grad()
@@ -272,7 +273,7 @@ def reference_sample(model, prompts, pmask, T, temperature, generator, neg=None,
     """Sampling without a KV cache and without any logit slicing: at every step the whole sequence so far goes
     through the model and the logits of all positions are computed; the last one's are used. Guidance
     (scale != 1) runs the prompt and the negative prompt as two separate batches. Draws like gcpo.sample
-    (one torch.multinomial per step from the same generator), stops when every row has emitted EOS."""
+    (one gcpo.draw per step from the same generator), stops when every row has emitted EOS."""
     def last_logp(ids, attn):
         logits = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(1) - 1).clamp(min=0)).logits
         assert logits.shape[1] == ids.shape[1]  # every position's logits
@@ -289,7 +290,7 @@ def reference_sample(model, prompts, pmask, T, temperature, generator, neg=None,
         else:
             uncond = last_logp(*seqs[1])
             draw = uncond + scale * (cond - uncond)
-        tok = torch.multinomial(draw.softmax(-1), 1, generator=generator).squeeze(-1).masked_fill(done, PAD)
+        tok = gcpo.draw(draw.softmax(-1), generator).masked_fill(done, PAD)
         tokens.append(tok)
         logps.append(cond.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0))
         masks.append((~done).long())
@@ -317,7 +318,7 @@ def test_sampler_prefill_with_last_logits_samples_like_full_logits(scale):
 
 
 def test_fused_gelu_is_gpt2s_gelu_new():
-    """gcpo_support.fuse_gelu replaces every `gelu_new` module of a GPT-2 (the default activation of a pretrained
+    """kernels.fuse_gelu replaces every `gelu_new` module of a GPT-2 (the default activation of a pretrained
     GPT-2, and of GPT2Config) by the fused tanh-GELU: the same logits and gradients to float32 rounding, the config
     updated so a saved copy reloads with it; a model with another activation is left as it was."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -333,7 +334,7 @@ def test_fused_gelu_is_gpt2s_gelu_new():
     before.square().sum().backward()
     grad_before = model.transformer.h[0].mlp.c_fc.weight.grad.clone()
     model.zero_grad()
-    assert gcpo_support.fuse_gelu(model) is model
+    assert kernels.fuse_gelu(model) is model
     assert not any(isinstance(m, NewGELUActivation) for m in model.modules())
     assert sum(isinstance(m, torch.nn.GELU) for m in model.modules()) == 2
     assert model.config.activation_function == "gelu_pytorch_tanh"
@@ -344,118 +345,51 @@ def test_fused_gelu_is_gpt2s_gelu_new():
     relu = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=1, n_head=2,
                                       activation_function="relu"))
     acts = [type(m) for m in relu.modules()]
-    assert [type(m) for m in gcpo_support.fuse_gelu(relu).modules()] == acts
+    assert [type(m) for m in kernels.fuse_gelu(relu).modules()] == acts
     assert relu.config.activation_function == "relu"
 
 
-def draw_cases():
-    """(name, probs (N, V)) that tell the draws apart: peaked and flat rows, rows with zeros (what top-p leaves),
-    unnormalised rows, a single category, and many rows of two equal probabilities (the race is then decided by
-    which exponential is smaller, often by a hair)."""
-    g = torch.Generator().manual_seed(0)
-    peaked = (torch.randn(64, 580, generator=g) * 3).softmax(-1)
-    zeros = peaked * (torch.rand(64, 580, generator=g) < 0.3)
-    zeros[:, 7] += 1e-3  # no row all zero
-    return [("peaked", peaked), ("flat", torch.full((32, 1000), 1e-3)), ("with zeros", zeros),
-            ("unnormalised", peaked[:8] * 7.3), ("one category", torch.ones(5, 1)),
-            ("two equal", torch.full((20_000, 2), 0.5)), ("gpt2 vocabulary", torch.rand(4, 50257).softmax(-1)),
-            ("in three pieces", torch.rand(48, 50257, generator=g).softmax(-1)),  # pieces of 20 rows
-            ("transposed layout", peaked.t().contiguous().t()), ("sliced", peaked[::2, 5:300])]
+def test_draw_is_the_inverse_cdf_of_each_row():
+    """gcpo.draw against a float64 inverse CDF by hand on the same uniforms: token = the first v whose cumulative
+    mass passes u·Σp. Rows have zeros inside and at both ends, and do not sum to 1."""
+    probs = torch.rand(200, 37, generator=torch.Generator().manual_seed(0)) ** 3
+    probs[:, ::5], probs[:, -1], probs[::3] = 0.0, 0.0, probs[::3] * 7
+    got = gcpo.draw(probs, torch.Generator().manual_seed(1))
+    u = torch.rand(200, 1, generator=torch.Generator().manual_seed(1)).double()
+    cdf = probs.double().cumsum(-1)
+    want = (cdf <= u * cdf[:, -1:]).sum(-1)
+    near = ((cdf - u * cdf[:, -1:]).abs() < 1e-5).any(-1)  # float32 and float64 may part at a boundary
+    assert (got == want)[~near].all() and (~near).sum() > 190
+    assert (probs.gather(1, got[:, None]) > 0).all()
 
 
-@pytest.mark.parametrize("name, probs", draw_cases(), ids=[c[0] for c in draw_cases()])
-def test_draw_tokens_are_torch_multinomials_draws(name, probs):
-    """gcpo.sample's draw_tokens returns the tokens torch.multinomial(probs, 1) returns from the same generator,
-    and leaves the generator in the same state (so every later draw agrees too); the default generator too."""
-    g1, g2 = torch.Generator().manual_seed(11), torch.Generator().manual_seed(11)
-    for _ in range(3):  # consecutive draws: the generator states must stay in step
-        assert torch.equal(gcpo_support.draw_tokens(probs, g2), torch.multinomial(probs, 1, generator=g1)[:, 0])
-    assert torch.equal(g1.get_state(), g2.get_state())
-    torch.manual_seed(5)
-    want, state = torch.multinomial(probs, 1)[:, 0], torch.get_rng_state()
-    torch.manual_seed(5)
-    assert torch.equal(gcpo_support.draw_tokens(probs), want) and torch.equal(torch.get_rng_state(), state)
+def test_draw_frequencies_match_the_probabilities():
+    """200,000 draws from one row: every frequency within 5 standard errors of its probability, zeros never."""
+    p = torch.tensor([0.0, 0.5, 0.25, 0.0, 0.125, 0.125, 0.0])
+    tok = gcpo.draw(p.expand(200_000, -1).contiguous(), torch.Generator().manual_seed(3))
+    freq = torch.bincount(tok, minlength=7).double() / len(tok)
+    se = (p.double() * (1 - p.double()) / len(tok)).sqrt()
+    assert ((freq - p.double()).abs() <= 5 * se + 1e-12).all()
 
 
-@pytest.mark.parametrize("probs", [torch.zeros(0, 5), torch.rand(3, 5).requires_grad_()], ids=["empty", "grad"])
-def test_draw_tokens_hands_what_it_does_not_cover_to_torch(probs):
-    """An empty batch and a grad-requiring tensor go to torch.multinomial itself: same result, no error."""
-    want = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(1))[:, 0]
-    assert torch.equal(gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(1)), want)
-
-
-def test_draw_tokens_recomputes_the_contenders_exactly(monkeypatch):
-    """The vectorised log1p only has to bring each exponential within a few 1e-6 of torch's: the candidates near
-    each row's best are then recomputed exactly. Adversarial probabilities p_v ∝ q_v·(1 + 1e-7·r_v), built from
-    the very exponentials q the generator will draw, put every race p/q within 1e-6 of its row's best; with a
-    log1p that is off by up to 4e-6 (relative) the draws still equal torch.multinomial's, although that race
-    alone picks other tokens in most rows."""
-    q = torch.empty(500, 40).exponential_(generator=torch.Generator().manual_seed(3))  # torch's own q
-    probs = q * (1 + 1e-7 * torch.rand(500, 40, generator=torch.Generator().manual_seed(4)))
-    want = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(3))[:, 0]
-    assert torch.equal(gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(3)), want)
-    noise, log1p, seen = torch.Generator().manual_seed(5), torch.log1p, {}
-
-    def off_by_a_little(x):
-        seen["q"] = -log1p(x) * (1 + 4e-6 * (2 * torch.rand(x.shape, generator=noise, dtype=x.dtype) - 1))
-        return -seen["q"]
-
-    monkeypatch.setattr(torch, "log1p", off_by_a_little)
-    got = gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(3))
-    monkeypatch.undo()
-    assert torch.equal(got, want)
-    assert (probs / seen["q"].float()).argmax(-1).ne(want).float().mean() > 0.5  # the race alone: mostly wrong
-
-
-def test_draw_tokens_recomputes_rows_whose_best_is_subnormal(monkeypatch):
-    """Below float32's normal range the division rounds coarser than the 1e-5 margin, so a row whose best race is
-    under 1e-30 is recomputed whole: the adversarial rows above, scaled to 1e-41, with a log1p off by exactly one
-    float32 ulp (what the vectorised log1p may do), still draw torch.multinomial's tokens."""
-    q = torch.empty(20_000, 40).exponential_(generator=torch.Generator().manual_seed(3))
-    probs = q * (1 + 1e-7 * torch.rand(20_000, 40, generator=torch.Generator().manual_seed(4))) * 1e-41
-    want = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(3))[:, 0]
-    noise, log1p = torch.Generator().manual_seed(5), torch.log1p
-    one_ulp = lambda x: log1p(x) * (1 + 2.0**-23 * torch.randint(0, 2, x.shape, generator=noise, dtype=x.dtype)
-                                    .mul(2).sub(1))  # ×(1 ± 2⁻²³): one float32 ulp, up or down
-    monkeypatch.setattr(torch, "log1p", one_ulp)
-    assert torch.equal(gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(3)), want)
-
-
-def test_draw_tokens_lets_a_nan_race_win_as_torch_does(monkeypatch):
-    """u = 0 (a 2⁻⁵³ event) gives q = 0, and where p = 0 the race 0/0 is NaN, which torch's argmax returns. Forced
-    here by a uniform_ that sets that entry's u to 0: the token is the NaN's index, worked out by hand."""
-    probs = torch.tensor([[0.3, 0.0, 0.7], [0.5, 0.2, 0.3]])
-    uniform_ = torch.Tensor.uniform_
-
-    def zero_at_0_1(self, *args, **kwargs):
-        out = uniform_(self, *args, **kwargs)
-        out[0, 1] = 0.0
-        return out
-
-    monkeypatch.setattr(torch.Tensor, "uniform_", zero_at_0_1)
-    assert gcpo_support.draw_tokens(probs, torch.Generator().manual_seed(0))[0] == 1
-
-
-@pytest.mark.parametrize("bad", ["negative", "nan", "inf", "zero row"])
-def test_draw_tokens_rejects_what_torch_rejects(bad):
-    probs = torch.rand(3, 6)
-    probs[1, 2] = {"negative": -0.1, "nan": float("nan"), "inf": float("inf"), "zero row": 0.0}[bad]
-    if bad == "zero row":
-        probs[1] = 0.0
-    with pytest.raises(RuntimeError) as want:
-        torch.multinomial(probs, 1)
-    with pytest.raises(RuntimeError) as got:
-        gcpo_support.draw_tokens(probs)
-    assert str(got.value) == str(want.value)
+@pytest.mark.parametrize("u", [0.0, 1 - 2**-24])
+def test_draw_never_returns_a_zero_probability_token_at_the_ends(monkeypatch, u):
+    """u = 0 must not pick a leading zero; u just below 1, where u·Σp can round up to Σp, must not run past
+    the last token with mass onto trailing zeros."""
+    probs = torch.tensor([[0.0, 0.3, 0.0, 0.7, 0.0, 0.0], [0.0, 0.0, 1e-3, 1e-7, 0.0, 0.0]])
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.full(shape, u))
+    tok = gcpo.draw(probs)
+    assert (probs.gather(1, tok[:, None]) > 0).all()
+    assert tok.tolist() == ([1, 2] if u == 0.0 else [3, 3])
 
 
 def decode_logits(model, prompts, pmask, T, autocast=False):
-    """Prefill, then T − 1 greedy decode steps through gcpo_support.Decoder: (N, T, V) next-token logits, and
+    """Prefill, then T − 1 greedy decode steps through kernels.Decoder: (N, T, V) next-token logits, and
     whether the decoder took its GPT-2 path."""
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         pos = gcpo.position_ids(pmask)
         out = model(input_ids=prompts, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        decode = gcpo_support.Decoder(model, out.past_key_values, pmask, T)
+        decode = kernels.Decoder(model, out.past_key_values, pmask, T)
         logits, pos, steps = out.logits[:, -1], pos[:, -1] + 1, [out.logits[:, -1]]
         for _ in range(T - 1):
             logits, pos = decode(logits.argmax(-1), pos), pos + 1
@@ -499,7 +433,7 @@ def test_decoder_keeps_the_models_forward_where_its_loop_would_skip_something():
     assert not took_fast and len(calls) == 4  # the prefill and three decode steps
     with torch.no_grad():
         out = model(input_ids=b["prompts"], attention_mask=b["prompt_mask"], use_cache=True)
-        decode = gcpo_support.Decoder(model, out.past_key_values, b["prompt_mask"], 1)
+        decode = kernels.Decoder(model, out.past_key_values, b["prompt_mask"], 1)
         decode(b["prompts"][:, -1], b["prompt_mask"].sum(1))
         with pytest.raises(ValueError, match="larger max_new_tokens"):
             decode(b["prompts"][:, -1], b["prompt_mask"].sum(1) + 1)
@@ -509,7 +443,7 @@ def test_decoder_takes_the_generic_path_for_other_models():
     """Anything but a GPT2LMHeadModel in eval mode with SDPA attention runs its own forward (here: eager
     attention), and gcpo.sample still draws the reference sampler's tokens with it."""
     model = tiny_model(std=0.15, seed=3)
-    assert gcpo_support.Decoder.plain_gpt2(model)
+    assert kernels.Decoder.plain_gpt2(model)
     model.config._attn_implementation = "eager"
     b = contrast_batch()
     _, took_fast = decode_logits(model, b["prompts"], b["prompt_mask"], 4)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import gcpo
+from gcpo_support import checks
 
 
 # ---- group advantage (docs/algorithm.md §3) ---------------------------------------------------------------
@@ -42,9 +43,9 @@ def test_group_advantage_errors():
 
 def test_rewards_checked():
     with pytest.raises(ValueError, match="finite"):
-        gcpo.check_rewards(torch.tensor([1.0, float("nan")]), 2)
+        checks.check_rewards(torch.tensor([1.0, float("nan")]), 2)
     with pytest.raises(ValueError, match="shape"):
-        gcpo.check_rewards(torch.ones(3), 2)
+        checks.check_rewards(torch.ones(3), 2)
 
 
 def test_overlong_penalty():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gcpo
+from tests.helpers import micro_batch_loss
 import toy_envs
 
 AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
@@ -164,9 +165,9 @@ def test_weights_from_rollout_are_the_ones_the_loss_uses():
     model, b = handmade_batch()
     b["w_rollout"] = (torch.rand(b["mask"].shape, generator=torch.Generator().manual_seed(1)) + 0.5) * b["mask"]
     cfg = config("gcpo", weights_from="rollout")
-    loss, _, w, _ = gcpo.micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]))
+    loss, _, w, _ = micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]))
     assert torch.equal(w, b["w_rollout"])
-    current, _, w_now, _ = gcpo.micro_batch_loss(model, None, b, config("gcpo"), b["mask"].sum(), len(b["mask"]))
+    current, _, w_now, _ = micro_batch_loss(model, None, b, config("gcpo"), b["mask"].sum(), len(b["mask"]))
     assert not torch.equal(w_now, w) and loss.item() != current.item()
     want = -(b["adv"][:, None] * b["w_rollout"] * b["mask"]).sum() / b["mask"].sum()  # ρ ≡ 1
     assert loss.item() == pytest.approx(want.item(), rel=1e-6)
@@ -176,7 +177,7 @@ def test_dr_grpo_divides_by_the_generation_cap_not_the_batch_width():
     model, b = handmade_batch()
     cfg = config("dr_grpo", max_new_tokens=12)
     assert b["responses"].shape[1] < 12
-    loss, *_ = gcpo.micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]))
+    loss, *_ = micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]))
     want = -(b["adv"] * b["mask"].sum(1)).sum() / (len(b["mask"]) * 12)  # ρ ≡ 1: ℓ = −A_i on each token
     assert loss.item() == pytest.approx(want.item(), rel=1e-6)
 
@@ -187,7 +188,7 @@ def test_kl_to_reference_is_the_k3_of_the_frozen_reference(agg):
     ref_table = POLICY + torch.randn(V, V, generator=torch.Generator().manual_seed(2))
     ref = PromptLookupLM(ref_table).requires_grad_(False)
     cfg = config("grpo", loss_agg=agg, beta=0.04)
-    _, metrics, *_ = gcpo.micro_batch_loss(model, ref, b, cfg, b["mask"].sum(), len(b["mask"]))
+    _, metrics, *_ = micro_batch_loss(model, ref, b, cfg, b["mask"].sum(), len(b["mask"]))
     logp = logp_by_hand(POLICY, b["prompts"], b["responses"])
     delta = logp_by_hand(ref_table, b["prompts"], b["responses"]) - logp
     k3, m = delta.exp() - delta - 1, b["mask"].double()
@@ -224,7 +225,7 @@ def test_each_optimizer_step_normalises_by_its_own_mini_batch(agg):
     n = 8
     batch = {k: v.expand(n, *v.shape[1:]).clone() for k, v in one.items()}
     cfg = config(loss_agg=agg, minibatches=2, micro_batch=3, max_grad_norm=1e9)
-    loss, *_ = gcpo.micro_batch_loss(model, None, batch, cfg, batch["mask"].sum(), n)
+    loss, *_ = micro_batch_loss(model, None, batch, cfg, batch["mask"].sum(), n)
     loss.backward()
     full = model.table.grad.clone()
     model.table.grad = None

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import gcpo
-import gcpo_support
+from gcpo_support import checks
+from gcpo_support.metrics import key_token_auc, key_token_share
 
 AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 NORMS = ["hist", "softmax", "minmax", "none"]
@@ -161,13 +162,13 @@ def test_key_metrics_ignore_everything_under_the_mask():
     w = torch.tensor([[2.0, 0.5, 0.5, 1.0, 0.0, 0.0], [1.5, 0.5, 1.0, 0.0, 0.0, 0.0]])
     key = torch.tensor([[True, False, False, False, False, False], [False, True, False, False, False, False]])
     mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0]])
-    share, auc = gcpo_support.key_token_share(w, key, mask), gcpo_support.key_token_auc(w, key, mask)
+    share, auc = key_token_share(w, key, mask), key_token_auc(w, key, mask)
     assert share.item() == pytest.approx((2.0 + 0.5) / (4.0 + 3.0))
     # padding that carries weight, and key flags on padding, change nothing
     w_junk, key_junk = w.clone(), key.clone()
     w_junk[mask == 0], key_junk[mask == 0] = 5.0, True
-    assert gcpo_support.key_token_share(w_junk, key_junk, mask).item() == share.item()
-    assert gcpo_support.key_token_auc(w_junk, key_junk, mask).item() == auc.item()
+    assert key_token_share(w_junk, key_junk, mask).item() == share.item()
+    assert key_token_auc(w_junk, key_junk, mask).item() == auc.item()
 
 
 # ---- the surrogate's trust region (both surrogates share it) -----------------------------------------------
@@ -353,7 +354,7 @@ def test_an_unknown_option_name_is_an_error_even_on_an_empty_batch(call):
 def test_non_finite_rewards_are_named_by_position():
     r = torch.tensor([0.0, float("nan"), float("inf"), 1.0, float("-inf"), float("nan"), float("nan"), float("nan")])
     with pytest.raises(ValueError, match=r"at responses \[1, 2, 4, 5, 6\]:"):  # the first five
-        gcpo.check_rewards(r, 8)
+        checks.check_rewards(r, 8)
 
 
 def test_integer_rewards_give_the_advantages_of_their_float_values():
@@ -399,17 +400,17 @@ def test_key_metrics_do_not_depend_on_the_scale_of_the_weights():
     key = torch.tensor([[True, False, False, False], [False, True, True, False]])
     mask = torch.ones(2, 4)
     for f in (1e-3, 1e3):
-        share = gcpo_support.key_token_share(w, key, mask).item()
-        assert gcpo_support.key_token_share(w * f, key, mask).item() == pytest.approx(share)
-        assert gcpo_support.key_token_auc(w * f, key, mask).item() == gcpo_support.key_token_auc(w, key, mask).item()
+        share = key_token_share(w, key, mask).item()
+        assert key_token_share(w * f, key, mask).item() == pytest.approx(share)
+        assert key_token_auc(w * f, key, mask).item() == key_token_auc(w, key, mask).item()
 
 
 def test_key_auc_averages_only_responses_with_both_kinds_of_token():
     w = torch.tensor([[3.0, 1.0, 2.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
     key = torch.tensor([[True, False, False], [True, True, True], [False, False, False]])
     mask = torch.ones(3, 3)
-    assert gcpo_support.key_token_auc(w, key, mask).item() == 1.0  # rows 1 (all key) and 2 (no key) are left out
-    assert math.isnan(gcpo_support.key_token_auc(w[1:], key[1:], mask[1:]).item())  # no response has both: NaN
+    assert key_token_auc(w, key, mask).item() == 1.0  # rows 1 (all key) and 2 (no key) are left out
+    assert math.isnan(key_token_auc(w[1:], key[1:], mask[1:]).item())  # no response has both: NaN
 
 
 # ---- aggregation, KL and the log-ratio clamp --------------------------------------------------------------

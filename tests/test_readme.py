@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gcpo
-import gcpo_support
+from gcpo_support import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md")).read()
@@ -66,5 +66,6 @@ def test_other_scripts_accept_the_readme_flags(line):
         assert flag in help_text.stdout, f"{line}: {flag} is not an option of {argv[0]}"
 
 
-def test_readme_options_table_is_generated_from_the_code():
-    assert gcpo_support.options_markdown() in README
+def test_options_page_is_generated_from_the_code():
+    page = open(os.path.join(ROOT, "docs", "options.md")).read()
+    assert cli.options_markdown(gcpo.Config, gcpo.PRESETS) in page

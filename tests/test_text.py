@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import gcpo
-import gcpo_support
+from tests.helpers import contrast_weights
+from gcpo_support import loading, render
 import toy_envs
 from conftest import save_tiny_gpt2
 from toy_envs.text import token_spans
@@ -20,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def bpe(tiny_gpt2):
-    return gcpo_support.load_tokenizer(tiny_gpt2)
+    return loading.load_tokenizer(tiny_gpt2)
 
 
 def completion(task, pieces, eos_after=None, width=None):
@@ -134,7 +135,7 @@ def test_word_tokenizer():
 def test_tokenizer_without_eos(tmp_path):
     path = save_tiny_gpt2(tmp_path / "noeos", eos=False)
     with pytest.raises(ValueError, match="no EOS"):
-        gcpo_support.load_tokenizer(path)
+        loading.load_tokenizer(path)
     tok = toy_envs.WordTokenizer(["a"])
     tok.eos_token_id = None
     with pytest.raises(ValueError, match="no EOS"):
@@ -149,13 +150,13 @@ def test_model_vocab_smaller_than_tokenizer(tmp_path):
 
 def test_unknown_hub_name_is_one_clear_error():
     with pytest.raises(ValueError, match="cannot load 'no-such-model-zzz'.*needs internet the first time") as err:
-        gcpo_support.load_tokenizer("no-such-model-zzz")  # the hub is off in tests: fails fast, no download
+        loading.load_tokenizer("no-such-model-zzz")  # the hub is off in tests: fails fast, no download
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
 def test_missing_model_directory_is_one_clear_error():
     with pytest.raises(ValueError, match="does not exist"):
-        gcpo_support.load_tokenizer("./no/such/model")
+        loading.load_tokenizer("./no/such/model")
     cmd = [sys.executable, os.path.join(ROOT, "gcpo.py"), "--model", "./no/such/model", "--env", "topic"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode != 0 and "does not exist" in out.stderr and "Traceback" not in out.stderr
@@ -169,7 +170,7 @@ def small_cfg(model, **kw):
 def test_pretrained_path_trains(tiny_gpt2, tmp_path):
     """The real loading path: from_pretrained on a saved model and tokenizer, a few GCPO steps that change the
     parameters, then save_pretrained of both and a reload."""
-    before = {k: v.clone() for k, v in gcpo.from_pretrained(__import__("transformers").AutoModelForCausalLM,
+    before = {k: v.clone() for k, v in loading.from_pretrained(__import__("transformers").AutoModelForCausalLM,
                                                              tiny_gpt2).state_dict().items()}
     cfg = small_cfg(tiny_gpt2, steps=3, lr=1e-2, dynamic_sampling=False, out=str(tmp_path / "run"),
                     task_args="reward_noise=0.1")  # noisy rewards: nonzero advantages even for a random model
@@ -179,14 +180,14 @@ def test_pretrained_path_trains(tiny_gpt2, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     for h in result["history"]:
         assert np.isfinite(h["pg_loss"]) and 0 < h["grad_norm"] < float("inf") and h["skipped_steps"] == 0
-    reloaded = gcpo_support.load_tokenizer(str(tmp_path / "run" / "model"))  # tokenizer saved beside the weights
-    assert len(reloaded) == len(gcpo_support.load_tokenizer(tiny_gpt2))
+    reloaded = loading.load_tokenizer(str(tmp_path / "run" / "model"))  # tokenizer saved beside the weights
+    assert len(reloaded) == len(loading.load_tokenizer(tiny_gpt2))
 
 
 def test_pretrained_rollout_alignment(tiny_gpt2):
     """Log-probs finite and equal to a full forward; weights one per response token; EOS and padding right."""
     cfg = small_cfg(tiny_gpt2, steps=0)
-    task, tokenizer = gcpo.build_task(cfg)
+    task, tokenizer = loading.build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
     assert tokenizer.padding_side == "left" and task.pad_id == tokenizer.pad_token_id == tokenizer.eos_token_id
     model = gcpo.build_policy(cfg, task.vocab_size, 64, {}).eval()
@@ -202,18 +203,36 @@ def test_pretrained_rollout_alignment(tiny_gpt2):
         assert m[:n].all() and not m[n:].any() and (row[n:] == task.pad_id).all()
         eos = (row[:n] == task.eos_id).nonzero()
         assert len(eos) == 0 and n == cfg.max_new_tokens or eos[0].item() == n - 1
-    w = gcpo.contrast_weights(model, batch, cfg)
+    w = contrast_weights(model, batch, cfg)
     assert w.shape == responses.shape and (w[~valid] == 0).all() and torch.isfinite(w).all()
     torch.testing.assert_close(w.sum(1), mask.sum(1).float())  # hist weights: mean 1 over each response
 
 
 def test_show_sample_with_negative_and_html(tiny_gpt2, tmp_path):
+    """The printed and HTML samples show, token by token, the weights the run's scheme gives those responses
+    (recomputed here through the training path), in a folder that did not exist."""
     result = gcpo.train(small_cfg(tiny_gpt2, steps=0), progress=False)
-    html = tmp_path / "w.html"
-    text = gcpo.show_sample(result, n=2, html_path=str(html))
-    assert text.count("negative: Here is a sentence:") == 2
+    html = tmp_path / "new" / "folder" / "w.html"
+    shown = gcpo.sample_credit(result, 2)
+    text = render.show_sample(shown, result["task"], result["cfg"], html_path=str(html), color=False)
+    assert text.count("negative: Here is a sentence:") == 2 and "\x1b[" not in text
     page = html.read_text()
-    assert page.count("negative (notopic)") == 2 and page.count('title="w=') >= 2
+    assert page.count("negative (notopic)") == 2 and "contrast credit scheme" in page
+    cfg, task = result["cfg"], result["task"]
+    prompts, pmask = gcpo.prompt_tensors(task, shown["prompts"], "cpu")
+    neg, nmask = gcpo.prompt_tensors(task, shown["negatives"], "cpu")
+    b = dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask,
+             responses=torch.as_tensor(shown["responses"]), mask=torch.as_tensor(shown["mask"]))
+    want = contrast_weights(result["model"], b, cfg).numpy()
+    np.testing.assert_allclose(shown["weights"], want, atol=1e-6)
+    assert (want.std(1) > 0.05).all()  # the weights are not uniform: a negative scored as the prompt would be
+    for i in range(2):
+        k = int(shown["mask"][i].sum())
+        line = next(x for x in text.split("\n\n")[i].splitlines() if x.startswith("weights:"))
+        assert line.split()[1:1 + k] == [f"{x:.2f}" for x in want[i, :k]]
+    titles = [float(t.split('"')[0].split()[0]) for t in page.split('title="w=')[1:]]
+    np.testing.assert_allclose(titles, np.concatenate([want[i, :int(shown["mask"][i].sum())] for i in range(2)]),
+                               atol=1e-3)
 
 
 def test_bfloat16_autocast_smoke(tiny_gpt2):
@@ -240,7 +259,7 @@ def test_demo_command_on_a_saved_model(tiny_gpt2, tmp_path, capsys):
     gcpo.main(["--model", tiny_gpt2, "--env", "sentiment", "--steps", "0", "--eval-prompts", "4", "--show", "2",
                "--html", str(html), "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "after 0 steps" in out and out.count("negative: Here is a") == 2  # the default negative: opposite
+    assert "after 0 RL steps" in out and out.count("negative: Here is a") == 2  # the default negative: opposite
     assert html.read_text().count("negative (opposite)") == 2
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gcpo
-import gcpo_support
+from gcpo_support import cli, loading
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,12 @@ def test_cli_smoke_writes_outputs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "eval reward" in printed and "key-token share" in printed
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [0, 1]
+    assert [m["step"] for m in lines] == [-1, 0, 1]  # the evaluation before RL, then one line per step
+    assert lines[0]["phase"] == "before RL" and "eval_reward" in lines[0]
     for key in ("reward_mean", "reward_std", "zero_std_frac", "response_len", "sampling_tries", "groups_kept"):
-        assert key in lines[0]
+        assert key in lines[1]
+    provenance = json.loads((out / "config.json").read_text())["provenance"]
+    assert {"python", "torch", "transformers", "numpy", "torch_threads", "cpu", "git_commit"} <= set(provenance)
     assert json.loads((out / "config.json").read_text())["env"] == "toy_envs/GridPaint-v0"
     assert (out / "model" / "config.json").exists() and "<span" in html.read_text()
 
@@ -110,7 +113,7 @@ def test_bad_env_and_negative():
     with pytest.raises(ValueError, match="unknown env"):
         gcpo.train(gcpo.make_config("gcpo", env="mountaincar", device="cpu"), progress=False)
     with pytest.raises(ValueError, match="task_args"):
-        gcpo_support.parse_task_args("length16")
+        loading.parse_task_args("length16")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
@@ -131,7 +134,7 @@ def test_every_option_has_its_help_text_from_the_source():
     are read (a dataclass written here holds one of each, a section comment, and a field with neither)."""
     import dataclasses
 
-    docs = gcpo_support.field_docs(gcpo.Config)
+    docs = cli.field_docs(gcpo.Config)
     assert set(docs) == {f.name for f in dataclasses.fields(gcpo.Config)}
     assert all(text and not text.startswith(("#", '"')) for text in docs.values())
     assert docs["lr"] == "RL learning rate (AdamW)" and docs["credit"].startswith("token credit: uniform")
@@ -145,4 +148,4 @@ def test_every_option_has_its_help_text_from_the_source():
         two lines"""
         c: float = 0.5
 
-    assert gcpo_support.field_docs(Two) == {"a": "the comment on a's line", "b": "b's docstring, over two lines"}
+    assert cli.field_docs(Two) == {"a": "the comment on a's line", "b": "b's docstring, over two lines"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import gcpo
-import gcpo_support
-from gcpo_support import official_hist_loop  # the official per-row loop, written once
+from gcpo_support import metrics
+from gcpo_support.variants import official_hist_loop  # the official per-row loop, written once
 
 ALPHA = gcpo.hist_alpha(0.4, 0.8)
 NORMS = ["hist", "softmax", "minmax", "none"]
@@ -218,9 +218,9 @@ def test_key_token_metrics_by_hand():
     w = torch.tensor([[3.0, 1.0, 0.5, 0.5], [1.0, 2.0, 1.0, 0.0]])
     key = torch.tensor([[True, False, False, False], [False, True, True, False]])
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
-    assert gcpo_support.key_token_share(w, key, mask).item() == pytest.approx((3 + 2 + 1) / (5 + 4))
+    assert metrics.key_token_share(w, key, mask).item() == pytest.approx((3 + 2 + 1) / (5 + 4))
     # row 0: key beats all 3 others → 1; row 1: key {2, 1} vs other {1}: pairs (2>1)=1, (1=1)=½ → 0.75
-    assert gcpo_support.key_token_auc(w, key, mask).item() == pytest.approx((1.0 + 0.75) / 2)
+    assert metrics.key_token_auc(w, key, mask).item() == pytest.approx((1.0 + 0.75) / 2)
 
 
 def brute_force_average_ranks(values):
@@ -234,7 +234,7 @@ def test_average_ranks_brute_force(seed):
     scores = torch.randint(0, 5, (7, 15), generator=g).double()  # heavy ties
     mask = torch.rand(7, 15, generator=g) < 0.7  # holes
     mask[0] = False
-    ranks = gcpo_support.average_ranks(scores, mask)
+    ranks = metrics.average_ranks(scores, mask)
     for i in range(7):
         expected = brute_force_average_ranks(scores[i][mask[i]].tolist())
         assert ranks[i][mask[i]].tolist() == expected
