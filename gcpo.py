@@ -270,7 +270,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
     pos = position_ids(attn)
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
     logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
-    decode = Decoder(model, out.past_key_values, attn, max_new_tokens)  # next-token logits from the KV cache
+    decode = Decoder(model, out, attn, max_new_tokens)  # next-token logits from the prefill's KV cache
     del out  # (the decoder keeps what it needs of the cache)
 
     device = prompts.device

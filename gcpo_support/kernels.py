@@ -39,10 +39,21 @@ class ChosenLogProbs(torch.autograd.Function):
         return grad, None
 
 
+def cache_name() -> str:
+    """What transformers calls the KV cache in model inputs and outputs: `cache` from 5.x on, where the old name
+    `past_key_values` still works but warns, and `past_key_values` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+CACHE = cache_name()
+
+
 class Decoder:
     """Next-token logits after a prefill, one token per row per call: the loop of gcpo.sample.
 
-    decoder = Decoder(model, prefill.past_key_values, attention_mask (R, P), max_new_tokens)
+    decoder = Decoder(model, prefill_output, attention_mask (R, P), max_new_tokens)
     decoder(tokens (R,), positions (R,)) → logits (R, V) of the token after `tokens`.
 
     Any causal LM runs its own forward with its cache. A GPT-2 on CPU (GPT2LMHeadModel in eval mode with SDPA
@@ -53,7 +64,8 @@ class Decoder:
     logits are the same bit for bit (tests/test_logprob_equiv.py, on CPU, which is why other devices keep the
     model's own forward)."""
 
-    def __init__(self, model, past, attention_mask: torch.Tensor, max_new_tokens: int):
+    def __init__(self, model, prefill, attention_mask: torch.Tensor, max_new_tokens: int):
+        past = prefill[CACHE]  # the prefill's KV cache
         self.model, self.past, self.attn = model, past, attention_mask
         if not self.plain_gpt2(model) or not hasattr(past, "layers"):  # (older transformers: another cache API)
             return
@@ -83,8 +95,8 @@ class Decoder:
         if self.past is not None:  # any model: its own forward
             self.attn = torch.cat([self.attn, torch.ones_like(self.attn[:, :1])], dim=1)
             out = self.model(input_ids=tokens[:, None], attention_mask=self.attn, position_ids=positions[:, None],
-                             past_key_values=self.past, use_cache=True)
-            self.past = out.past_key_values
+                             use_cache=True, **{CACHE: self.past})
+            self.past = out[CACHE]
             return out.logits[:, -1]
         gpt, S, R = self.model.transformer, self.length + 1, tokens.shape[0]  # S: keys after this token
         if S > self.kv.shape[-2]:

@@ -389,7 +389,7 @@ def decode_logits(model, prompts, pmask, T, autocast=False):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         pos = gcpo.position_ids(pmask)
         out = model(input_ids=prompts, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        decode = kernels.Decoder(model, out.past_key_values, pmask, T)
+        decode = kernels.Decoder(model, out, pmask, T)
         logits, pos, steps = out.logits[:, -1], pos[:, -1] + 1, [out.logits[:, -1]]
         for _ in range(T - 1):
             logits, pos = decode(logits.argmax(-1), pos), pos + 1
@@ -433,7 +433,7 @@ def test_decoder_keeps_the_models_forward_where_its_loop_would_skip_something():
     assert not took_fast and len(calls) == 4  # the prefill and three decode steps
     with torch.no_grad():
         out = model(input_ids=b["prompts"], attention_mask=b["prompt_mask"], use_cache=True)
-        decode = kernels.Decoder(model, out.past_key_values, b["prompt_mask"], 1)
+        decode = kernels.Decoder(model, out, b["prompt_mask"], 1)
         decode(b["prompts"][:, -1], b["prompt_mask"].sum(1))
         with pytest.raises(ValueError, match="larger max_new_tokens"):
             decode(b["prompts"][:, -1], b["prompt_mask"].sum(1) + 1)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gcpo
+from gcpo_support.kernels import CACHE
 from tests.helpers import micro_batch_loss
 import toy_envs
 
@@ -34,8 +35,8 @@ class PromptLookupLM(torch.nn.Module):
     def get_input_embeddings(self):  # gcpo reads the vocabulary size from here
         return SimpleNamespace(num_embeddings=self.table.shape[0])
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=False,
-                logits_to_keep=0):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False, logits_to_keep=0, **cache):
+        past_key_values = cache.get(CACHE)  # transformers' name for the KV cache: `cache` (5.x) or past_key_values
         if past_key_values is None:
             at_key = position_ids == 2
             assert (at_key.sum(1) == 1).all(), "every prompt needs a token at position 2"
@@ -43,8 +44,12 @@ class PromptLookupLM(torch.nn.Module):
         else:
             key = past_key_values
         logits = self.table[key][:, None, :].expand(-1, input_ids.shape[1], -1)  # (N, S, V)
-        return SimpleNamespace(logits=logits[:, -logits_to_keep:] if logits_to_keep else logits,
-                               past_key_values=key)
+        return Output({"logits": logits[:, -logits_to_keep:] if logits_to_keep else logits, CACHE: key})
+
+
+class Output(dict):
+    """A model output read by key or attribute, as Hugging Face's ModelOutput."""
+    __getattr__ = dict.__getitem__
 
 
 def lookup_table(rows: dict) -> torch.Tensor:
