@@ -9,16 +9,17 @@ GRPO and DAPO give every token of a response the same group advantage A_i. GCPO 
 between tokens: each token's advantage becomes w_{i,t}·A_i, where w measures how much the token's log-prob
 changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null prompt, or "answer wrongly").
 
-    python gcpo.py                               # warm start + GCPO on the Needle toy task (~35 s, 2 CPU cores)
+    python gcpo.py                               # warm start + GCPO on the Needle toy task (~25 s, 2 CPU cores)
     python gcpo.py --algo dapo --env chainsum    # a baseline on another task; --help lists every knob
     python gcpo.py --model gpt2 --env topic --steps 0 --show 4   # GPT-2 completions shaded by GCPO weight
 
 Data flows top to bottom: config → policy → sampling → rewards → group advantage → contrastive token
 weights (THE GCPO PART) → loss → rollout → update → training loop. The math is pure functions on (N, T)
 tensors: B prompts per rollout, G responses per prompt, N = B·G responses, P prompt length, T response length,
-V vocabulary size. gcpo_support.py holds what a reader can skip: option ranges and input checks, the weight
-laws neither default uses, diagnostics, the speed-only pieces (a leaner log-prob backward, GPT-2's fused GELU,
-the sampler's faster draw and GPT-2 decode loop), the command line, model loading, the bit-exact official loop.
+V vocabulary size. The gcpo_support/ package holds what a reader can skip, one concern per module (checks,
+variants, schemes, kernels, loading, metrics, render, cli); it never imports this file. Token credit is a plain
+function whose parameter names say what it needs (gcpo_support/schemes.py): `--credit` takes GCPO's, a peer's,
+or your own (module:function or path/file.py:function), and credit_kit checks its properties.
 
 Simplified: one process, no vLLM, no FSDP (gcpo_trl.py runs the same weights inside TRL's trainer for that); the
 toy policy is a tiny GPT-2 trained from scratch after a supervised warm start (§9); no dropout, so ρ ≡ 1 at first.
@@ -37,10 +38,10 @@ import torch.nn.functional as F
 import tqdm
 
 from gcpo_support import schemes
-from gcpo_support.checks import (CHOICES, RANGES, check_aggregate_inputs, check_float, check_groups,
-                                 check_hist_params, check_logprob_inputs, check_loss_inputs, check_overlong_inputs,
-                                 check_positions, check_rewards, check_rewards_for_groups, check_sample_inputs,
-                                 check_shapes, check_task_options, check_value, validate_config)
+from gcpo_support.checks import (check_aggregate_inputs, check_groups, check_hist_params, check_logprob_inputs,
+                                 check_loss_inputs, check_overlong_inputs, check_positions, check_rewards,
+                                 check_rewards_for_groups, check_sample_inputs, check_score_inputs,
+                                 check_task_options, check_weight_inputs, validate_config)
 from gcpo_support.cli import parse_args
 from gcpo_support.kernels import ChosenLogProbs, Decoder, fuse_gelu
 from gcpo_support.loading import build_task, from_pretrained, load_object
@@ -323,9 +324,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     group: A_i = (r_i − mean_G r)/(std_G r + ε) (GRPO, unbiased std, ε = 1e-6 as EasyR1);
     batch: (r_i − mean_G r)/(std_batch r + ε); none: r_i − mean_G r (Dr. GRPO).
     A group whose rewards are all equal gets exactly 0."""
-    rewards = check_rewards_for_groups(rewards, group_size, eps)
-    if scale not in CHOICES["adv_scale"]:
-        raise ValueError(f"unknown advantage scale {scale!r}; choose group, batch or none")
+    rewards = check_rewards_for_groups(rewards, group_size, eps, scale)
     if rewards.numel() == 0:
         return rewards.clone()
     r = rewards.view(-1, group_size)  # (B, G)
@@ -358,23 +357,15 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
     d = clamp(logp⁻ − logp, −20, 20);
     kl (official): η = min(exp(d) − d − 1, 10), the one-sample k3 estimate of KL(π(·|x) ‖ π(·|x⁻));
     full_kl (paper): η = Σ_v π(v|x)(log π(v|x) − log π(v|x⁻)), needs logp_all, logp_neg_all (N, T, V);
-    abs, info_gain: ablations, gcpo_support.variant_scores."""
-    check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
-    check_float(logp=logp, logp_neg=logp_neg)
+    abs, info_gain: ablations, gcpo_support/variants.py."""
+    check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all)
     valid = mask.bool()
-    if divergence not in CHOICES["divergence"]:
-        raise ValueError(f"unknown divergence {divergence!r}; choose kl, full_kl, abs or info_gain")
     if logp.numel() == 0:
         return torch.zeros_like(logp)
     d = (logp_neg - logp).clamp(-20.0, 20.0)  # (N, T)
     if divergence == "kl":
         eta = (d.exp() - d - 1.0).clamp(max=10.0)
     elif divergence == "full_kl":
-        if logp_all is None or logp_neg_all is None:
-            raise ValueError("divergence='full_kl' needs the full log-softmax of both prompts (logp_all, logp_neg_all)")
-        check_shapes(3, logp_all=logp_all, logp_neg_all=logp_neg_all)
-        if logp_all.shape[:2] != logp.shape:
-            raise ValueError(f"logp_all must be (N, T, V), (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
         p = logp_all.exp()  # (N, T, V); a token with π(v|x) = 0 contributes 0 (0·log 0 = 0)
         eta = torch.where(p > 0, p * (logp_all - logp_neg_all), 0.0).sum(-1).clamp(min=0.0)  # (N, T), KL ≥ 0 (rounding)
     else:
@@ -408,24 +399,14 @@ def normalize_weights(scores, mask, normalization="hist", ties="average", top_fr
     hist (official): rank the N valid scores ascending, p = rank/N, u = p^α (α = hist_alpha(x, y)),
         w = u·N/Σu. Mean 1; the top x = 40% of tokens carry ≈ y = 80% of the weight; max w → α + 1.
         ties='average': tied scores share their mean rank (x⁻ = x → w ≡ 1); 'official': argsort order.
-    softmax, minmax, none: other laws, gcpo_support.variant_weights.
+    softmax, minmax, none: other laws, gcpo_support/variants.py.
     A response with no valid token gets all-zero weights, never NaN. Half-precision scores are ranked and
     normalised in float32 (bfloat16 cannot count ranks past 256)."""
-    check_shapes(2, scores=scores, mask=mask)
-    check_float(scores=scores)
-    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
+    scores = check_weight_inputs(scores, mask, normalization, ties, softmax_temp)  # (half precision → float32)
     valid = mask.bool()
-    if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()
-    if normalization not in CHOICES["normalization"]:
-        raise ValueError(f"unknown normalization {normalization!r}; choose hist, softmax, minmax or none")
     if scores.shape[1] == 0:
         return torch.zeros_like(scores)
-    if not (scores.isfinite() | ~valid).all():
-        raise ValueError("token scores must be finite on valid tokens; check the log-probs for NaN/inf")
     n_valid = valid.sum(1, keepdim=True).to(scores.dtype)  # (N, 1)
-    if ties not in ("average", "official"):
-        raise ValueError(f"unknown ties {ties!r}; choose average or official")
     if normalization != "hist":
         return variant_weights(scores, valid, n_valid, normalization, softmax_temp)
     alpha = hist_alpha(top_fraction, target_mass)
@@ -486,7 +467,12 @@ def credit_scheme(cfg: Config):
 
     shuffled = schemes.shuffled(contrast)  # the control: GCPO's weights permuted within each response
     builtins = {"uniform": uniform, "contrast": contrast, "shuffled": shuffled, "oracle": oracle, **schemes.PEERS}
-    return builtins[cfg.credit] if cfg.credit in builtins else load_object(cfg.credit, "credit scheme")
+    if cfg.credit in builtins:
+        return builtins[cfg.credit]
+    if ":" not in cfg.credit:
+        raise ValueError(f"unknown credit scheme {cfg.credit!r}; choose one of {list(builtins)}, or your own as "
+                         "module:function or path/file.py:function")
+    return load_object(cfg.credit, "credit scheme")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -506,9 +492,7 @@ def aggregate(x, mask, loss_agg="token-mean", total_tokens=None, total_seqs=None
     seqs = x.shape[0] if total_seqs is None else total_seqs
     if loss_agg == "seq-mean-token-mean":
         return ((x * m).sum(1) / m.sum(1).clamp(min=1)).sum() / max(seqs, 1)
-    if loss_agg == "seq-mean-token-sum-norm":
-        return (x * m).sum() / (max(seqs, 1) * max_len)
-    raise ValueError(f"unknown loss_agg {loss_agg!r}; choose one of {CHOICES['loss_agg']}")
+    return (x * m).sum() / (max(seqs, 1) * max_len)  # seq-mean-token-sum-norm
 
 
 def kl_penalty(logp, ref_logp, estimator="k3"):

@@ -232,9 +232,42 @@ def check_loss_inputs(logp, logp_old, advantages, mask, ref_logp, kl_weights, su
         raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose k3 or k1")
 
 
-def check_rewards_for_groups(rewards, group_size, eps):
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose {', '.join(map(str, choices[:-1]))} or {choices[-1]}")
+
+
+def check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all) -> None:
+    """token_scores' boundary: (N, T) log-probs of one shape, a known divergence, and for full_kl both (N, T, V)
+    log-softmaxes."""
+    check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
+    check_float(logp=logp, logp_neg=logp_neg)
+    check_choice("divergence", divergence, CHOICES["divergence"])
+    if divergence == "full_kl" and logp.numel():
+        if logp_all is None or logp_neg_all is None:
+            raise ValueError("divergence='full_kl' needs the full log-softmax of both prompts (logp_all, logp_neg_all)")
+        check_shapes(3, logp_all=logp_all, logp_neg_all=logp_neg_all)
+        if logp_all.shape[:2] != logp.shape:
+            raise ValueError(f"logp_all must be (N, T, V), (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
+
+
+def check_weight_inputs(scores, mask, normalization, ties, softmax_temp) -> torch.Tensor:
+    """normalize_weights' boundary: (N, T) floating scores, finite on valid tokens, a known law and tie rule.
+    Returns the scores, half precision promoted to float32 (bfloat16 cannot count ranks past 256)."""
+    check_shapes(2, scores=scores, mask=mask)
+    check_float(scores=scores)
+    check_value("softmax_temp", softmax_temp, RANGES["softmax_temp"])
+    check_choice("normalization", normalization, CHOICES["normalization"])
+    check_choice("ties", ties, CHOICES["ties"])
+    if not (scores.isfinite() | ~mask.bool()).all():
+        raise ValueError("token scores must be finite on valid tokens; check the log-probs for NaN/inf")
+    return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+
+
+def check_rewards_for_groups(rewards, group_size, eps, scale="group"):
     """group_advantages' boundary; integer (0/1) rewards are promoted to float losslessly."""
     check_groups(rewards, group_size)
+    check_choice("advantage scale", scale, CHOICES["adv_scale"])
     check_value("eps", eps, RANGES["adv_eps"])
     rewards = rewards if rewards.is_floating_point() else rewards.float()
     if not rewards.isfinite().all():
@@ -279,6 +312,7 @@ def check_positions(model, cfg, task) -> None:
 def check_aggregate_inputs(x, mask, loss_agg, total_tokens, total_seqs, max_len) -> None:
     """aggregate's boundary: shapes, and counts that can be the whole mini-batch's (never below this one's)."""
     check_shapes(2, x=x, mask=mask)
+    check_choice("loss_agg", loss_agg, CHOICES["loss_agg"])
     m = mask.to(x.dtype)
     if loss_agg == "token-mean":
         if total_tokens is not None and not torch.as_tensor(total_tokens, dtype=x.dtype) >= m.sum():
