@@ -97,10 +97,8 @@ class Config:
     adv_eps: float = 1e-6  # ε in (r − mean)/(std + ε) (official EasyR1; TRL uses 1e-4)
     # contrastive token credit (§4): THE GCPO PART
     credit: str = "contrast"
-    """token credit scheme, Ã = w·A: uniform (w ≡ 1: GRPO, Dr. GRPO, DAPO) | contrast (GCPO's weights) | shuffled
-    (the control: GCPO's weights permuted within each response) | oracle (the upper bound: hist weights on the
-    task's key tokens) | entropy_top20 | gtpo_entropy | vppo_top40 (peer schemes) | module:function or
-    path/file.py:function (your own; docs/credit_kit.md)"""
+    """token credit: uniform (w ≡ 1) | contrast (GCPO) | shuffled (GCPO's w permuted: the control) | oracle (hist w
+    on the key tokens) | entropy_top20 | gtpo_entropy | vppo_top40 | your module:fn or file.py:fn; Ã = w·A"""
     negative: str = ""
     """negative prompt kind, one the task offers ('': its first): null (CFG unconditional) | wrong (another
     answer) for symbolic tasks; notopic | other (topic), opposite | neutral (sentiment)"""
@@ -442,22 +440,21 @@ def credit_scheme(cfg: Config):
     (entropy_top20, gtpo_entropy, vppo_top40), or a plugged-in module:function or path/file.py:function."""
     law = dict(divergence=cfg.divergence, normalization=cfg.normalization, ties=cfg.ties,
                top_fraction=cfg.top_fraction, target_mass=cfg.target_mass, softmax_temp=cfg.softmax_temp)
-    uniform_if_equal = ("uniform_when_uninformative",) if cfg.normalization == "hist" and cfg.ties == "average" else ()
-    claims = dict(claims=(*uniform_if_equal, "monotone") if cfg.normalization == "hist" else uniform_if_equal,
-                  signal="full_kl" if cfg.divergence == "full_kl" else "contrast")
+    even = cfg.normalization in ("softmax", "minmax") or (cfg.normalization, cfg.ties) == ("hist", "average")
+    claims = ("uniform_when_uninformative",) * even + ("monotone",) * (cfg.divergence in ("kl", "full_kl"))
+    declared = dict(claims=claims, signal="full_kl" if cfg.divergence == "full_kl" else "contrast")
 
     @schemes.credit_scheme("uniform", claims=("uniform_when_uninformative",))
     def uniform(mask):  # every token gets A_i (GRPO, Dr. GRPO, DAPO)
         return mask.float()
 
-    if cfg.divergence == "full_kl":  # the paper's exact KL needs the whole log-softmax of both prompts
-        @schemes.credit_scheme("contrast", **claims)
-        def contrast(logp, logp_neg, mask, logp_all, logp_neg_all):
-            return token_weights(logp, logp_neg, mask, **law, logp_all=logp_all, logp_neg_all=logp_neg_all)
-    else:
-        @schemes.credit_scheme("contrast", **claims)
-        def contrast(logp, logp_neg, mask):  # GCPO
-            return token_weights(logp, logp_neg, mask, **law)
+    @schemes.credit_scheme("contrast", **declared)
+    def contrast(logp, logp_neg, mask):  # GCPO
+        return token_weights(logp, logp_neg, mask, **law)
+
+    @schemes.credit_scheme("contrast", **declared)
+    def contrast_full_kl(logp, logp_neg, mask, logp_all, logp_neg_all):  # the paper's exact KL: all of π and π⁻
+        return token_weights(logp, logp_neg, mask, **law, logp_all=logp_all, logp_neg_all=logp_neg_all)
 
     @schemes.credit_scheme("oracle", claims=("uniform_when_uninformative", "monotone"), signal="key")
     @torch.no_grad()
@@ -465,6 +462,7 @@ def credit_scheme(cfg: Config):
         scores = (key_mask & mask.bool()).float()
         return normalize_weights(scores, mask, "hist", "average", cfg.top_fraction, cfg.target_mass)
 
+    contrast = contrast_full_kl if cfg.divergence == "full_kl" else contrast
     shuffled = schemes.shuffled(contrast)  # the control: GCPO's weights permuted within each response
     builtins = {"uniform": uniform, "contrast": contrast, "shuffled": shuffled, "oracle": oracle, **schemes.PEERS}
     if cfg.credit in builtins:
@@ -812,17 +810,15 @@ def sample_credit(result: dict, n: int) -> dict:
     model, task, cfg, G = result["model"], result["task"], result["cfg"], result["cfg"].group_size
     prompts_np = np.repeat(result["eval_prompts"][:n], G, axis=0)  # (n·G, P)
     neg_np = task.negative_prompts(prompts_np, cfg.negative)
-    np_rng, gen = seeded(cfg, 424242)
-    scheme = credit_scheme(cfg)
+    (np_rng, gen), scheme, dev = seeded(cfg, 424242), credit_scheme(cfg), cfg.device
     with autocast(cfg):
-        (prompts, pmask), (neg, nmask) = prompt_tensors(task, prompts_np, cfg.device), prompt_tensors(task, neg_np,
-                                                                                                        cfg.device)
+        (prompts, pmask), (neg, nmask) = prompt_tensors(task, prompts_np, dev), prompt_tensors(task, neg_np, dev)
         responses, mask, _, _ = sample(model, prompts, pmask, cfg.max_new_tokens, task.eos_id, task.pad_id,
                                        cfg.temperature, cfg.top_p, gen)
         score = task.score(prompts_np, responses.cpu().numpy(), rng=np_rng)
-        rewards = torch.as_tensor(score.reward, dtype=torch.float64, device=cfg.device)
+        rewards = torch.as_tensor(score.reward, dtype=torch.float64, device=dev)
         b = dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask, responses=responses, mask=mask,
-                 key_mask=torch.as_tensor(score.key_mask, device=cfg.device), rewards=rewards,
+                 key_mask=torch.as_tensor(score.key_mask, device=dev), rewards=rewards,
                  adv=group_advantages(rewards, G, cfg.adv_scale, cfg.adv_eps).float())
         w = credit_weights(model, b, cfg, scheme, seeded(cfg, 424243)[1])  # (n·G, T)
     keep = slice(None, None, G)
@@ -838,9 +834,7 @@ def sample_credit(result: dict, n: int) -> dict:
 def main(argv=None) -> dict:
     cfg = parse_args(argv, Config, PRESETS, make_config, __doc__)
     result = train(cfg)
-    scheme = credit_scheme(result["cfg"])
-    oracle = ", an oracle: it reads the key tokens" if "key_mask" in schemes.needs(scheme) else ""
-    print(summarize(result, schemes.info(scheme).name + oracle))
+    print(summarize(result, credit_scheme(result["cfg"])))
     if cfg.show > 0:
         print(show_sample(sample_credit(result, cfg.show), result["task"], result["cfg"], cfg.html))
     return result

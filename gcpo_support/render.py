@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 
+from gcpo_support import schemes
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -62,14 +64,17 @@ def html_page(title: str, sections, scheme: str = "") -> str:
             f"<h3>{html.escape(title)}</h3>{legend}" + "\n".join(body))
 
 
-def summarize(result: dict, scheme: str = "") -> str:
-    """The run in two or three lines: eval reward before RL and after, skipped steps, and the weights' statistics
-    over the last steps (up to 10)."""
+def summarize(result: dict, scheme=None) -> str:
+    """The run in two or three lines: eval reward before RL and after, the credit scheme (said to be an oracle
+    when it reads the key tokens), skipped steps, and the weights' statistics over the last steps (up to 10)."""
     cfg, hist = result["cfg"], result["history"]
+    name = cfg.credit if scheme is None else schemes.info(scheme).name
+    if scheme is not None and "key_mask" in schemes.needs(scheme):
+        name += " (an oracle: it reads the task's key tokens)"
     last = hist[-10:]
     mean = lambda k: np.nanmean([h[k] for h in last if k in h]) if any(k in h for h in last) else math.nan
     warm = f"after a {cfg.warm_steps}-step warm start" if cfg.warm_steps else "no warm start"
-    lines = [f"{cfg.algo} ({scheme or cfg.credit} credit) on {cfg.env}, seed {cfg.seed}: eval reward "
+    lines = [f"{cfg.algo}, {name} credit, on {cfg.env}, seed {cfg.seed}: eval reward "
              f"{result['reward_before']:.3f} before RL ({warm}) -> {result['reward_after']:.3f} after {cfg.steps} "
              f"RL steps"]
     skipped = sum(1 for h in hist if "grad_norm" not in h)
