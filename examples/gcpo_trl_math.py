@@ -16,9 +16,10 @@ negative prompt "give a wrong answer" (the paper's reasoning negative).
         --learning_rate 1e-6 --epsilon_high 0.28 --max_steps 500 --logging_steps 5
 
     # plain GRPO/DAPO on the same data, for comparison: add --credit uniform
+    # another token-credit scheme: --credit entropy_top20 | gtpo_entropy | vppo_top40 | shuffled | path/file.py:fn
 
-Every GCPOConfig option is a flag (`--divergence`, `--normalization`, `--weights_from`, ..., and all of
-GRPOConfig's). The data is generated here, so nothing but the model is downloaded. Prompts are chat messages
+Every GCPOConfig option is a flag (`--credit`, `--divergence`, `--normalization`, `--weights_from`, ..., and all
+of GRPOConfig's). The data is generated here, so nothing but the model is downloaded. Prompts are chat messages
 when the tokenizer has a chat template (instruct models), plain text otherwise.
 
 `--param_digest PREFIX` writes PREFIX.rank<N> with a SHA-256 of the parameters before and after training on
@@ -115,7 +116,8 @@ def main(argv=None):
         import torch.distributed as dist
 
         backend = dist.get_backend() if dist.is_initialized() else "none"
-        print(f"{acc.num_processes} process(es), {acc.distributed_type.value}, backend {backend}, device {acc.device}")
+        print(f"{acc.num_processes} process(es), {acc.distributed_type.value}, backend {backend}, device {acc.device}; "
+              f"credit scheme {trainer.credit_name}")
     before = parameter_digest(acc.unwrap_model(trainer.model)) if script.param_digest else ""
     trainer.train()
     if script.param_digest:
@@ -126,8 +128,9 @@ def main(argv=None):
         logged = [h for h in trainer.state.log_history if "gcpo/weight_max" in h]
         if logged:
             last = logged[-1]
-            print(f"gcpo weights (last log): max {last['gcpo/weight_max']:.2f}, std {last['gcpo/weight_std']:.2f}, "
-                  f"top-40% mass {last['gcpo/weight_top40_mass']:.3f}; reward {last.get('reward', float('nan')):.3f}")
+            print(f"{trainer.credit_name} weights (last log): max {last['gcpo/weight_max']:.2f}, std "
+                  f"{last['gcpo/weight_std']:.2f}, top-40% mass {last['gcpo/weight_top40_mass']:.3f}; reward "
+                  f"{last.get('reward', float('nan')):.3f}")
     if config.save_strategy != "no":
         trainer.save_model(config.output_dir)  # on every process (DeepSpeed and FSDP gather the weights)
 

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import gcpo  # noqa: E402
+from gcpo_support import schemes  # noqa: E402
 from gcpo_trl import GCPOConfig, GCPOTrainer  # noqa: E402
 from toy_envs.text import save_stand_in_gpt2  # noqa: E402
 
@@ -81,12 +82,15 @@ def generated_batch(t, train_dataset, shorten=False):
     return out
 
 
-def plain_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
-    """log π(y_t | prompt, y_<t) (B, T) from one ordinary forward (logits → log-softmax), independent of TRL."""
+def plain_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask, entropy=False):
+    """log π(y_t | prompt, y_<t) (B, T) from one ordinary forward (logits → log-softmax), independent of TRL;
+    with entropy=True also H(π(· | prompt, y_<t)) = −Σ_v π log π (B, T)."""
     ids = torch.cat([prompt_ids, completion_ids], 1)
     attn = torch.cat([prompt_mask, completion_mask], 1)
     logits = model(input_ids=ids, attention_mask=attn).logits[:, prompt_ids.shape[1] - 1:-1].float()
-    return logits.log_softmax(-1).gather(-1, completion_ids[..., None]).squeeze(-1)
+    logp_all = logits.log_softmax(-1)
+    logp = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)
+    return (logp, -(logp_all.exp() * logp_all).sum(-1)) if entropy else logp
 
 
 @pytest.fixture
@@ -95,9 +99,9 @@ def recorded(monkeypatch):
     calls = []
     original = GCPOTrainer.token_advantages
 
-    def spy(self, advantages, logp, logp_neg, mask):
-        out = original(self, advantages, logp, logp_neg, mask)
-        calls.append((advantages.detach().clone(), out.detach().clone()))
+    def spy(self, batch, logp=None, logp_neg=None, entropy=None):
+        out = original(self, batch, logp, logp_neg, entropy)
+        calls.append((batch["advantages"].detach().clone(), out.detach().clone()))
         return out
 
     monkeypatch.setattr(GCPOTrainer, "token_advantages", spy)
@@ -209,6 +213,187 @@ def test_uniform_credit_is_grpo(tiny_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# any credit scheme: the trainer computes only what the scheme names
+
+
+def peaked(model, scale=10.0):
+    """The random-init model predicts almost uniformly (every entropy ≈ log V); larger (tied) embeddings give
+    it peaked, position-dependent predictions, so that entropy schemes see a signal."""
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(scale)
+
+
+@pytest.mark.parametrize("weights_from", ["current", "rollout"])
+def test_entropy_scheme_gets_the_policy_entropy_and_needs_no_negative_prompt(tiny_dir, tmp_path, recorded,
+                                                                              monkeypatch, weights_from):
+    """gtpo_entropy (w ∝ H_t, mean 1 per completion) on a dataset without negative prompts: the advantages equal
+    w·A_i with w from the entropy of a separate, ordinary forward pass, and no negative forward runs."""
+    monkeypatch.setattr(GCPOTrainer, "_negative_logps", lambda *a, **k: pytest.fail("a negative forward ran"))
+    ds = dataset(negative=False)
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, credit="gtpo_entropy", weights_from=weights_from)
+    peaked(g.model)
+    batch = generated_batch(g, ds, shorten=weights_from == "current")  # (rollout: scored before it could)
+    assert not any(k.startswith("neg_") for k in batch)
+    if weights_from == "current":
+        g.compute_loss(g.model, batch).backward()
+    (a, token_adv), = recorded
+    mask = batch["completion_mask"]
+    with torch.no_grad():
+        _, entropy = plain_logps(g.model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], mask,
+                                 entropy=True)
+    w = schemes.gtpo_entropy(entropy, mask)
+    assert w[mask.bool()].std() > 0.03  # a real signal, not w ≡ 1
+    torch.testing.assert_close(token_adv, a[:, None] * w, rtol=1e-4, atol=1e-5)
+    assert g.credit_name == "gtpo_entropy" and len(g._metrics["train"]["gcpo/weight_std"]) == 1
+
+
+def test_entropy_top20_keeps_the_batchs_top_fifth(tiny_dir, tmp_path, recorded):
+    """entropy_top20: 0/1 weights, the 1s on the ~20% highest-entropy valid tokens of the micro-batch."""
+    ds = dataset(negative=False)
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, credit="entropy_top20")
+    peaked(g.model)
+    batch = generated_batch(g, ds, shorten=True)
+    g.compute_loss(g.model, batch)
+    (a, token_adv), = recorded
+    valid = batch["completion_mask"].bool()
+    w = token_adv / a[:, None]
+    assert set(w[valid].unique().tolist()) == {0.0, 1.0} and not w[~valid].any()
+    assert 0.15 <= w[valid].mean() <= 0.3
+
+
+def test_shuffled_permutes_gcpo_weights_within_each_completion(tiny_dir, tmp_path, recorded):
+    """shuffled: each completion's weights are its GCPO weights in another order (the same multiset), seeded:
+    the same step on a fresh trainer gives the same order."""
+    ds = dataset()
+    runs = []
+    for credit in ("contrast", "shuffled", "shuffled"):
+        g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, credit=credit)
+        g.compute_loss(g.model, generated_batch(g, ds, shorten=True))
+        runs.append(recorded.pop())
+    (a, contrast), (_, shuffled), (_, again) = runs
+    assert torch.equal(shuffled, again) and not torch.equal(shuffled, contrast)
+    torch.testing.assert_close(shuffled.sort(1).values, contrast.sort(1).values, rtol=1e-5, atol=1e-6)
+
+
+GROUP_SCHEME = '''
+import torch
+
+SEEN = []
+
+
+def rank_in_group(adv, mask, group_size):
+    """w = 1 + (the completion's rank by A_i within its group, ties in row order) / G on every valid token."""
+    SEEN.append((adv.shape[0], group_size))
+    rank = adv.view(-1, group_size).argsort(dim=1, stable=True).argsort(dim=1).view(-1)
+    return (1 + rank / group_size)[:, None] * mask.float()
+'''
+
+
+def test_a_group_level_plugin_scheme_sees_whole_groups_once_per_generation(tiny_dir, tmp_path, recorded):
+    """A path/file.py:function scheme that names group_size is scored once per generation batch, on the rows in
+    group order (before TRL shuffles them), with group_size = num_generations; its weights reach TRL's loss."""
+    path = tmp_path / "group_scheme.py"
+    path.write_text(GROUP_SCHEME)
+    ds = dataset(negative=False)
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, credit=f"{path}:rank_in_group")
+    batch = generated_batch(g, ds)
+    module = sys.modules["credit_plugin_group_scheme"]
+    assert module.SEEN == [(8, 4)]
+    (a, token_adv), = recorded
+    assert torch.equal(batch["advantages"], token_adv)
+    rank = torch.tensor([sum(y < x or (y == x and j < i) for j, y in enumerate(group))  # by counting
+                         for group in a.view(-1, 4).tolist() for i, x in enumerate(group)])
+    torch.testing.assert_close(token_adv, a[:, None] * (1 + rank / 4)[:, None] * batch["completion_mask"])
+    g.compute_loss(g.model, batch)
+    assert module.SEEN == [(8, 4)]  # not scored again in the loss
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tool and environment masks: TRL's tool_mask (a rollout_func's env_mask becomes it) is the scheme's mask
+
+
+def tool_batch(B=8, T=10, seed=0):
+    """A batch as TRL's loss sees it, built by hand: uneven lengths (right padding) and tool output (tool_mask 0)
+    inside most completions; advantages A_i != 0; logp, logp_neg (B, T) with a real contrast."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([10, 7, 3, 9, 1, 6, 10, 4])
+    completion_mask = (torch.arange(T)[None] < lengths[:, None]).long()
+    tool_mask = torch.ones(B, T, dtype=torch.long)
+    tool_mask[0, 2:5] = tool_mask[1, 1:3] = tool_mask[3, 4:9] = tool_mask[5, 0] = tool_mask[6, 7:] = 0
+    tool_mask[2, 0:3] = 0  # a completion that is all tool output: no weight at all
+    logp = -torch.rand(B, T, generator=gen) * 3
+    logp_neg = logp - torch.rand(B, T, generator=gen) * 2
+    advantages = torch.tensor([1.0, -0.5, 0.7, -1.2, 0.3, 2.0, -0.8, 0.4])
+    return dict(completion_mask=completion_mask, tool_mask=tool_mask, advantages=advantages), logp, logp_neg
+
+
+@pytest.mark.parametrize("credit", ["contrast", "vppo_top40", "gtpo_entropy", "entropy_top20", "ones"])
+def test_tool_tokens_get_weight_zero_and_no_say_in_the_others(tiny_dir, tmp_path, credit):
+    """Straight through the advantage path: tool-output tokens get advantage 0; the other tokens' weights are
+    those of the same completions with the tool tokens removed (changing the inputs at tool positions changes
+    nothing), so a mean-1 scheme averages exactly 1 over each completion's own tokens. `ones`, a plug-in that
+    puts 1 everywhere, padding and tool output included, still gets 0 there."""
+    if credit == "ones":
+        (tmp_path / "ones.py").write_text("import torch\n\ndef ones(mask):\n    return torch.ones(mask.shape)\n")
+        credit = f"{tmp_path / 'ones.py'}:ones"
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, dataset(), credit=credit)
+    g.model.train()
+    batch, logp, logp_neg = tool_batch()
+    own = (batch["completion_mask"] * batch["tool_mask"]).bool()  # (B, T): the model's own tokens
+    tool = batch["completion_mask"].bool() & ~own
+    entropy = -logp  # any non-negative signal
+    adv = g.token_advantages(batch, logp, logp_neg, entropy)
+    assert tool.any() and not adv[tool].any() and not adv[~batch["completion_mask"].bool()].any()
+
+    noise = torch.randn(logp.shape, generator=torch.Generator().manual_seed(1)).abs() * 5
+    moved = [torch.where(own, x, noise) for x in (logp, logp_neg, entropy)]  # other values on tool tokens
+    assert torch.equal(g.token_advantages(batch, *moved), adv)
+
+    w = adv / batch["advantages"][:, None]
+    rows = own.any(1)
+    if credit in ("contrast", "gtpo_entropy") or credit.endswith(":ones"):
+        per_row = (w * own).sum(1)[rows] / own.sum(1)[rows]
+        torch.testing.assert_close(per_row, torch.ones_like(per_row), rtol=1e-6, atol=1e-6)
+        assert w[own].std() > 0.1 or credit.endswith(":ones")
+    if credit == "contrast":  # the weights of the compacted completions, by gcpo.token_weights
+        for i in range(len(w)):
+            if rows[i]:
+                keep = own[i]
+                alone = gcpo.token_weights(logp[i, keep][None], logp_neg[i, keep][None], torch.ones(1, keep.sum()))
+                torch.testing.assert_close(w[i, keep], alone[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("weights_from", ["current", "rollout"])
+def test_trl_tool_mask_reaches_the_scheme(tiny_dir, tmp_path, recorded, monkeypatch, weights_from):
+    """TRL's generation with a tool_mask in its output (as its tool loop or a rollout_func's env_mask gives it):
+    the token advantages TRL's loss gets are 0 on tool tokens and w·A_i elsewhere, with w the hist weights over
+    the model's own tokens only."""
+    original = GRPOTrainer._generate_and_score_completions
+
+    def with_tools(self, inputs):
+        out = original(self, inputs)
+        out["tool_mask"] = torch.ones_like(out["completion_mask"])
+        out["tool_mask"][::2, 2:5] = 0  # tool output in the middle of every other completion
+        return out
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", with_tools)
+    ds = dataset()
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, weights_from=weights_from)
+    batch = generated_batch(g, ds)
+    if weights_from == "current":
+        g.compute_loss(g.model, batch)
+    (a, token_adv), = recorded
+    own = batch["completion_mask"] * batch["tool_mask"]
+    with torch.no_grad():
+        args = (batch["completion_ids"], batch["completion_mask"])
+        logp = plain_logps(g.model, batch["prompt_ids"], batch["prompt_mask"], *args)
+        logp_neg = plain_logps(g.model, batch["neg_prompt_ids"], batch["neg_prompt_mask"], *args)
+    w = gcpo.token_weights(logp, logp_neg, own)
+    assert not token_adv[(batch["tool_mask"] == 0)].any()
+    torch.testing.assert_close(token_adv, a[:, None] * w, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # bad input: one clear error each, before any model work
 
 
@@ -241,15 +426,33 @@ def test_negative_prompt_fn_of_the_wrong_type_is_an_error(tmp_path, chat, fn, me
     (dict(divergence="kll"), "divergence='kll' is not an option"),
     (dict(normalization="rank"), "normalization='rank' is not an option"),
     (dict(weights_from="old"), "weights_from='old' is not an option"),
-    (dict(credit="oracle"), "credit='oracle' is not an option"),
+    (dict(credit="oracle"), "'oracle' needs 'key_mask', which GCPOTrainer cannot supply"),
+    (dict(credit="oracel"), "unknown credit scheme 'oracel'"),
+    (dict(credit="no_such_module_xyz:scheme"), "cannot import no_such_module_xyz"),
     (dict(ties="first"), "ties='first' is not an option"),
-    (dict(divergence="full_kl"), "use divergence='kl'"),
+    (dict(divergence="full_kl"), "'contrast' needs 'logp_all'.*use divergence='kl'"),
     (dict(top_fraction=0.5, target_mass=0.3), "target_mass=0.3 < top_fraction=0.5"),
     (dict(softmax_temp=0.0), "softmax_temp=0.0"),
 ])
 def test_unknown_option_value_is_an_error(tmp_path, option, message):
     with pytest.raises(ValueError, match=message):
         GCPOConfig(output_dir=str(tmp_path), **option)
+
+
+@pytest.mark.parametrize("params, need", [("rewards, mask", "rewards"), ("logp_neg_all, mask", "logp_neg_all"),
+                                          ("key_mask, mask", "key_mask"), ("logp_all", "logp_all")])
+def test_a_scheme_naming_an_input_trl_lacks_is_an_error(tmp_path, params, need):
+    (tmp_path / "lacking.py").write_text(f"def scheme({params}):\n    return mask.float()\n")
+    with pytest.raises(ValueError, match=f"^credit scheme 'scheme' needs '{need}', which GCPOTrainer cannot supply"):
+        GCPOConfig(output_dir=str(tmp_path), credit=f"{tmp_path / 'lacking.py'}:scheme")
+
+
+def test_a_scheme_returning_the_wrong_shape_is_one_line(tiny_dir, tmp_path):
+    (tmp_path / "bad.py").write_text("def bad(mask):\n    return mask[:, :1].float()\n")
+    ds = dataset(negative=False)
+    g = trainer(GCPOTrainer, tiny_dir, tmp_path, ds, credit=f"{tmp_path / 'bad.py'}:bad")
+    with pytest.raises(ValueError, match=r"^credit scheme 'bad' returned shape \(8, 1\); it must return one weight"):
+        g.compute_loss(g.model, generated_batch(g, ds))
 
 
 def test_grpo_config_is_refused(tmp_path):
@@ -292,7 +495,7 @@ def test_two_processes_end_with_identical_parameters(tiny_dir, tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"accelerate launch failed (exit {proc.returncode}):\n{output[-4000:]}"
     assert "2 process(es), MULTI_CPU, backend gloo" in proc.stdout, output[-4000:]
-    assert "gcpo weights (last log): max" in proc.stdout, output[-4000:]
+    assert "credit scheme contrast" in proc.stdout and "contrast weights (last log): max" in proc.stdout, output[-4000:]
     ranks = [dict(line.split() for line in open(f"{digest}.rank{r}")) for r in (0, 1)]
     assert ranks[0]["after"] == ranks[1]["after"], "the two processes ended with different parameters"
     assert ranks[0]["before"] == ranks[1]["before"] != ranks[0]["after"], "training did not change the parameters"
