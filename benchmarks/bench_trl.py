@@ -8,16 +8,19 @@ One step = sample B prompts x G completions of exactly 16 new tokens (min_new_to
 one optimizer step on them (per_device_train_batch_size = B*G, no gradient accumulation). Both TRL trainers use
 loss_type="dapo", epsilon 0.2 / epsilon_high 0.28, beta 0, no dropout, no gradient checkpointing, float32.
 GCPO adds one no-grad forward of [negative prompt, completion] per micro-batch (weights_from="current"), or
-two per generation batch (weights_from="rollout": on-policy, TRL computes no rollout log-probs to reuse).
-The prompts are the topic task's ("Here is a sentence about the ocean:", ...), the negative prompt its
-`notopic` one ("Here is a sentence:"); the two gcpo.py rows run the same task through gcpo.rollout and
-gcpo.update (dapo and gcpo presets without dynamic sampling, so one rollout per step), as bench_gpt2.py does.
+two per generation batch (weights_from="rollout": on-policy, TRL computes no rollout log-probs to reuse); the
+entropy_top20 row (credit="entropy_top20", the top-20% entropy mask) reads the entropy of TRL's own policy
+forward and adds none. The prompts are the topic task's ("Here is a sentence about the ocean:", ...), the
+negative prompt its `notopic` one ("Here is a sentence:"); the two gcpo.py rows run the same task through
+gcpo.rollout and gcpo.update (dapo and gcpo presets without dynamic sampling, so one rollout per step), as
+bench_gpt2.py does.
 
 Columns, each the mean over the timed steps (after --warmup untimed ones): wall-clock seconds; CPU seconds of
 the process (on a CPU with --threads 1 this is the work done, and unlike wall time it does not grow when other
 programs share the cores); the CPU ratio to GRPOTrainer's step; how many times faster than GRPOTrainer's step
-each row is in wall time (GRPO wall / wall); and the CPU seconds inside GCPO's extra
-no-grad forwards (timed around them) with their share of the step. On CUDA only the wall columns mean much.
+each row is in wall time (GRPO wall / wall); and the CPU seconds inside GCPO's extra no-grad forwards (timed
+around them: GCPOTrainer's _negative_logps and _rollout_logps, gcpo.py's gcpo.credit_inputs) with their share
+of the step. On CUDA only the wall columns mean much.
 """
 import argparse
 import os
@@ -114,7 +117,7 @@ def trl_steps(kind: str, model_dir: str, B: int, G: int, warmup: int, steps: int
     if kind == "grpo":
         cls, config = GRPOTrainer, GRPOConfig(**common)
     else:
-        cls, config = TimedGCPO, GCPOConfig(**common, weights_from=kind.split("-")[1])
+        cls, config = TimedGCPO, GCPOConfig(**common, **GCPO_OPTIONS[kind])
     trainer = cls(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=reward, args=config,
                   train_dataset=dataset((warmup + steps) * B), callbacks=[StepClock()],
                   processing_class=AutoTokenizer.from_pretrained(model_dir))
@@ -127,22 +130,25 @@ def gcpo_loop(algo: str, model_dir: str, B: int, G: int, device: str = "cpu"):
     """(cfg, task, model, optimizer) for gcpo.py's own loop on the topic task with a saved model: B x G, 16 new
     tokens, dynamic sampling off (one rollout per step). Also used by profile_step.py."""
     import gcpo
+    from gcpo_support.loading import build_task
 
     cfg = gcpo.make_config(algo, model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
                            device=device, dynamic_sampling=False)
-    task, _ = loading.build_task(cfg)
+    task, _ = build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
     model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
     return cfg, task, model, torch.optim.AdamW(model.parameters(), lr=cfg.lr)
 
 
 def loop_steps(algo: str, model_dir: str, B: int, G: int, warmup: int, steps: int, device: str):
-    """The same per-step numbers for gcpo.py's own loop (rollout with its KV-cache sampler, then update)."""
+    """The same per-step numbers for gcpo.py's own loop (rollout with its KV-cache sampler, then update); the
+    extra forwards are gcpo.credit_inputs (looked up by name at each call, so the wrapper is the one
+    gcpo.credit_weights calls): the negative prompt's forward, as _negative_logps is for GCPOTrainer."""
     import gcpo
 
     clock = Clock(device)
     cfg, task, model, optimizer = gcpo_loop(algo, model_dir, B, G, device)
-    original, gcpo.contrast_weights = gcpo.contrast_weights, clock.timed(gcpo.contrast_weights)
+    original, gcpo.credit_inputs = gcpo.credit_inputs, clock.timed(gcpo.credit_inputs)
     try:
         for step in range(warmup + steps):
             clock.start()
@@ -150,13 +156,15 @@ def loop_steps(algo: str, model_dir: str, B: int, G: int, warmup: int, steps: in
             gcpo.update(model, optimizer, None, batch, cfg, step)
             clock.stop()
     finally:
-        gcpo.contrast_weights = original
+        gcpo.credit_inputs = original
     return clock.mean(warmup)
 
 
 KINDS = {"grpo": "GRPOTrainer (dapo)", "gcpo-current": "GCPOTrainer, weights_from=current",
-         "gcpo-rollout": "GCPOTrainer, weights_from=rollout", "loop-dapo": "gcpo.py loop (dapo preset)",
-         "loop": "gcpo.py loop (gcpo preset)"}
+         "gcpo-rollout": "GCPOTrainer, weights_from=rollout", "entropy": "GCPOTrainer, credit=entropy_top20",
+         "loop-dapo": "gcpo.py loop (dapo preset)", "loop": "gcpo.py loop (gcpo preset)"}
+GCPO_OPTIONS = {"gcpo-current": dict(weights_from="current"), "gcpo-rollout": dict(weights_from="rollout"),
+                "entropy": dict(credit="entropy_top20")}  # the GCPOTrainer rows' GCPOConfig options
 
 
 def main():
