@@ -55,6 +55,7 @@ def test_plan_tunes_base_algorithms_only_and_reports_every_variant():
     assert len({j.path("out") for j in jobs}) == len(jobs)  # one file per run
 
 
+@pytest.mark.cpu_sensitive
 def test_cached_warm_start_reproduces_the_uncached_run(tmp_path):
     """Every run starts from a saved warm start (model=DIR/model, warm_steps=0): it must be the same run as
     warm-starting in-process."""

@@ -167,6 +167,7 @@ def small_cfg(model, **kw):
                             max_new_tokens=10, device="cpu", **kw)
 
 
+@pytest.mark.cpu_sensitive
 def test_pretrained_path_trains(tiny_gpt2, tmp_path):
     """The real loading path: from_pretrained on a saved model and tokenizer, a few GCPO steps that change the
     parameters, then save_pretrained of both and a reload."""

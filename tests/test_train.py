@@ -16,6 +16,7 @@ def warm_model(tmp_path_factory):
     return str(out / "model")
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("algo", ["dapo", "gcpo"])
 def test_learning_raises_reward(warm_model, algo):
     cfg = gcpo.make_config(algo, model=warm_model, warm_steps=0, steps=120, device="cpu")
@@ -44,6 +45,7 @@ def test_cli_smoke_writes_outputs(tmp_path, capsys):
     assert (out / "model" / "config.json").exists() and "<span" in html.read_text()
 
 
+@pytest.mark.cpu_sensitive
 def test_same_seed_same_metrics_file(tmp_path):
     args = dict(steps=3, warm_steps=20, batch_prompts=4, group_size=4, device="cpu", env="chainsum")
     for name in ("a", "b"):
@@ -64,6 +66,7 @@ def test_other_presets_run_and_follow_spec(algo):
     assert ("kl_ref" in hist[-1]) == (algo == "grpo")
 
 
+@pytest.mark.cpu_sensitive
 def test_option_variants_smoke():
     """Smoke test: full_kl, rollout weights, micro-batches, mini-batches, overlong shaping and guided sampling
     run together, and every step trains: informative groups, a finite non-zero gradient, non-uniform weights,

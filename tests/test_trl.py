@@ -112,6 +112,7 @@ def grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.cpu_sensitive
 @pytest.mark.parametrize("weights_from, chat", [("current", False), ("rollout", True)])
 def test_two_training_steps_smoke(tiny_dir, tmp_path, weights_from, chat):
     """Two steps through Trainer.train(): finite losses, moved parameters, GCPO weight metrics in TRL's logs.
