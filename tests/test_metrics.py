@@ -1,24 +1,33 @@
 """The logged metrics of gcpo_support/metrics.py against independent computations: plain-Python references over
 lists (no torch), pair counting for the ranks and the AUC, and values written by hand. Responses of uneven
 lengths (not multiples of 5), padding that holds large values, and a response with no valid token at all."""
+
 import itertools
+import json
 import math
 import statistics
 
 import pytest
 import torch
 
-from gcpo_support.metrics import average_ranks, clip_fractions, key_token_auc, key_token_share, token_moves, \
-    weight_metrics
+from gcpo_support.metrics import (
+    average_ranks,
+    clip_fractions,
+    key_token_auc,
+    key_token_share,
+    token_moves,
+    weight_metrics,
+)
 
 PAD = 9.0  # what a scheme might leave on padding: large enough to change every statistic it entered
 
 
 def batch():
     """Three responses of 7, 3 and 0 valid tokens (T = 8): weights, key tokens, log-probs, with junk on padding."""
-    w = torch.tensor([[3.0, 2.0, 1.0, 0.5, 0.5, 0.0, 0.0, PAD],
-                      [1.5, 1.0, 0.5, PAD, PAD, PAD, PAD, PAD],
-                      [PAD] * 8], dtype=torch.float64)
+    w = torch.tensor(
+        [[3.0, 2.0, 1.0, 0.5, 0.5, 0.0, 0.0, PAD], [1.5, 1.0, 0.5, PAD, PAD, PAD, PAD, PAD], [PAD] * 8],
+        dtype=torch.float64,
+    )
     mask = torch.tensor([[1] * 7 + [0], [1] * 3 + [0] * 5, [0] * 8])
     key = torch.zeros(3, 8, dtype=torch.bool)
     key[0, [1, 4]] = True
@@ -37,11 +46,13 @@ def reference_metrics(w, key, mask, logp):
     """weight_metrics' documented values, computed in plain Python from the valid tokens only."""
     W, K, L = rows(w, mask), rows(key.double(), mask), rows(logp, mask)
     R = [i for i, r in enumerate(W) if r]  # responses with a token
-    top40 = [sum(sorted(W[i], reverse=True)[:math.ceil(2 * len(W[i]) / 5)]) / sum(W[i]) for i in R]
-    out = {"weight_max": statistics.mean(max(W[i]) for i in R),
-           "weight_std": statistics.mean(statistics.pstdev(W[i]) for i in R),
-           "weight_top40_mass": statistics.mean(top40),
-           "key_weight_share": sum(x * k for i in R for x, k in zip(W[i], K[i])) / sum(sum(W[i]) for i in R)}
+    top40 = [sum(sorted(W[i], reverse=True)[: math.ceil(2 * len(W[i]) / 5)]) / sum(W[i]) for i in R]
+    out = {
+        "weight_max": statistics.mean(max(W[i]) for i in R),
+        "weight_std": statistics.mean(statistics.pstdev(W[i]) for i in R),
+        "weight_top40_mass": statistics.mean(top40),
+        "key_weight_share": sum(x * k for i in R for x, k in zip(W[i], K[i])) / sum(sum(W[i]) for i in R),
+    }
     aucs = []
     for i in R:
         kw = [x for x, k in zip(W[i], K[i]) if k]
@@ -59,13 +70,15 @@ def test_weight_metrics_by_hand_on_uneven_lengths_with_padding_and_an_empty_resp
     w, key, mask, logp = batch()
     got = weight_metrics(w, key, mask, logp)
     # row 0: 7 tokens, weights sum 7; row 1: 3 tokens, sum 3; row 2: none (left out of every per-response mean)
-    by_hand = {"weight_max": (3.0 + 1.5) / 2,
-               "weight_std": (statistics.pstdev([3, 2, 1, .5, .5, 0, 0]) + statistics.pstdev([1.5, 1, .5])) / 2,
-               "weight_top40_mass": ((3 + 2 + 1) / 7 + (1.5 + 1) / 3) / 2,  # the top ceil(2.8) = 3 and ceil(1.2) = 2
-               "key_weight_share": (2.0 + 0.5 + 1.5) / (7 + 3),
-               "key_weight_auc": (6.5 / 10 + 2 / 2) / 2,  # row 0: w=2 beats 4 of 5, w=.5 beats 2 ties 1; row 1
-               "neglogp_high_w": (0.1 + 0.2 + 0.9) / 3,  # w > 1: row 0 tokens 0, 1 and row 1 token 0
-               "neglogp_low_w": (0.3 + 0.4 + 0.5 + 0.6 + 0.7 + 1.0 + 1.1) / 7}  # w = 1 counts as low
+    by_hand = {
+        "weight_max": (3.0 + 1.5) / 2,
+        "weight_std": (statistics.pstdev([3, 2, 1, 0.5, 0.5, 0, 0]) + statistics.pstdev([1.5, 1, 0.5])) / 2,
+        "weight_top40_mass": ((3 + 2 + 1) / 7 + (1.5 + 1) / 3) / 2,  # the top ceil(2.8) = 3 and ceil(1.2) = 2
+        "key_weight_share": (2.0 + 0.5 + 1.5) / (7 + 3),
+        "key_weight_auc": (6.5 / 10 + 2 / 2) / 2,  # row 0: w=2 beats 4 of 5, w=.5 beats 2 ties 1; row 1
+        "neglogp_high_w": (0.1 + 0.2 + 0.9) / 3,  # w > 1: row 0 tokens 0, 1 and row 1 token 0
+        "neglogp_low_w": (0.3 + 0.4 + 0.5 + 0.6 + 0.7 + 1.0 + 1.1) / 7,  # w = 1 counts as low
+    }
     assert got.keys() == by_hand.keys()
     for k, v in by_hand.items():
         assert got[k] == pytest.approx(v, abs=1e-12), k
@@ -95,8 +108,11 @@ def test_weight_metrics_see_only_valid_tokens_and_non_empty_responses():
     w, key, mask, logp = batch()
     want = weight_metrics(w[:2], key[:2], mask[:2], logp[:2])
     junk = w.masked_fill(~mask.bool(), -5.0)  # negative junk on padding: would lower the max and the sums
-    for got in (weight_metrics(w, key, mask, logp), weight_metrics(junk, key, mask, logp),
-                weight_metrics(w.float(), key, mask, logp.float())):
+    for got in (
+        weight_metrics(w, key, mask, logp),
+        weight_metrics(junk, key, mask, logp),
+        weight_metrics(w.float(), key, mask, logp.float()),
+    ):
         assert got.keys() == want.keys()
         for k in want:
             assert got[k] == pytest.approx(want[k], abs=1e-6), k
@@ -148,7 +164,8 @@ def test_average_ranks_match_sorting(seed):
                 assert r[t] == want[t], (i, t)
     # by hand: [5, 1, 5, 3] → 1 is rank 1, 3 rank 2, the two 5s share ranks 3 and 4
     assert average_ranks(torch.tensor([[5.0, 1.0, 5.0, 3.0]]), torch.ones(1, 4, dtype=torch.bool)).tolist() == [
-        [3.5, 1.0, 3.5, 2.0]]
+        [3.5, 1.0, 3.5, 2.0]
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -177,8 +194,12 @@ def test_key_token_auc_and_share_match_pair_counting(seed):
 def test_key_token_auc_by_hand():
     mask = torch.ones(2, 4, dtype=torch.long)
     key = torch.tensor([[True, False, False, False], [True, True, False, False]])
-    w = torch.tensor([[2.0, 1.0, 2.0, 3.0],  # key 2 vs 1, 2, 3: 1 + 0.5 + 0 = 1.5 of 3
-                      [4.0, 0.0, 1.0, 0.0]])  # keys 4, 0 vs 1, 0: (1 + 1) + (0 + 0.5) = 2.5 of 4
+    w = torch.tensor(
+        [
+            [2.0, 1.0, 2.0, 3.0],  # key 2 vs 1, 2, 3: 1 + 0.5 + 0 = 1.5 of 3
+            [4.0, 0.0, 1.0, 0.0],  # keys 4, 0 vs 1, 0: (1 + 1) + (0 + 0.5) = 2.5 of 4
+        ]
+    )
     assert key_token_auc(w, key, mask).item() == pytest.approx((1.5 / 3 + 2.5 / 4) / 2)
     assert math.isnan(key_token_auc(w, key, torch.zeros_like(mask)).item())
 
@@ -206,3 +227,80 @@ def test_token_moves_by_hand():
     got = token_moves(new, old, w, mask)
     assert got["logp_move_high_w"] == pytest.approx((0.5 + 1.0) / 2)  # w > 1: (0, 0) and (1, 0)
     assert got["logp_move_low_w"] == pytest.approx((1.0 + 0.0 + 2.0) / 3)  # w ≤ 1: (0, 1), (0, 2), (1, 1)
+
+
+def test_run_output_writes_every_step_as_json_without_undefined_values(tmp_path):
+    """config.json holds the config and its provenance; each metrics.jsonl line is strict JSON with the step's
+    finite values (NaN and ±inf left out, ints and strings kept); the model is saved under model/."""
+    import gcpo
+    from gcpo_support.metrics import RunOutput
+
+    (tmp_path / "run").mkdir()  # an existing folder is fine
+    cfg = gcpo.make_config("gcpo", out=str(tmp_path / "run"), seed=7)
+    output = RunOutput(cfg)
+    output.log({"step": 0, "a": 0.25, "b": math.nan, "c": math.inf, "d": -math.inf, "phase": "x"})
+    output.log({"step": 1, "a": 1e-300})
+    saved = []
+    output.close(type("Model", (), {"save_pretrained": lambda self, path: saved.append(path)})())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"step": 0, "a": 0.25, "phase": "x"}, {"step": 1, "a": 1e-300}]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["seed"] == 7 and config["out"] == str(tmp_path / "run") and "torch" in config["provenance"]
+    assert saved == [str(tmp_path / "run" / "model")]
+    RunOutput(gcpo.make_config("gcpo")).log({"a": 1.0})  # out="": nothing written, no error
+
+
+def test_one_token_selections_and_boundaries_by_hand():
+    """A selection of exactly one token is divided by 1; Ã = 0 is never clipped; w = 1 exactly is a low weight;
+    weights summing to less than 1 give an exact key share."""
+    ratio = torch.tensor([[1.5, 0.5, 4.0, 1.5]])
+    adv = torch.tensor([[0.0, 0.0, 0.0, 0.5]])
+    got = clip_fractions(ratio, adv, torch.ones(1, 4), 0.2, 0.28, 3.0)
+    assert got == {"clipfrac_high": 1 / 4, "clipfrac_low": 0.0, "clipfrac_dual": 0.0}  # only token 3 has Ã ≠ 0
+    low = clip_fractions(torch.tensor([[0.5]]), torch.tensor([[0.5]]), torch.ones(1, 1), 0.2, 0.28, 3.0)
+    assert low["clipfrac_low"] == 0.0  # Ã > 0: a low ratio is not clipped
+    one = clip_fractions(torch.tensor([[1.5]]), torch.tensor([[1.0]]), torch.ones(1, 1), 0.2, 0.28, 3.0)
+    assert one["clipfrac_high"] == 1.0  # one valid token, clipped: a fraction of 1
+    dual = clip_fractions(torch.tensor([[4.0, 4.0]]), torch.tensor([[-1.0, 0.5]]), torch.ones(1, 2), 0.2, 0.28, 3.0)
+    assert dual["clipfrac_dual"] == 0.5  # only the negative advantage
+    w = torch.tensor([[3.0, 1.0, 0.5]])
+    moves = token_moves(torch.tensor([[-1.0, -2.0, -3.0]]), torch.tensor([[-1.5, -1.0, -3.5]]), w, torch.ones(1, 3))
+    assert moves == {"logp_move_high_w": 0.5, "logp_move_low_w": (1.0 + 0.5) / 2}  # w = 1 is low
+    got = weight_metrics(w, torch.tensor([[False, True, False]]), torch.ones(1, 3), -torch.tensor([[0.5, 1.0, 2.0]]))
+    assert got["neglogp_high_w"] == 0.5 and got["neglogp_low_w"] == 1.5
+    small = torch.tensor([[0.1, 0.2, 0.3]])
+    assert key_token_share(small, torch.tensor([[True, False, False]]), torch.ones(1, 3)).item() == pytest.approx(1 / 6)
+
+
+def test_metrics_reject_weights_of_another_shape():
+    key, mask = torch.zeros(2, 3, dtype=torch.bool), torch.ones(2, 3)
+    for f in (key_token_share, key_token_auc):
+        with pytest.raises(ValueError):
+            f(torch.ones(2, 4), key, mask)
+
+
+def test_provenance_reports_this_process():
+    """Each provenance field against its own source: versions, threads, the CPU's model name, the commit."""
+    import os
+    import platform
+    import subprocess
+
+    import numpy
+    import transformers
+
+    from gcpo_support.metrics import provenance
+
+    p = provenance()
+    assert p["python"] == platform.python_version() and p["torch"] == torch.__version__
+    assert p["transformers"] == transformers.__version__ and p["numpy"] == numpy.__version__
+    assert p["torch_threads"] == torch.get_num_threads()
+    assert p["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    names = (
+        [line.split(":")[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        if os.path.exists("/proc/cpuinfo")
+        else []
+    )
+    assert p["cpu"] == (names[0] if names else platform.processor() or platform.machine())
+    here = os.path.dirname(os.path.abspath(provenance.__code__.co_filename))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True).stdout.strip()
+    assert p["git_commit"] == (head or None)

@@ -3,6 +3,7 @@ differs from its prompt only where its kind says. The prompts are read back as t
 grammar each task's docstring states (`<bos> @p s`, `<bos> =colour shape`, ...), not with the task's own
 validity check, so a negative that puts a token of the wrong kind in a slot fails here even where the task
 would accept it."""
+
 import itertools
 import re
 
@@ -42,8 +43,11 @@ def with_sampled(task, rows, n=64):
 
 # ---- Needle: `<bos> @p s`; wrong = `<bos> @p s+1` -----------------------------------------------------------
 NEEDLE = [dict(length=L, num_symbols=S) for L, S in itertools.product((1, 2, 7, 33), (2, 3, 8, 27, 30))] + [
-    dict(length=9, position=0), dict(length=9, position=8), dict(length=6, random_position=True),
-    dict(reward_noise=0.5, require_eos=False)]
+    dict(length=9, position=0),
+    dict(length=9, position=8),
+    dict(length=6, random_position=True),
+    dict(reward_noise=0.5, require_eos=False),
+]
 
 
 @pytest.mark.parametrize("kwargs", NEEDLE, ids=str)
@@ -64,8 +68,9 @@ def test_needle_negatives_are_needle_prompts(kwargs):
 
 
 # ---- Copy: `<bos> s_1 .. s_L`; wrong = every symbol shifted by one ---------------------------------------------
-COPY = [dict(length=L, num_symbols=S, reverse=r) for L, S, r in itertools.product((1, 3, 6), (2, 5, 26, 28),
-                                                                                   (False, True))]
+COPY = [
+    dict(length=L, num_symbols=S, reverse=r) for L, S, r in itertools.product((1, 3, 6), (2, 5, 26, 28), (False, True))
+]
 
 
 @pytest.mark.parametrize("kwargs", COPY, ids=str)
@@ -85,14 +90,16 @@ def test_copy_negatives_are_copy_prompts(kwargs):
 
 
 # ---- GridPaint: `<bos> =colour shape`; wrong = the next colour of the task's colours, same shape ---------------
-GRIDPAINT = [dict(height=h, width=w, num_colours=c) for (h, w), c in itertools.product(
-    ((3, 3), (4, 6), (5, 5), (7, 4)), range(2, 7))]
+GRIDPAINT = [
+    dict(height=h, width=w, num_colours=c)
+    for (h, w), c in itertools.product(((3, 3), (4, 6), (5, 5), (7, 4)), range(2, 7))
+]
 
 
 @pytest.mark.parametrize("kwargs", GRIDPAINT, ids=str)
 def test_gridpaint_negatives_are_gridpaint_prompts(kwargs):
     task = toy_envs.make_task("gridpaint", **kwargs)
-    colours = [f"={c}" for c in toy_envs.GridPaint.COLOURS[:task.num_colours]]
+    colours = [f"={c}" for c in toy_envs.GridPaint.COLOURS[: task.num_colours]]
     shapes = ["square", "plus", "hline", "vline", "frame"]
     prompts = with_sampled(task, [["<bos>", c, s] for c in colours for s in shapes])
 
@@ -108,7 +115,9 @@ def test_gridpaint_negatives_are_gridpaint_prompts(kwargs):
 
 # ---- ChainSum: `<bos> solve d_1 .. d_k`; wrong = `<bos> wrong d_1 .. d_k` --------------------------------------
 CHAINSUM = [dict(num_terms=k, filler=f) for k, f in itertools.product((2, 3, 6), (0, 1, 3))] + [
-    dict(wrong_prob=0.0), dict(wrong_prob=1.0, reward_noise=0.1)]
+    dict(wrong_prob=0.0),
+    dict(wrong_prob=1.0, reward_noise=0.1),
+]
 
 
 @pytest.mark.parametrize("kwargs", CHAINSUM, ids=str)
@@ -133,8 +142,9 @@ TOPICS = ["ocean", "space", "food", "music", "forest"]
 TEXT_NEGATIVES = {  # kind: (prompt text → the negative's text)
     "notopic": lambda text: "Here is a sentence:",
     "other": lambda text: re.sub(r"the (\w+):", lambda m: f"the {TOPICS[(TOPICS.index(m[1]) + 1) % 5]}:", text),
-    "opposite": lambda text: re.sub(r"(positive|negative)", lambda m: {"positive": "negative"}.get(m[1], "positive"),
-                                    text),
+    "opposite": lambda text: re.sub(
+        r"(positive|negative)", lambda m: {"positive": "negative"}.get(m[1], "positive"), text
+    ),
     "neutral": lambda text: "Here is a review of the film:",
 }
 
