@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from gcpo_support.loading import load_object
+from gcpo_support.loading import load_object  # noqa: F401 (benchmarks/study.py reads it from here)
 
 INPUTS = {  # what a scheme may name; the trainer computes only what it names
     "logp": "(N, T) float: log π(y_t | x, y_<t), each response token under the prompt",
@@ -26,16 +26,24 @@ INPUTS = {  # what a scheme may name; the trainer computes only what it names
     "group_size": "int: G; rows g·G … g·G + G − 1 are one prompt's responses (the scheme sees whole groups)",
     "generator": "torch.Generator: the scheme's own seeded randomness (on the batch's device)",
 }
-CORE = ("shape_dtype", "finite", "zero_on_padding", "no_gradient", "empty_safe", "padding_invariant",
-        "row_independent", "micro_batch_invariant", "deterministic", "non_negative", "total_preserved", "half_precision")
-OPTIONAL = ("uniform_when_uninformative", "monotone")
+CORE = ("shape_dtype", "finite", "zero_on_padding", "no_gradient", "inputs_unchanged", "empty_safe",
+        "padding_invariant", "row_independent", "micro_batch_invariant", "deterministic", "non_negative",
+        "total_preserved", "half_precision")  # claimed unless declared not_claimed (credit_kit/properties.py)
+OPTIONAL = ("uniform_when_uninformative", "monotone")  # claimed only when declared
+SIGNALS = {  # what a scheme's weights follow, for the optional properties
+    "contrast": "η = min(exp(d) − d − 1, 10), d = clamp(logp_neg − logp, ±20) (GCPO's k3 score)",
+    "full_kl": "η = Σ_v π(v|x)·(log π(v|x) − log π(v|x⁻)) (the exact KL over the vocabulary)",
+    "entropy": "H(π(· | x, y_<t))",
+    "key": "1 on the task's key tokens, 0 elsewhere",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class SchemeInfo:
     """What a scheme declares about itself: its name, the core properties it does not claim (with the reason,
-    shown by `credit_kit check`), the optional ones it claims, and its signal for `monotone` ('logp_neg − logp'
-    contrast, 'entropy', or 'key'). A scheme that names key_mask is an oracle: reported as a bound, not a method."""
+    shown by `credit_kit check`), the optional ones it claims, and the signal its weights follow (a key of
+    SIGNALS; '' lets credit_kit infer it from the inputs named). A scheme that names key_mask is an oracle:
+    reported as a bound, not a method."""
 
     name: str
     not_claimed: dict = dataclasses.field(default_factory=dict)  # property → why not
@@ -44,13 +52,19 @@ class SchemeInfo:
 
 
 def credit_scheme(name: str = "", *, not_claimed: dict | None = None, claims: tuple = (), signal: str = ""):
-    """Decorator that declares a scheme's properties (an undecorated function claims every core property):
+    """Decorator that declares a scheme's properties (an undecorated function claims every core property and
+    no optional one):
 
-        @credit_scheme("entropy_top20", not_claimed={"total_preserved": "a mask keeps 20% of the credit"})
+        @credit_scheme("entropy_top20", not_claimed={"total_preserved": "a mask keeps 20% of the credit"},
+                       claims=("monotone",), signal="entropy")
         def entropy_top20(entropy, mask): ..."""
-    unknown = set(not_claimed or {}) - set(CORE) | set(claims) - set(OPTIONAL)
+    claims = (claims,) if isinstance(claims, str) else tuple(claims)
+    unknown = (set(not_claimed or {}) - set(CORE)) | (set(claims) - set(OPTIONAL))
     if unknown:
-        raise ValueError(f"unknown properties {sorted(unknown)}; core: {list(CORE)}, optional: {list(OPTIONAL)}")
+        raise ValueError(f"credit scheme {name!r}: unknown properties {sorted(unknown)}; not_claimed takes core ones "
+                         f"({', '.join(CORE)}), claims optional ones ({', '.join(OPTIONAL)})")
+    if signal and signal not in SIGNALS:
+        raise ValueError(f"credit scheme {name!r}: unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
 
     def wrap(fn):
         fn.credit = SchemeInfo(name or fn.__name__, dict(not_claimed or {}), tuple(claims), signal)
@@ -128,10 +142,16 @@ def shuffle_weights(weights, mask, generator=None):
     return torch.zeros_like(weights).scatter_(1, to, weights.gather(1, source))
 
 
+RANDOM_POSITION = ("the permutation a row gets is drawn from the generator's stream at the row's place in the (N, T) "
+                   "batch, so it changes with the batch's shape and order (the row keeps the same multiset of weights)")
+
+
 def shuffled(scheme, name: str = "shuffled"):
     """The control for any scheme: its weights, permuted uniformly at random within each response (the same
     weights, so the same step sizes, but no information about which token earns them). The result names what
-    `scheme` names, plus mask and generator; it claims what the scheme claims, except `monotone`."""
+    `scheme` names, plus mask and generator; it claims what the scheme claims, except `monotone` and the three
+    properties that a permutation drawn per batch breaks (padding_invariant, row_independent,
+    micro_batch_invariant: RANDOM_POSITION)."""
     inner = needs(scheme)
     params = [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD)
               for k in INPUTS if k in inner or k in ("mask", "generator")]
@@ -143,7 +163,8 @@ def shuffled(scheme, name: str = "shuffled"):
     control.__signature__ = inspect.Signature(params)
     control.__name__ = name
     base = info(scheme)
-    control.credit = SchemeInfo(name, dict(base.not_claimed), tuple(c for c in base.claims if c != "monotone"))
+    random = {p: RANDOM_POSITION for p in ("padding_invariant", "row_independent", "micro_batch_invariant")}
+    control.credit = SchemeInfo(name, {**base.not_claimed, **random}, tuple(c for c in base.claims if c != "monotone"))
     return control
 
 
@@ -181,20 +202,32 @@ def gtpo_entropy(entropy, mask):
     return torch.where(total > 0, w, valid.float())
 
 
+@torch.no_grad()
+def k3_score(logp, logp_neg, mask):
+    """GCPO's default contrast score, in float32 whatever the input precision: η = min(exp(d) − d − 1, 10) with
+    d = clamp(logp⁻ − logp, ±20), the one-sample k3 estimate of KL(π(·|x) ‖ π(·|x⁻)); 0 on padding. (N, T) → (N, T).
+    Equal to gcpo.token_scores(logp, logp_neg, mask, 'kl') on float32 input (a test pins the two equal)."""
+    d = (logp_neg.float() - logp.float()).clamp(-20.0, 20.0)
+    return (d.exp() - d - 1.0).clamp(max=10.0).masked_fill(~mask.bool(), 0.0)
+
+
 @credit_scheme("vppo_top40", signal="contrast",
                not_claimed={"total_preserved": "a 0/1 mask keeps 40% of each response's credit"},
                claims=("uniform_when_uninformative", "monotone"))
 @torch.no_grad()
 def vppo_top40(logp, logp_neg, mask):
-    """VPPO's token filter (Huang et al., arXiv 2510.09285): only the 40% of each response's tokens that depend
-    most on the context learn, w = 1 on the top ⌈0.4·N_i⌉ by dependency, 0 elsewhere. The dependency here is
-    GCPO's own score, η = min(exp(d) − d − 1, 10) with d = clamp(logp⁻ − logp, ±20) (gcpo.token_scores, 'kl';
-    a test pins the two equal), so VPPO differs from GCPO only in the law: a hard top-40% mask where GCPO uses
-    hist weights. VPPO's trajectory-level advantage shaping is left out. Ties at the cut go to the earlier token;
-    a response whose scores are all equal (x⁻ = x) keeps every token. (N, T) → (N, T)."""
+    """VPPO's token-level gradient filter (Huang et al., "Spotlight on Token Perception for Multimodal
+    Reinforcement Learning", arXiv 2510.09285, k = 0.4): only the 40% of each response's tokens that depend most
+    on the context learn, w = 1 on the top ⌈0.4·N_i⌉ by dependency, 0 elsewhere. VPPO's dependency is the KL
+    between the policy's next-token distributions with the true and a masked image; here it is GCPO's estimate of
+    the same KL between prompt x and negative prompt x⁻, the k3 score η (k3_score = gcpo.token_scores, 'kl'), so
+    VPPO differs from GCPO only in the law: a hard top-40% mask where GCPO uses hist weights. VPPO's other half,
+    scaling each response's advantage by its mean dependency, is left out. Ties at the cut go to the earlier
+    token; a response whose scores are all equal (x⁻ = x) keeps every token. (N, T) → (N, T)."""
     valid = mask.bool()
-    d = (logp_neg.float() - logp.float()).clamp(-20.0, 20.0)
-    eta = (d.exp() - d - 1.0).clamp(max=10.0).masked_fill(~valid, -math.inf)  # (N, T)
+    if valid.shape[1] == 0:  # (no token to rank: amin would have nothing to reduce)
+        return torch.zeros(valid.shape, device=valid.device)
+    eta = k3_score(logp, logp_neg, mask).masked_fill(~valid, -math.inf)  # (N, T)
     k = (0.4 * valid.sum(1).double()).ceil().long()  # (N,)
     order = eta.argsort(dim=1, descending=True, stable=True)  # (N, T): highest first, earlier token on a tie
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(eta.shape[1], device=eta.device).expand_as(order))
