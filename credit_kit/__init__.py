@@ -10,6 +10,12 @@ it against GCPO (docs/credit_kit.md).
 In a test file: `from credit_kit import assert_properties; assert_properties(my_scheme)`.
 """
 
-from credit_kit.properties import PROPERTIES, Result, assert_properties, check_properties
-
 __all__ = ["PROPERTIES", "Result", "assert_properties", "check_properties"]
+
+
+def __getattr__(name):  # imported when first used, so that `python -m credit_kit compare` needs no hypothesis
+    if name in __all__:
+        from credit_kit import properties
+
+        return getattr(properties, name)
+    raise AttributeError(f"module 'credit_kit' has no attribute {name!r}")

@@ -88,7 +88,7 @@ def grade(argv) -> int:
 def cli(argv=None) -> int:
     try:
         return main(argv)
-    except ValueError as e:
+    except (ValueError, ImportError) as e:
         print("credit_kit: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

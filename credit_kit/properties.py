@@ -21,39 +21,15 @@ import math
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+    from hypothesis import strategies as st
+except ImportError:  # (requirements-dev.txt installs it)
+    raise ImportError("credit_kit draws its inputs with hypothesis: pip install 'hypothesis>=6.100'") from None
 
 from gcpo_support import schemes
 from gcpo_support.loading import load_object, parse_task_args
-
-BUILTIN = ("uniform", "contrast", "shuffled", "oracle", "entropy_top20", "gtpo_entropy", "vppo_top40")
-
-
-def load_scheme(spec: str, config: str = ""):
-    """A scheme by name: a built-in one (gcpo.credit_scheme of gcpo.make_config(credit=spec, **config), config as
-    'k=v,k=v'), or 'package.module:function' / 'path/to/file.py:function'. One-line ValueError otherwise."""
-    if spec in BUILTIN:
-        import gcpo
-
-        return gcpo.credit_scheme(gcpo.make_config(credit=spec, **parse_task_args(config)))
-    if config:
-        raise ValueError(f"--config sets gcpo options of a built-in scheme ({', '.join(BUILTIN)}), not of {spec!r}")
-    fn = load_object(spec, "credit scheme")
-    if not callable(fn):
-        raise ValueError(f"credit scheme {spec!r} is a {type(fn).__name__}, not a function")
-    schemes.needs(fn)
-    return fn
-
-
-def describe(scheme, max_examples: int, seed_: int) -> str:
-    """The header of `check`: the scheme, what it names, and how it is checked."""
-    info, named = schemes.info(scheme), schemes.needs(scheme)
-    kind = "group-level" if schemes.is_group_level(scheme) else "row-level"
-    oracle = "; an oracle (it reads the key tokens)" if "key_mask" in named else ""
-    sig = signal(scheme)
-    return (f"credit scheme {info.name!r}: names {', '.join(named) or 'nothing'}; {kind}{oracle}"
-            f"{f'; signal {sig}' if sig else ''}\n{max_examples} drawn batches per property, hypothesis seed {seed_}")
 
 # ---------------------------------------------------------------------------------------------------------
 # INPUTS: a batch is drawn as a few small integer arrays (a "spec") and built into the scheme's tensors
@@ -519,7 +495,7 @@ def claimed(scheme, info: schemes.SchemeInfo | None = None) -> dict:
     return out
 
 
-def show(spec: Spec, scheme, extra: dict | None = None) -> str:
+def show(spec: Spec, scheme) -> str:
     """The counterexample's inputs that the scheme names (and the mask), with its weights, as small tensors."""
     x = build(spec)
     lines = [f"    group_size = {spec.group_size}, generator = torch.Generator().manual_seed({spec.seed})"]
@@ -581,8 +557,37 @@ def run_property(prop, scheme, max_examples: int = 30, seed_: int = 0) -> tuple[
     return "", ""
 
 
+BUILTIN = ("uniform", "contrast", "shuffled", "oracle", "entropy_top20", "gtpo_entropy", "vppo_top40")
+
+
+def load_scheme(spec: str, config: str = ""):
+    """A scheme by name: a built-in one (gcpo.credit_scheme of gcpo.make_config(credit=spec, **config), config as
+    'k=v,k=v'), or 'package.module:function' / 'path/to/file.py:function'. One-line ValueError otherwise."""
+    if spec in BUILTIN:
+        import gcpo
+
+        return gcpo.credit_scheme(gcpo.make_config(credit=spec, **parse_task_args(config)))
+    if config:
+        raise ValueError(f"--config sets gcpo options of a built-in scheme ({', '.join(BUILTIN)}), not of {spec!r}")
+    fn = load_object(spec, "credit scheme")
+    if not callable(fn):
+        raise ValueError(f"credit scheme {spec!r} is a {type(fn).__name__}, not a function")
+    schemes.needs(fn)
+    return fn
+
+
+def describe(scheme, max_examples: int, seed_: int) -> str:
+    """The header of `check`: the scheme, what it names, and how it is checked."""
+    info, named = schemes.info(scheme), schemes.needs(scheme)
+    kind = "group-level" if schemes.is_group_level(scheme) else "row-level"
+    oracle = "; an oracle (it reads the key tokens)" if "key_mask" in named else ""
+    sig = signal(scheme)
+    return (f"credit scheme {info.name!r}: names {', '.join(named) or 'nothing'}; {kind}{oracle}"
+            f"{f'; signal {sig}' if sig else ''}\n{max_examples} drawn batches per property, hypothesis seed {seed_}")
+
+
 def smoke_batch() -> dict:
-    """An ordinary batch: 4 responses of 3–5 tokens in groups of 2, distinct contrasts, no edge case."""
+    """An ordinary batch: 4 responses of 3–5 tokens in groups of 2, moderate log-probs, no edge case."""
     g = np.random.default_rng(0)
     lengths = np.array([5, 3, 4, 5])
     spec = Spec(g.integers(-6, 7, (4, 5, 4)), g.integers(-6, 7, (4, 5, 4)), g.integers(0, 4, (4, 5)), lengths,
@@ -600,8 +605,10 @@ def check_contract(scheme, info: schemes.SchemeInfo | None = None) -> None:
     inf, weights with a gradient)."""
     schemes.needs(scheme)
     x = smoke_batch()
-    if "monotone" in (info or schemes.info(scheme)).claims:
-        signal_values(signal(scheme), x)
+    if "monotone" in (info or schemes.info(scheme)).claims and not signal(scheme):
+        raise ValueError(f"credit scheme {schemes.info(scheme).name!r} claims monotone but has no signal: declare one "
+                         f"(credit_scheme(signal=...): {', '.join(schemes.SIGNALS)}) or name logp_neg, entropy or "
+                         "key_mask")
     with torch.random.fork_rng(devices=[]):
         try:
             schemes.call(scheme, x)
