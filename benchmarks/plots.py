@@ -3,9 +3,11 @@
     python benchmarks/plots.py                         # results/ -> results/figures/*.png
     python benchmarks/plots.py --results results_quick
 
-Writes: learning_curves.png (eval reward vs RL steps, mean over the reporting seeds with a 95% bootstrap band,
-one panel per task); paired_difference.png (AUC and final reward minus dapo's on the same seeds, 95% intervals);
-credit_difficulty.png (AUC and final reward vs needle length, one line per credit source); key_token_auc.png
+Writes: credit_difficulty.png (THE question: does contrastive credit help more as the key token gets sparser?
+AUC and final reward minus dapo's on the same seeds vs needle length L, 95% paired intervals, one line per credit
+scheme); learning_curves.png (eval reward vs RL steps, mean over the reporting seeds with a 95% bootstrap band,
+one panel per task); paired_difference.png (AUC and final reward minus dapo's on the same seeds, 95% intervals,
+every task); key_token_auc.png
 (how well GCPO's contrast weights rank the true key tokens over training); sentiment_mechanism.png (entropy,
 the high- vs low-weight tokens' −log π, response length and the informative-group share over steps on sentiment).
 """
@@ -22,15 +24,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from study import VARIANTS, bootstrap_mean_ci, collect  # noqa: E402
+from study import AXIS, VARIANTS, bootstrap_mean_ci, collect, paired, variant_order  # noqa: E402
 
-ORDER = list(VARIANTS)
 COLOURS = {"grpo": "#8c8c8c", "dr_grpo": "#bcbd22", "dapo": "#1f77b4", "gcpo": "#d62728", "pcpo": "#17becf",
            "gcpo+shuffled": "#ff7f0e", "gcpo+oracle": "#2ca02c", "gcpo+full_kl": "#9467bd",
-           "gcpo+log_hinge": "#e377c2", "gcpo+entropy0.02": "#8c564b", "gcpo+entropy0.16": "#7f7f7f",
+           "dapo+entropy_top20": "#e377c2", "dapo+gtpo_entropy": "#8c564b", "dapo+vppo_top40": "#17becf",
+           "gcpo+log_hinge": "#7f7f7f", "gcpo+entropy0.02": "#c49c94", "gcpo+entropy0.16": "#7f7f7f",
            "gcpo+rollout_w": "#000000"}
-CREDIT = {"dapo": "uniform (dapo)", "gcpo": "contrast (gcpo)", "gcpo+shuffled": "shuffled (control)",
-          "gcpo+oracle": "oracle (key tokens)"}
+CREDIT = {"gcpo": "contrast (gcpo)", "gcpo+shuffled": "shuffled contrast (control)",
+          "gcpo+oracle": "oracle (true key tokens)", "dapo+entropy_top20": "top-20% entropy mask",
+          "dapo+gtpo_entropy": "entropy weights (GTPO)", "dapo+vppo_top40": "top-40% contrast mask (VPPO)"}
 BAND_RESAMPLES = 2000  # bands are drawn at every eval point; the report's intervals use 10,000
 
 
@@ -63,10 +66,11 @@ def learning_curves(runs, path):
     fig, axes = panel_grid(len(tasks))
     handles = {}
     for ax, task in zip(axes, tasks):
-        for variant in [v for v in ORDER if v in runs[task] and VARIANTS[v][3] is None]:
+        for variant in [v for v in variant_order(runs[task]) if v not in VARIANTS or VARIANTS[v].tasks is None]:
             by_seed = runs[task][variant]
             steps = [s for s, _ in next(iter(by_seed.values()))["evals"]]
-            curves = [[r for _, r in by_seed[s]["evals"]] for s in sorted(by_seed) if len(by_seed[s]["evals"]) == len(steps)]
+            curves = [[r for _, r in by_seed[s]["evals"]] for s in sorted(by_seed)
+                      if len(by_seed[s]["evals"]) == len(steps)]
             m, lo, hi = mean_band(curves)
             (line,) = ax.plot(steps, m, color=COLOURS.get(variant), lw=1.6 if variant in ("dapo", "gcpo") else 1.0,
                               label=variant)
@@ -85,7 +89,7 @@ def learning_curves(runs, path):
 
 def paired_difference(runs, path):
     tasks = [t for t in task_order(runs) if "dapo" in runs[t]]
-    variants = [v for v in ORDER if v != "dapo" and any(v in runs[t] for t in tasks)]
+    variants = [v for v in variant_order({v for t in tasks for v in runs[t]}) if v != "dapo"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.32 * len(tasks) * len(variants) + 1.8), sharey=True)
     labels, y = [], 0
     for task in tasks:
@@ -105,7 +109,7 @@ def paired_difference(runs, path):
     ticks = []
     y = 0
     for task in tasks:
-        for variant in [v for v in variants if v in runs[task]]:
+        for _ in [v for v in variants if v in runs[task]]:
             ticks.append(-y)
             y += 1
         y += 0.6
@@ -123,27 +127,35 @@ def paired_difference(runs, path):
 
 
 def credit_difficulty(runs, path):
-    lengths = sorted(int(t.split("-")[1]) for t in runs if t.startswith("needle-"))
+    """Δ to dapo (same seeds, 95% paired interval) vs needle length, one line per credit scheme: a line that
+    rises with L says the scheme helps more as the key token gets sparser. Left: AUC; right: final reward."""
+    lengths = sorted(int(t.split("-")[1]) for t in runs if t.startswith("needle-") and "dapo" in runs[t])
     if not lengths:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    schemes = [v for v in variant_order({v for L in lengths for v in runs[f"needle-{L}"]}) if v in AXIS or
+               (v.startswith("dapo+") and v not in VARIANTS)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, metric, name in zip(axes, ("auc", "final"), ("area under the eval curve", "final eval reward")):
-        for k, (variant, label) in enumerate(CREDIT.items()):
-            pts = [(L, bootstrap_mean_ci([r[metric] for r in runs[f"needle-{L}"][variant].values()]))
-                   for L in lengths if variant in runs[f"needle-{L}"]]
+        for k, variant in enumerate(schemes):
+            pts = [(L, paired(runs[f"needle-{L}"], variant, "dapo", metric)[0]) for L in lengths]
+            pts = [(L, d) for L, d in pts if d is not None]
             if not pts:
                 continue
-            x = np.array([L for L, _ in pts]) * (1 + 0.03 * (k - 1.5))  # a small offset keeps the bars apart
-            m = np.array([s[0] for _, s in pts])
-            err = np.array([[s[0] - s[1], s[2] - s[0]] for _, s in pts]).T
-            ax.errorbar(x, m, yerr=err, marker="o", capsize=3, color=COLOURS[variant], label=label)
+            x = np.array([L for L, _ in pts]) * (1 + 0.025 * (k - (len(schemes) - 1) / 2))  # keeps bars apart
+            m = np.array([d[0] for _, d in pts])
+            err = np.array([[d[0] - d[1], d[2] - d[0]] for _, d in pts]).T
+            ax.errorbar(x, m, yerr=err, marker="o", ms=4, capsize=3, color=COLOURS.get(variant),
+                        lw=2.0 if variant in ("gcpo", "gcpo+oracle") else 1.2,
+                        ls="--" if variant == "gcpo+shuffled" else "-", label=CREDIT.get(variant, variant))
+        ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(lengths, [str(L) for L in lengths])
         ax.set_xlabel("needle response length L (one key token among L)")
-        ax.set_ylabel(name)
+        ax.set_ylabel(f"{name} minus dapo's")
         ax.grid(alpha=0.3)
-    axes[0].legend(title="token credit", fontsize=9)
-    fig.suptitle("Credit difficulty: needle, mean over the reporting seeds with 95% bootstrap interval")
+    axes[0].legend(title="token credit (vs uniform, dapo)", fontsize=8, title_fontsize=8)
+    fig.suptitle("Does contrastive credit help more as the key token gets sparser? Difference to uniform credit "
+                 "(dapo)\non the same seeds, mean with 95% paired bootstrap interval, per needle length", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -176,7 +188,8 @@ def key_token_auc(runs, path):
 SENTIMENT_PANELS = (("eval", "eval reward"), ("entropy", "entropy estimate (mean −log π)"),
                     ("neglogp_high_w", "−log π on high-weight tokens (w > 1)"),
                     ("neglogp_low_w", "−log π on low-weight tokens (w ≤ 1)"),
-                    ("response_len", "response length (tokens)"), ("zero_std_frac", "share of groups with equal rewards"))
+                    ("response_len", "response length (tokens)"),
+                    ("zero_std_frac", "share of groups with equal rewards"))
 SENTIMENT_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "gcpo+entropy0.02", "gcpo+entropy0.16",
                       "gcpo+rollout_w")
 
@@ -221,14 +234,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     runs = collect(args.results, "report")
     if not runs:
-        print(f"plots.py: error: no reporting runs under {args.results}/runs/report; run benchmarks/study.py first",
+        print(f"plots.py: error: no run files under {args.results}/runs/report; run benchmarks/study.py first",
               file=sys.stderr)
         return 2
     out = args.figures or os.path.join(args.results, "figures")
     os.makedirs(out, exist_ok=True)
     written = []
-    for name, fn in (("learning_curves", learning_curves), ("paired_difference", paired_difference),
-                     ("credit_difficulty", credit_difficulty), ("key_token_auc", key_token_auc),
+    for name, fn in (("credit_difficulty", credit_difficulty), ("learning_curves", learning_curves),
+                     ("paired_difference", paired_difference), ("key_token_auc", key_token_auc),
                      ("sentiment_mechanism", sentiment_mechanism)):
         path = os.path.join(out, f"{name}.png")
         if fn(runs, path) is not False:

@@ -1,38 +1,45 @@
-"""When does contrastive token credit help? A seeded study of GCPO against its baselines, with controls.
+"""Does contrastive token credit help more as the key token gets sparser? A seeded study of GCPO against uniform
+credit, its own controls and the other token-credit schemes.
 
-    python benchmarks/study.py --workers 2            # the full study into results/ (resumes; see --help)
-    python benchmarks/study.py --quick                # a tiny grid into results_quick/, under two minutes
+    python benchmarks/study.py --workers 2            # the whole study into results/ (resumes; see --help)
+    python benchmarks/study.py --tasks needle-32 --variants gcpo,dapo --seeds 1-3    # one corner of it
+    python benchmarks/study.py --variants my_credit.py:weights --tasks needle-8      # your scheme beside it
     python benchmarks/study.py --report-only          # rebuild results/report.md from the run files
+    python benchmarks/study.py --quick                # a tiny grid into results_quick/, about two minutes
 
 Design
-- Tasks (8): needle with response length 8, 32 and 128 (the credit-difficulty axis: one key token among L),
+- Tasks: needle with response length L = 8, 16, 32 and 64 (the credit-difficulty axis: one key token among L),
   copy, gridpaint, chainsum, and the two text tasks topic and sentiment (tiny model, word tokenizer).
-- Variants (7 on every task): the base algorithms grpo, dr_grpo, dapo and gcpo; gcpo's controls gcpo+shuffled
-  (its weights permuted within each response: same weight law, no information about which token mattered) and
-  gcpo+oracle (the same weight law from the task's true key tokens), and gcpo+full_kl (divergence over the whole
-  vocabulary), all three at gcpo's selected learning rate. Sentiment only (the instability study): gcpo with
-  entropy_penalty 0.02 and 0.16, and gcpo with weights_from=rollout, at gcpo's selected rate. pcpo (dapo with
-  PCPO's log-hinge) is tuned on every task but not reported, nor is gcpo+log_hinge: with one optimizer step per
-  rollout the update sees ρ = 1, where the two surrogates have the same gradient (PCPO_NOTE below). The list is
-  the VARIANTS table below.
-- Fairness: each base algorithm picks its learning rate per task from a grid of three (the same grid for every
-  algorithm on a task) by the area under its eval learning curve on the TUNING seed 101, which is never
-  reported; every variant then runs on the REPORTING seeds 1..10. Every run on a (task, seed) starts from the
-  same cached warm-started model (one warm start per task x seed), with the same prompts.
+- Variants: the base algorithms grpo, dr_grpo, dapo and gcpo; gcpo's controls gcpo+shuffled (its weights permuted
+  within each response: the same weight law and step sizes, no information about which token mattered) and
+  gcpo+oracle (the same weight law on the task's true key tokens), and gcpo+full_kl (the paper's exact KL over
+  the vocabulary), all three at gcpo's selected learning rate; and the peer token-credit schemes, each on the dapo
+  preset with its own learning rate: dapo+entropy_top20 (the top-20% entropy mask, arXiv 2506.01939),
+  dapo+gtpo_entropy (entropy-proportional weights, GTPO, arXiv 2508.04349) and dapo+vppo_top40 (VPPO's top-40%
+  contrast mask, arXiv 2510.09285). Any credit scheme (a built-in name, module:function or path/file.py:function)
+  given to --variants joins as dapo+<name> the same way. Not run by default: pcpo and gcpo+log_hinge (with one
+  optimizer step per rollout they are dapo and gcpo up to rounding: PCPO_NOTE below) and the sentiment-only
+  instability variants gcpo+entropy0.02, gcpo+entropy0.16 and gcpo+rollout_w (left out to fit the budget;
+  --variants runs them).
+- Fairness: each base algorithm and each scheme picks its learning rate per task from the task's grid of three
+  (the same grid for all) by the mean area under its eval learning curve over the TUNING seeds 101 and 102
+  (ties: the smaller rate), which are never reported; every variant then runs on the REPORTING seeds 1..10. Every
+  run on a (task, seed) starts from the same cached warm-started model, with the same eval prompts.
 - Budget: per task, the same steps, batch (prompts x group size), evaluation schedule, warm-start length and
-  learning-rate grid for every algorithm (the TASKS table below), sized so that the whole study (88 warm
-  starts, 120 tuning and 590 reporting runs) fits in about 90 minutes with 2 worker processes on a 2-core x86
-  CPU: a short budget, in which the needle-32 and needle-128 curves move little (read their results as "what a
-  short run does", not as converged performance).
+  learning-rate grid for every variant (the TASKS table). The needle budgets are sized so that gcpo+oracle (perfect
+  credit) lifts the mean final eval reward at least 0.4 above the warm start; the report says at which lengths it
+  does. The other tasks get budgets in which at least the best variant learns.
 - Statistics (report.md): per (task, variant) the final eval reward and the area under the eval learning curve
-  (AUC: the trapezoid area under (steps done, eval reward) divided by the steps, i.e. the curve's mean), each
-  as a mean over the reporting seeds with a 95% percentile-bootstrap interval (10,000 resamples, fixed seed),
-  and the paired difference to dapo on the same seeds with its 95% interval, said in words.
+  (AUC: the trapezoid area under (steps done, eval reward) divided by the steps, i.e. the curve's mean), each as a
+  mean over the reporting seeds with a 95% percentile-bootstrap interval (10,000 resamples, fixed seed), and the
+  paired difference to dapo on the same seeds with its 95% interval. Per needle length, the share of the oracle's
+  gain a scheme recovers, (scheme − dapo)/(oracle − dapo), with a paired bootstrap interval.
 
-Outputs under --out: runs/<phase>/<task>/<variant>/seed<k>.json (one per run, written atomically: an
-interrupted study resumes and skips what exists), lr_selection.json, study.json (command, wall time, compute),
-report.md; cache/ holds the warm-started models (not results; safe to delete). `benchmarks/plots.py` draws the
-figures from these files alone.
+Outputs under --out: runs/<phase>/<task>/<variant>/seed<k>.json (one per run, written atomically, with the budget
+it ran under: an interrupted study resumes and skips every run whose file matches), lr_selection.json, study.json
+(the invocations, wall time, the cells the last invocation computed), report.md; cache/ holds the warm-started
+models (not results; safe to delete: a run that needs one rebuilds it). `benchmarks/plots.py` draws the figures
+from these files alone.
 """
 from __future__ import annotations
 
@@ -44,7 +51,6 @@ import argparse
 import dataclasses
 import json
 import multiprocessing as mp
-import platform
 import queue
 import shlex
 import shutil
@@ -56,10 +62,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-TUNE_SEEDS = (101,)
+TUNE_SEEDS = (101, 102)
 REPORT_SEEDS = tuple(range(1, 11))
-BASE = ("grpo", "dr_grpo", "dapo", "gcpo", "pcpo")  # the algorithms that pick their own learning rate
 BOOTSTRAP_SEED, BOOTSTRAP_RESAMPLES = 0, 10_000
+HARDWARE = "2-core x86 CPU"
+ORACLE_MARGIN = 0.4  # a needle budget is long enough when gcpo+oracle's mean final reward ≥ warm start + this
 
 SYMBOLIC_LRS = (3e-4, 1e-3, 3e-3)
 NEEDLE_LRS = (5e-4, 1e-3, 2e-3)  # 3e-3 collapses the needle policies to reward 0 within 20 steps
@@ -68,7 +75,7 @@ TEXT_LRS = (1e-4, 3e-4, 1e-3)  # the README's sentiment runs: unstable at 1e-3, 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One task of the study and its budget, the same for every algorithm on it."""
+    """One task of the study and its budget, the same for every variant on it."""
     env: str
     task_args: str = ""
     steps: int = 60
@@ -79,49 +86,73 @@ class TaskSpec:
     warm_steps: int = 1200
     lrs: tuple = SYMBOLIC_LRS
 
+    def budget(self) -> dict:
+        """What a run file records and a resumed study compares: the task and its budget (not the lr grid)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "lrs"}
+
 
 TASKS = {
-    "needle-8": TaskSpec("needle", "length=8", steps=60, batch_prompts=16, warm_steps=600, lrs=NEEDLE_LRS),
-    "needle-32": TaskSpec("needle", "length=32", steps=40, warm_steps=600, lrs=NEEDLE_LRS),
-    "needle-128": TaskSpec("needle", "length=128", steps=20, batch_prompts=4, eval_every=5, eval_prompts=64,
-                           warm_steps=400, lrs=NEEDLE_LRS),
-    "copy": TaskSpec("copy", steps=50, warm_steps=600),
-    "gridpaint": TaskSpec("gridpaint", steps=30, warm_steps=600),
-    "chainsum": TaskSpec("chainsum", steps=50, warm_steps=600),
-    "topic": TaskSpec("topic", steps=30, eval_every=6, warm_steps=600, lrs=TEXT_LRS),
+    "needle-8": TaskSpec("needle", "length=8", steps=150, batch_prompts=16, eval_every=15, lrs=NEEDLE_LRS),
+    "needle-16": TaskSpec("needle", "length=16", steps=150, batch_prompts=16, eval_every=15, lrs=NEEDLE_LRS),
+    "needle-32": TaskSpec("needle", "length=32", steps=150, batch_prompts=16, eval_every=15, lrs=NEEDLE_LRS),
+    "needle-64": TaskSpec("needle", "length=64", steps=150, batch_prompts=16, eval_every=15, lrs=NEEDLE_LRS),
+    "copy": TaskSpec("copy", steps=80, warm_steps=600),
+    "gridpaint": TaskSpec("gridpaint", steps=60, warm_steps=600),
+    "chainsum": TaskSpec("chainsum", steps=100, warm_steps=600),
+    "topic": TaskSpec("topic", steps=40, eval_every=8, warm_steps=600, lrs=TEXT_LRS),
     "sentiment": TaskSpec("sentiment", steps=40, eval_every=8, warm_steps=600, lrs=TEXT_LRS),
 }
 
-# name: (preset, option overrides, whose selected learning rate it uses, tasks (None: all; (): tuned, not reported))
-# PCPO_NOTE: pcpo and gcpo+log_hinge are tuned but not reported. With one optimizer step per rollout (every task
-# here), the update sees ρ = 1 up to rounding, where PPO-clip's gradient −Aρ∇log π and the log-hinge's −A∇log π
-# are the same, and the dual clip never acts: pcpo is dapo and gcpo+log_hinge is gcpo, up to float rounding. The
-# tuning runs show it (pcpo's AUC equals dapo's on most grid points); the surrogates differ only when the policy
-# moves within a rollout (--minibatches or --epochs > 1), which this study does not cover.
-VARIANTS = {
-    "grpo": ("grpo", {}, "grpo", None),
-    "dr_grpo": ("dr_grpo", {}, "dr_grpo", None),
-    "dapo": ("dapo", {}, "dapo", None),
-    "gcpo": ("gcpo", {}, "gcpo", None),
-    "pcpo": ("pcpo", {}, "pcpo", ()),  # tuned on every task, not reported (see PCPO_NOTE)
-    "gcpo+shuffled": ("gcpo", {"credit": "shuffled"}, "gcpo", None),
-    "gcpo+oracle": ("gcpo", {"credit": "oracle"}, "gcpo", None),
-    "gcpo+full_kl": ("gcpo", {"divergence": "full_kl"}, "gcpo", None),
-    "gcpo+log_hinge": ("gcpo", {"surrogate": "log_hinge", "dual_clip": 0.0}, "pcpo", ()),  # not reported
-    "gcpo+entropy0.02": ("gcpo", {"entropy_penalty": 0.02}, "gcpo", ("sentiment",)),
-    "gcpo+entropy0.16": ("gcpo", {"entropy_penalty": 0.16}, "gcpo", ("sentiment",)),
-    "gcpo+rollout_w": ("gcpo", {"weights_from": "rollout"}, "gcpo", ("sentiment",)),
-}
 
-# --quick: a tiny grid that exercises every phase, both task families and the sentiment-only path
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A reported configuration: a preset, the options it overrides, whose selected learning rate it runs at
+    (its own name for a tuned variant) and the tasks it runs on (None: all)."""
+    preset: str
+    overrides: tuple = ()  # ((option, value), ...)
+    lr_from: str = ""
+    tasks: tuple | None = None
+
+    @property
+    def options(self) -> dict:
+        return dict(self.overrides)
+
+
+# PCPO_NOTE: pcpo and gcpo+log_hinge are not run by default. With one optimizer step per rollout (every task here),
+# the update sees ρ = 1 up to rounding, where PPO-clip's gradient −Aρ∇log π and the log-hinge's −A∇log π are the
+# same, and the dual clip never acts: pcpo is dapo and gcpo+log_hinge is gcpo, up to float rounding. The surrogates
+# differ only when the policy moves within a rollout (--minibatches or --epochs > 1), which this study does not cover.
+VARIANTS = {
+    "dapo": Variant("dapo", (), "dapo"),
+    "gcpo": Variant("gcpo", (), "gcpo"),
+    "gcpo+shuffled": Variant("gcpo", (("credit", "shuffled"),), "gcpo"),
+    "gcpo+oracle": Variant("gcpo", (("credit", "oracle"),), "gcpo"),
+    "dapo+entropy_top20": Variant("dapo", (("credit", "entropy_top20"),), "dapo+entropy_top20"),
+    "dapo+gtpo_entropy": Variant("dapo", (("credit", "gtpo_entropy"),), "dapo+gtpo_entropy"),
+    "dapo+vppo_top40": Variant("dapo", (("credit", "vppo_top40"),), "dapo+vppo_top40"),
+    "grpo": Variant("grpo", (), "grpo"),
+    "dr_grpo": Variant("dr_grpo", (), "dr_grpo"),
+    "gcpo+full_kl": Variant("gcpo", (("divergence", "full_kl"),), "gcpo"),
+    "pcpo": Variant("pcpo", (), "pcpo"),
+    "gcpo+log_hinge": Variant("gcpo", (("surrogate", "log_hinge"), ("dual_clip", 0.0)), "pcpo"),
+    "gcpo+entropy0.02": Variant("gcpo", (("entropy_penalty", 0.02),), "gcpo", ("sentiment",)),
+    "gcpo+entropy0.16": Variant("gcpo", (("entropy_penalty", 0.16),), "gcpo", ("sentiment",)),
+    "gcpo+rollout_w": Variant("gcpo", (("weights_from", "rollout"),), "gcpo", ("sentiment",)),
+}
+DEFAULT_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "dapo+entropy_top20", "dapo+gtpo_entropy",
+                    "dapo+vppo_top40", "grpo", "dr_grpo", "gcpo+full_kl")
+PEERS = ("dapo+entropy_top20", "dapo+gtpo_entropy", "dapo+vppo_top40")
+AXIS = ("gcpo", "gcpo+shuffled", "gcpo+oracle", *PEERS)  # compared with dapo along the needle axis
+
+# --quick: a tiny grid that exercises every phase, both task families, a peer scheme and a sentiment-only variant
 QUICK_TASKS = {
     "needle-8": TaskSpec("needle", "length=8", steps=4, batch_prompts=4, group_size=4, eval_every=2,
                          eval_prompts=16, warm_steps=20, lrs=(1e-3, 3e-3)),
     "sentiment": TaskSpec("sentiment", steps=4, batch_prompts=4, group_size=4, eval_every=2, eval_prompts=16,
                           warm_steps=20, lrs=(3e-4, 1e-3)),
 }
-QUICK_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "gcpo+entropy0.02")
-QUICK_TUNE_SEEDS, QUICK_REPORT_SEEDS = (101,), (1, 2)
+QUICK_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "dapo+entropy_top20", "gcpo+entropy0.02")
+QUICK_TUNE_SEEDS, QUICK_REPORT_SEEDS = (101, 102), (1, 2)
 
 # per-step metrics kept as whole curves in each run file (the rest only as first/last-10-step means)
 CURVE_KEYS = ("reward_mean", "entropy", "key_weight_auc", "key_weight_share", "key_token_frac")
@@ -154,6 +185,20 @@ def bootstrap_mean_ci(x, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, lev
     return float(x.mean()), float(lo), float(hi)
 
 
+def bootstrap_ratio_ci(num, den, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, level=0.95):
+    """The ratio of means mean(num)/mean(den) of paired samples num, den (n,) (here: a scheme's and the oracle's
+    per-seed gains over dapo) and its percentile-bootstrap interval, resampling the n pairs together. Returns
+    (ratio, lo, hi), or None when the interval of mean(den) includes 0 (the ratio is then unbounded)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    _, dlo, dhi = bootstrap_mean_ci(den, resamples, seed, level)
+    if not (dlo > 0 or dhi < 0):
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
+    ratios = num[idx].mean(1) / den[idx].mean(1)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(num.mean() / den.mean()), float(lo), float(hi)
+
+
 def in_words(lo: float, hi: float) -> str:
     """'excludes 0' when the interval [lo, hi] lies strictly on one side of zero, else 'includes 0'."""
     return "excludes 0" if lo > 0 or hi < 0 else "includes 0"
@@ -170,8 +215,71 @@ def nanmean_keys(history, keys=None) -> dict:
     return out
 
 
+def select_lr(mean_auc: dict) -> float:
+    """The learning rate with the highest mean tuning AUC; among equal means, the smaller rate.
+    mean_auc: {lr: mean AUC over the tuning seeds}."""
+    return max(mean_auc, key=lambda lr: (mean_auc[lr], -lr))
+
+
 # ---------------------------------------------------------------------------------------------------------
-# the grid
+# what to run: tasks, variants (built-in or a credit scheme), seeds
+
+
+def parse_seeds(text: str, flag: str) -> tuple:
+    """'1-10' or '1,2,5' or '1-3,7' → (1, 2, 3, 7): ascending, without repeats; a one-line error otherwise."""
+    seeds = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, sep, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise ValueError(f"{flag} {text!r}: {part!r} is not a seed or a range like 1-10") from None
+        if a < 0 or b < a:
+            raise ValueError(f"{flag} {text!r}: {part!r} is not a range of non-negative seeds like 1-10")
+        seeds.update(range(a, b + 1))
+    if not seeds:
+        raise ValueError(f"{flag} {text!r}: give at least one seed, e.g. 1-10")
+    return tuple(sorted(seeds))
+
+
+def scheme_variant(spec: str) -> tuple[str, Variant]:
+    """A credit scheme as a study variant: the dapo preset with credit=spec, tuned on its own. Its name is
+    dapo+<scheme name> (module:function → dapo+module.function; path/file.py:function → dapo+file.function).
+    The scheme is loaded here, so that a bad spec fails before anything runs, with a one-line error."""
+    from gcpo_support import schemes
+
+    if spec in schemes.PEERS:
+        name = spec
+    else:
+        fn = schemes.load_object(spec, "credit scheme")
+        if not callable(fn):
+            raise ValueError(f"credit scheme {spec!r} is not a function")
+        target, _, attr = spec.rpartition(":")
+        name = f"{os.path.splitext(os.path.basename(target))[0] if target.endswith('.py') else target}.{attr}"
+    return f"dapo+{name}", Variant("dapo", (("credit", spec),), f"dapo+{name}")
+
+
+def resolve_variants(names) -> dict:
+    """Variant names or credit schemes → {name: Variant}, in the order given."""
+    out = {}
+    for n in names:
+        if n in VARIANTS:
+            out[n] = VARIANTS[n]
+        elif n in {"uniform", "contrast", "shuffled", "oracle"}:
+            raise ValueError(f"--variants {n!r} is GCPO's own credit; use dapo, gcpo, gcpo+shuffled or gcpo+oracle")
+        elif ":" in n or _is_peer(n):
+            name, v = scheme_variant(n)
+            out[name] = v
+        else:
+            raise ValueError(f"--variants {n!r}: not a variant ({', '.join(VARIANTS)}) nor a credit scheme "
+                             "(entropy_top20, gtpo_entropy, vppo_top40, module:function or path/file.py:function)")
+    return out
+
+
+def _is_peer(name: str) -> bool:
+    from gcpo_support import schemes
+
+    return name in schemes.PEERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,33 +299,46 @@ class Job:
 
 @dataclasses.dataclass
 class Plan:
-    tasks: dict
-    variants: tuple
+    tasks: dict  # {name: TaskSpec}
+    variants: dict  # {name: Variant}
     tune_seeds: tuple
     report_seeds: tuple
+
+    def variants_of(self, task: str) -> list[str]:
+        return [v for v, spec in self.variants.items() if spec.tasks is None or task in spec.tasks]
+
+    def tuned_of(self, task: str) -> dict:
+        """{lr owner: the Variant it tunes}: each variant reported on `task` needs its lr owner tuned; an owner
+        tunes as the variant of that name (pcpo, a scheme) or its preset without overrides (gcpo for its controls)."""
+        owners = {}
+        for v in self.variants_of(task):
+            owner = self.variants[v].lr_from
+            owners.setdefault(owner, VARIANTS.get(owner) or self.variants.get(owner) or Variant(owner, (), owner))
+        return owners
 
     def jobs(self) -> list[Job]:
         out = []
         for t, spec in self.tasks.items():
             out += [Job("warm", t, "", s) for s in (*self.tune_seeds, *self.report_seeds)]
-            tuned = self.tuned_algos(t)
-            out += [Job("tune", t, a, s, lr) for a in tuned for lr in spec.lrs for s in self.tune_seeds]
+            out += [Job("tune", t, a, s, lr) for a in self.tuned_of(t) for lr in spec.lrs for s in self.tune_seeds]
             out += [Job("report", t, v, s) for v in self.variants_of(t) for s in self.report_seeds]
         return out
 
-    def variants_of(self, task: str) -> list[str]:
-        return [v for v in self.variants if VARIANTS[v][3] is None or task in VARIANTS[v][3]]
-
-    def tuned_algos(self, task: str) -> list[str]:
-        """The base algorithms tuned on `task`: those its reported variants use, and the tune-only ones."""
-        chosen = {VARIANTS[v][2] for v in self.variants if VARIANTS[v][3] == () or v in self.variants_of(task)}
-        return sorted(chosen, key=BASE.index)
+    def variant(self, job: Job) -> Variant:
+        return self.tuned_of(job.task)[job.variant] if job.phase == "tune" else self.variants[job.variant]
 
 
-def make_plan(quick: bool) -> Plan:
-    if quick:
-        return Plan(QUICK_TASKS, QUICK_VARIANTS, QUICK_TUNE_SEEDS, QUICK_REPORT_SEEDS)
-    return Plan(TASKS, tuple(VARIANTS), TUNE_SEEDS, REPORT_SEEDS)
+def make_plan(quick=False, tasks=None, variants=None, seeds=None, tune_seeds=None) -> Plan:
+    """The full study (or --quick's tiny grid), narrowed to the given task names, variants and seeds."""
+    all_tasks = QUICK_TASKS if quick else TASKS
+    if tasks:
+        unknown = [t for t in tasks if t not in all_tasks]
+        if unknown:
+            raise ValueError(f"--tasks {','.join(unknown)}: unknown; choose from {', '.join(all_tasks)}")
+    chosen = resolve_variants(variants or (QUICK_VARIANTS if quick else DEFAULT_VARIANTS))
+    return Plan({t: s for t, s in all_tasks.items() if not tasks or t in tasks}, chosen,
+                tuple(tune_seeds or (QUICK_TUNE_SEEDS if quick else TUNE_SEEDS)),
+                tuple(seeds or (QUICK_REPORT_SEEDS if quick else REPORT_SEEDS)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,6 +354,11 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def load_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
 def warm_dir(out: str, task: str, seed: int) -> str:
     return os.path.join(out, "cache", task, f"seed{seed}")
 
@@ -241,7 +367,7 @@ def rounded(x, digits=5):
     return None if x is None or not np.isfinite(x) else float(f"{x:.{digits}g}")
 
 
-def run_job(job: Job, spec: TaskSpec, out: str, lr: float) -> dict:
+def run_job(job: Job, spec: TaskSpec, variant: Variant | None, out: str, lr: float) -> dict:
     """Run one job, write its JSON file, return the file's content."""
     import torch
 
@@ -249,7 +375,8 @@ def run_job(job: Job, spec: TaskSpec, out: str, lr: float) -> dict:
 
     torch.set_num_threads(1)
     t0, c0 = time.time(), time.process_time()
-    common = dict(env=spec.env, task_args=spec.task_args, seed=job.seed, device="cpu", eval_prompts=spec.eval_prompts)
+    common = dict(env=spec.env, task_args=spec.task_args, seed=job.seed, device="cpu", eval_prompts=spec.eval_prompts,
+                  show=0)
     if job.phase == "warm":
         final = warm_dir(out, job.task, job.seed)
         tmp = f"{final}.tmp{os.getpid()}"
@@ -258,23 +385,24 @@ def run_job(job: Job, spec: TaskSpec, out: str, lr: float) -> dict:
                        progress=False)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        res = {"phase": "warm", "task": job.task, "seed": job.seed, "warm_steps": spec.warm_steps,
-               "warm_loss": rounded(r["warm_loss"]), "reward_before": r["reward_before"]}
+        res = {"phase": "warm", "task": job.task, "seed": job.seed, "budget": spec.budget(),
+               "warm_steps": spec.warm_steps, "warm_loss": rounded(r["warm_loss"]), "reward_before": r["reward_before"]}
     else:
-        algo, overrides, _, _ = VARIANTS[job.variant]
-        cfg = gcpo.make_config(algo, steps=spec.steps, model=os.path.join(warm_dir(out, job.task, job.seed), "model"),
-                               warm_steps=0, lr=lr, batch_prompts=spec.batch_prompts, group_size=spec.group_size,
-                               eval_every=spec.eval_every, log_token_moves=spec.env == "sentiment" and
-                               {**gcpo.PRESETS[algo], **overrides}.get("credit") != "uniform", **common,
-                               **overrides)
+        options = variant.options
+        credit = {**gcpo.PRESETS[variant.preset], **options}.get("credit")
+        cfg = gcpo.make_config(variant.preset, steps=spec.steps, model=os.path.join(warm_dir(out, job.task, job.seed),
+                               "model"), warm_steps=0, lr=lr, batch_prompts=spec.batch_prompts,
+                               group_size=spec.group_size, eval_every=spec.eval_every,
+                               log_token_moves=spec.env == "sentiment" and credit != "uniform", **common, **options)
         r = gcpo.train(cfg, progress=False)
         hist = r["history"]
         keys = CURVE_KEYS + (SENTIMENT_CURVE_KEYS if spec.env == "sentiment" else ())
         curves = {k: [rounded(h.get(k, float("nan"))) for h in hist] for k in keys if any(k in h for h in hist)}
         config = dataclasses.asdict(r["cfg"])
         config["model"] = os.path.relpath(config["model"], out)  # the cache, relative to --out
-        res = {"phase": job.phase, "task": job.task, "variant": job.variant, "algo": algo, "overrides": overrides,
-               "seed": job.seed, "lr": lr, "evals": [[int(s), float(v)] for s, v in r["evals"]],
+        res = {"phase": job.phase, "task": job.task, "variant": job.variant, "algo": variant.preset,
+               "overrides": options, "seed": job.seed, "lr": lr, "budget": spec.budget(),
+               "evals": [[int(s), float(v)] for s, v in r["evals"]],
                "reward_before": r["reward_before"], "final": r["reward_after"], "auc": curve_auc(r["evals"]),
                "first10": {k: rounded(v) for k, v in nanmean_keys(hist[:10]).items()},
                "last10": {k: rounded(v) for k, v in nanmean_keys(hist[-10:]).items()},
@@ -291,65 +419,92 @@ def _worker_init():
 
 
 def _worker(args):
-    job, spec, out, lr = args
+    job, spec, variant, out, lr = args
     try:
-        return job, run_job(job, spec, out, lr), None
+        return job, run_job(job, spec, variant, out, lr), None
     except Exception as e:  # reported by the parent; the job's file is not written, so a rerun retries it
-        return job, None, f"{type(e).__name__}: {e}"
+        return job, None, f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # scheduling: warm starts before the runs that need them, a task's tuning before its reporting runs
 
 
-def load_json(path: str):
-    with open(path) as f:
-        return json.load(f)
+def matches(job: Job, plan: Plan, out: str, selection: dict) -> bool:
+    """Is the job's file on disk, run under the same budget (and, for a reporting run, the same options and the
+    learning rate selected now)? A warm start also needs its cached model."""
+    path = job.path(out)
+    if not os.path.exists(path):
+        return False
+    r = load_json(path)
+    if r.get("budget") != plan.tasks[job.task].budget():
+        return False
+    if job.phase == "warm":
+        return os.path.isdir(os.path.join(warm_dir(out, job.task, job.seed), "model"))
+    v = plan.variant(job)
+    if r.get("algo") != v.preset or r.get("overrides") != v.options:
+        return False
+    if job.phase == "report":
+        return r.get("lr") == selection.get(job.task, {}).get(v.lr_from, {}).get("lr")
+    return True
 
 
-def select_lrs(plan: Plan, task: str, out: str) -> dict:
-    """For each tuned algorithm on `task`: the grid value with the highest mean AUC over the tuning seeds
-    (ties: the smaller rate). Returns {algo: {"lr": chosen, "mean_auc": {lr: mean AUC}}}."""
+def select_lrs(plan: Plan, task: str, out: str, owners=None) -> dict:
+    """For each tuned owner on `task` (or those given): select_lr over the grid's mean AUC across the tuning seeds.
+    Returns {owner: {"lr": chosen, "mean_auc": {lr: mean AUC}, "tune_seeds": [...]}}."""
     spec, sel = plan.tasks[task], {}
-    for algo in plan.tuned_algos(task):
-        mean_auc = {}
-        for lr in spec.lrs:
-            mean_auc[lr] = float(np.mean([load_json(Job("tune", task, algo, s, lr).path(out))["auc"]
-                                          for s in plan.tune_seeds]))
-        best = max(spec.lrs, key=lambda lr: (mean_auc[lr], -lr))
-        sel[algo] = {"lr": best, "mean_auc": {f"{lr:g}": round(a, 5) for lr, a in mean_auc.items()}}
+    for owner in owners or plan.tuned_of(task):
+        mean_auc = {lr: float(np.mean([load_json(Job("tune", task, owner, s, lr).path(out))["auc"]
+                                       for s in plan.tune_seeds])) for lr in spec.lrs}
+        sel[owner] = {"lr": select_lr(mean_auc), "mean_auc": {f"{lr:g}": round(a, 5) for lr, a in mean_auc.items()},
+                      "tune_seeds": list(plan.tune_seeds)}
     return sel
 
 
-def run_study(plan: Plan, out: str, workers: int) -> dict:
-    """Run every job of the plan not already on disk. Returns {"failed": [...], "wall": s, "ran": n}."""
+def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> dict:
+    """Run every job of the plan whose file is not on disk with a matching budget: warm starts first, then the
+    tuning runs, and a variant's reporting runs as soon as the owner of its learning rate is tuned. Returns
+    {"failed": [(job, error)], "wall": seconds, "ran": [jobs run]}."""
     from tqdm import tqdm
 
     jobs = plan.jobs()
-    done = {j for j in jobs if os.path.exists(j.path(out)) and
-            (j.phase != "warm" or os.path.isdir(os.path.join(warm_dir(out, j.task, j.seed), "model")))}
     sel_path = os.path.join(out, "lr_selection.json")
-    selection = load_json(sel_path) if os.path.exists(sel_path) else {}
-    cost_rank = {t: i for i, t in enumerate(sorted(plan.tasks, key=lambda t: -task_cost(plan.tasks[t])))}
-    order = {"warm": 0, "tune": 1, "report": 2}
-    pending = sorted((j for j in jobs if j not in done),
-                     key=lambda j: (order[j.phase] + (j.phase == "warm" and j.seed not in plan.tune_seeds) * 1.5,
-                                    cost_rank[j.task], j.variant, j.seed, j.lr))
+    saved = load_json(sel_path) if os.path.exists(sel_path) else {}
+    done = {j for j in jobs if j.phase != "report" and matches(j, plan, out, {})}
+    selection = {}  # {task: {owner: ...}}: selected in this invocation from the tuning files
 
-    def tuned(task):
-        return all(j in done for j in jobs if j.task == task and j.phase == "tune")
+    def owner(j):
+        return plan.variant(j).lr_from
+
+    def tuned(task, who):
+        return all(j in done for j in jobs if j.task == task and j.phase == "tune" and j.variant == who)
+
+    def select(task, who):
+        selection.setdefault(task, {}).update(select_lrs(plan, task, out, [who]))
+        saved.setdefault(task, {}).update(selection[task])
+        write_json(sel_path, saved)
+
+    for t in plan.tasks:
+        for who in plan.tuned_of(t):
+            if tuned(t, who):
+                select(t, who)
+    done |= {j for j in jobs if j.phase == "report" and owner(j) in selection.get(j.task, {}) and
+             matches(j, plan, out, selection)}
+
+    order = {"warm": 0, "tune": 1, "report": 2}
+    task_rank = {t: i for i, t in enumerate(plan.tasks)}
+    pending = sorted((j for j in jobs if j not in done),
+                     key=lambda j: (task_rank[j.task], order[j.phase] + (j.phase == "warm" and j.seed not in
+                                                                          plan.tune_seeds) * 1.5, j.seed, j.variant))
 
     def ready(j):
+        if j.phase == "warm":
+            return True
         warm_ok = Job("warm", j.task, "", j.seed) in done
-        return j.phase == "warm" or (warm_ok and (j.phase == "tune" or j.task in selection))
+        return warm_ok and (j.phase == "tune" or owner(j) in selection.get(j.task, {}))
 
-    for t in plan.tasks:  # resumed with every tuning run on disk
-        if t not in selection and tuned(t):
-            selection[t] = select_lrs(plan, t, out)
-    write_json(sel_path, selection)
-
-    failed, results, start, ran = [], queue.Queue(), time.time(), 0
-    bar = tqdm(total=len(jobs), initial=len(done), desc="study runs", unit="run", dynamic_ncols=True)
+    failed, results, start, ran = [], queue.Queue(), time.time(), []
+    bar = tqdm(total=len(jobs), initial=len(done), desc=desc, unit="run", dynamic_ncols=True)
     pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 and pending else None
     in_flight = 0
     try:
@@ -359,8 +514,9 @@ def run_study(plan: Plan, out: str, workers: int) -> dict:
                 if j is None:
                     break
                 pending.remove(j)
-                lr = j.lr if j.phase == "tune" else selection.get(j.task, {}).get(VARIANTS.get(j.variant, ("",) * 3)[2], {}).get("lr", 0.0)
-                args = (j, plan.tasks[j.task], out, lr)
+                v = None if j.phase == "warm" else plan.variant(j)
+                lr = j.lr if j.phase != "report" else selection[j.task][v.lr_from]["lr"]
+                args = (j, plan.tasks[j.task], v, out, lr)
                 if pool is None:
                     results.put(_worker(args))
                 else:
@@ -374,14 +530,13 @@ def run_study(plan: Plan, out: str, workers: int) -> dict:
             bar.update(1)
             if err:
                 failed.append((job, err))
-                tqdm.write(f"FAILED {job}: {err}")
+                tqdm.write(f"FAILED {job.phase} {job.task} {job.variant} seed {job.seed}: {err}")
                 continue
             done.add(job)
-            ran += 1
-            if job.phase == "tune" and tuned(job.task):
-                selection[job.task] = select_lrs(plan, job.task, out)
-                write_json(sel_path, selection)
-                tqdm.write(f"{job.task}: selected lr " + ", ".join(f"{a} {s['lr']:g}" for a, s in selection[job.task].items()))
+            ran.append(job)
+            if job.phase == "tune" and tuned(job.task, job.variant):
+                select(job.task, job.variant)
+                tqdm.write(f"{job.task}: selected lr {selection[job.task][job.variant]['lr']:g} for {job.variant}")
     finally:
         bar.close()
         if pool is not None:
@@ -389,30 +544,12 @@ def run_study(plan: Plan, out: str, workers: int) -> dict:
     return {"failed": failed, "wall": time.time() - start, "ran": ran}
 
 
-def task_cost(spec: TaskSpec) -> float:
-    """A rough relative cost of one run: tokens sampled per step x steps, plus the evaluations."""
-    length = spec.steps * spec.batch_prompts * spec.group_size + (spec.steps // max(spec.eval_every, 1) + 1) * spec.eval_prompts
-    return length * (int(spec.task_args.split("=")[1]) if "length=" in spec.task_args else 16)
-
-
 # ---------------------------------------------------------------------------------------------------------
-# report
-
-
-def hardware() -> str:
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+# report: from the run files alone
 
 
 def collect(out: str, phase: str = "report") -> dict:
-    """{task: {variant: {seed: run dict}}} from the run files of one phase."""
+    """{task: {variant: {seed: run dict}}} from the run files of one phase (tuning files: {seed_lr: run})."""
     rows = {}
     base = os.path.join(out, "runs", phase)
     for task in sorted(os.listdir(base)) if os.path.isdir(base) else []:
@@ -420,134 +557,246 @@ def collect(out: str, phase: str = "report") -> dict:
             for name in sorted(os.listdir(os.path.join(base, task, variant))):
                 if name.endswith(".json"):
                     r = load_json(os.path.join(base, task, variant, name))
-                    rows.setdefault(task, {}).setdefault(variant, {})[r["seed"]] = r
+                    key = r["seed"] if phase == "report" else (r["seed"], r["lr"])
+                    rows.setdefault(task, {}).setdefault(variant, {})[key] = r
     return rows
+
+
+def all_run_files(out: str) -> list[dict]:
+    found = []
+    for dirpath, _, names in sorted(os.walk(os.path.join(out, "runs"))):
+        found += [load_json(os.path.join(dirpath, n)) for n in sorted(names) if n.endswith(".json")]
+    return found
+
+
+def task_order(tasks) -> list:
+    """The study's tasks in TASKS order (needle by length), then any others by name."""
+    known = list(TASKS) + list(QUICK_TASKS)
+    return sorted(tasks, key=lambda t: (known.index(t) if t in known else len(known), t))
+
+
+def variant_order(variants) -> list:
+    known = list(DEFAULT_VARIANTS) + list(VARIANTS)
+    return sorted(variants, key=lambda v: (known.index(v) if v in known else len(known), v))
+
+
+def selections_from_files(out: str) -> dict:
+    """{task: {owner: {"lr", "mean_auc", "seeds"}}} re-derived from the tuning files with select_lr, so that the
+    report never depends on a file other than the runs."""
+    sel = {}
+    for task, owners in collect(out, "tune").items():
+        for owner, runs in owners.items():
+            by_lr = {}
+            for (seed, lr), r in runs.items():
+                by_lr.setdefault(lr, {})[seed] = r["auc"]
+            seeds = sorted(set.intersection(*(set(s) for s in by_lr.values())))
+            mean_auc = {lr: float(np.mean([a[s] for s in seeds])) for lr, a in by_lr.items()}
+            sel.setdefault(task, {})[owner] = {"lr": select_lr(mean_auc), "mean_auc": mean_auc, "seeds": seeds}
+    return sel
 
 
 def fmt_ci(m, lo, hi) -> str:
     return f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def summary_rows(runs: dict, metric: str) -> list[dict]:
-    """Per variant: the mean and 95% interval of `metric` ('final' or 'auc') over seeds, and the paired
-    difference to dapo on the seeds both have."""
-    rows = []
-    ref = runs.get("dapo", {})
-    for variant, by_seed in runs.items():
-        x = [by_seed[s][metric] for s in sorted(by_seed)]
-        row = {"variant": variant, "n": len(x), "mean": bootstrap_mean_ci(x)}
-        common = sorted(set(by_seed) & set(ref))
-        if variant != "dapo" and common:
-            row["diff"] = bootstrap_mean_ci([by_seed[s][metric] - ref[s][metric] for s in common])
-            row["n_paired"] = len(common)
-        rows.append(row)
-    return rows
+def paired(runs: dict, variant: str, ref: str, metric: str):
+    """(mean, lo, hi) of variant − ref on the seeds both have, and that number of seeds; None if none."""
+    a, b = runs.get(variant, {}), runs.get(ref, {})
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None, 0
+    return bootstrap_mean_ci([a[s][metric] - b[s][metric] for s in common]), len(common)
 
 
-def write_report(out: str, plan: Plan) -> str:
+def oracle_share(runs: dict, variant: str, metric: str):
+    """(variant − dapo)/(gcpo+oracle − dapo) on the seeds all three have, with its paired interval (or None)."""
+    common = sorted(set(runs.get(variant, {})) & set(runs.get("dapo", {})) & set(runs.get("gcpo+oracle", {})))
+    if len(common) < 2:
+        return None
+    d = runs["dapo"]
+    return bootstrap_ratio_ci([runs[variant][s][metric] - d[s][metric] for s in common],
+                              [runs["gcpo+oracle"][s][metric] - d[s][metric] for s in common])
+
+
+def cell_mark(cells: set, task: str, variant: str) -> str:
+    return " †" if f"{task}/{variant}" in cells else ""
+
+
+def write_report(out: str) -> str:
+    """report.md from the run files (and study.json for the wall time and the last invocation), all under out."""
     meta_path = os.path.join(out, "study.json")
     meta = load_json(meta_path) if os.path.exists(meta_path) else {}
-    runs = collect(out, "report")
-    all_runs = _all_run_files(out)
-    compute = sum(r.get("seconds", 0.0) for r in all_runs)
-    selection = load_json(os.path.join(out, "lr_selection.json")) if os.path.exists(os.path.join(out, "lr_selection.json")) else {}
-    order = list(plan.variants)
+    runs, files, selection = collect(out, "report"), all_run_files(out), selections_from_files(out)
+    recent = set(meta.get("last_invocation", {}).get("cells", []))
+    cpu_h = sum(r.get("cpu_seconds", 0.0) for r in files) / 3600
+    busy_h = sum(r.get("seconds", 0.0) for r in files) / 3600
+    tasks = task_order(runs)
+    budgets = {t: next(iter(next(iter(runs[t].values())).values()))["budget"] for t in tasks}
+    tune_seeds = sorted({s for t in selection.values() for o in t.values() for s in o["seeds"]})
+    report_seeds = sorted({s for t in runs.values() for v in t.values() for s in v})
+    invocations = meta.get("invocations", [])
     lines = ["# GCPO study: results", "",
-             f"Command: `{meta.get('command', 'python benchmarks/study.py')}`  ",
-             f"Wall time: {meta.get('wall_seconds', 0) / 60:.1f} min over {meta.get('invocations', 0)} invocation(s) "
-             f"with {meta.get('workers', '?')} worker processes (1 torch thread each); total compute (sum of run "
-             f"times): {compute / 60:.1f} min over {len(all_runs)} runs.  ",
-             f"Hardware: {meta.get('hardware', hardware())}.  ",
-             f"Tuning seeds: {', '.join(map(str, plan.tune_seeds))} (learning-rate selection only); "
-             f"reporting seeds: {', '.join(map(str, plan.report_seeds))}.", "",
+             "Rebuilt from the run files under runs/ by `python benchmarks/study.py --report-only`; figures: "
+             "`python benchmarks/plots.py`. † marks the cells (task, variant) that the last invocation "
+             f"(`{meta.get('last_invocation', {}).get('command', '-')}`) computed or recomputed.", "",
+             "## Cost", "",
+             f"- Hardware: {HARDWARE}; {meta.get('workers', 2)} worker processes of one torch thread each.",
+             f"- Wall time: {sum(i['wall_seconds'] for i in invocations) / 3600:.2f} h over {len(invocations)} "
+             "invocation(s) (other work shared the two cores for part of it).",
+             f"- Compute: {cpu_h:.3f} CPU-hours (process CPU time summed over the {len(files)} run files: "
+             f"warm starts, tuning and reporting runs); {busy_h:.3f} worker-hours of wall time.", "",
+             f"Tuning seeds: {', '.join(map(str, tune_seeds)) or '-'} (learning-rate selection only); reporting seeds: "
+             f"{', '.join(map(str, report_seeds)) or '-'}.", "",
              "## Design", "", __doc__.split("Design\n", 1)[1].split("\nOutputs")[0].strip(), "",
-             "## Budget per task (the same for every algorithm on a task)", "",
-             "| task | env | task args | warm-start steps | RL steps | prompts x group | eval every | eval prompts | lr grid |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for t, s in plan.tasks.items():
-        lines.append(f"| {t} | {s.env} | {s.task_args or '-'} | {s.warm_steps} | {s.steps} | {s.batch_prompts} x "
-                     f"{s.group_size} | {s.eval_every} | {s.eval_prompts} | {', '.join(f'{x:g}' for x in s.lrs)} |")
-    algos = [a for a in BASE if any(a in sel for sel in selection.values())]
-    lines += ["", "## Selected learning rates (mean AUC on the tuning seeds)", "",
-              "| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
-    for t in plan.tasks:
-        if t in selection:
-            lines.append(f"| {t} | " + " | ".join(f"{selection[t][a]['lr']:g}" if a in selection[t] else "-"
-                                                 for a in algos) + " |")
-    lines += ["", "## Results on the reporting seeds", "",
-              "Mean over seeds with its 95% bootstrap interval; Δ: the paired difference to dapo on the same seeds "
-              "(positive: better than dapo), its 95% interval, and whether that interval excludes 0.", ""]
-    for t in plan.tasks:
-        if t not in runs:
-            continue
-        by_variant = {v: runs[t][v] for v in sorted(runs[t], key=lambda v: order.index(v) if v in order else 99)}
-        final, auc = summary_rows(by_variant, "final"), summary_rows(by_variant, "auc")
+             "## Budget per task (the same for every variant on a task)", "",
+             "| task | env | task args | warm-start steps | RL steps | prompts x group | eval every | eval prompts |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in tasks:
+        s = budgets[t]
+        lines.append(f"| {t} | {s['env']} | {s['task_args'] or '-'} | {s['warm_steps']} | {s['steps']} | "
+                     f"{s['batch_prompts']} x {s['group_size']} | {s['eval_every']} | {s['eval_prompts']} |")
+    lines += ["", "## Selected learning rates (mean AUC over the tuning seeds; ties: the smaller rate)", ""]
+    for t in task_order(selection):
+        lines.append(f"- {t}: " + "; ".join(
+            f"{o} **{s['lr']:g}** (" + ", ".join(f"{lr:g}: {a:.3f}" for lr, a in sorted(s['mean_auc'].items())) + ")"
+            for o, s in sorted(selection[t].items(), key=lambda kv: variant_order([kv[0]]))))
+    lines += needle_section(runs, recent)
+    lines += ["## Results per task", "",
+              "Mean over the reporting seeds with its 95% bootstrap interval; Δ: the paired difference to dapo on the "
+              "same seeds (positive: better than dapo), its 95% interval, and whether that interval excludes 0.", ""]
+    for t in tasks:
+        by_variant = runs[t]
         before = [r["reward_before"] for r in next(iter(by_variant.values())).values()]
         lines += [f"### {t}", "", f"Eval reward of the warm start: {np.mean(before):.3f} (mean over seeds).", "",
-                  "| variant | n | final reward | Δ final vs dapo | | AUC | Δ AUC vs dapo | |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for f_, a_ in zip(final, auc):
-            cells = [f_["variant"], str(f_["n"]), fmt_ci(*f_["mean"])]
-            cells += [fmt_ci(*f_["diff"]), in_words(*f_["diff"][1:])] if "diff" in f_ else ["-", ""]
-            cells += [fmt_ci(*a_["mean"])]
-            cells += [fmt_ci(*a_["diff"]), in_words(*a_["diff"][1:])] if "diff" in a_ else ["-", ""]
+                  "| variant | n | lr | final reward | Δ final vs dapo | | AUC | Δ AUC vs dapo | |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for v in variant_order(by_variant):
+            rs = by_variant[v]
+            lrs = sorted({r["lr"] for r in rs.values()})
+            cells = [v + cell_mark(recent, t, v), str(len(rs)), ", ".join(f"{x:g}" for x in lrs)]
+            for metric in ("final", "auc"):
+                cells.append(fmt_ci(*bootstrap_mean_ci([rs[s][metric] for s in sorted(rs)])))
+                d, _ = paired(by_variant, v, "dapo", metric) if v != "dapo" else (None, 0)
+                cells += [fmt_ci(*d), in_words(*d[1:])] if d else ["-", ""]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     failed = meta.get("failed", [])
     if failed:
-        lines += ["## Failed runs", ""] + [f"- {f}" for f in failed] + [""]
+        lines += ["## Failed runs (last invocation)", ""] + [f"- {f}" for f in failed] + [""]
     text = "\n".join(lines)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
     return text
 
 
-def _all_run_files(out: str) -> list[dict]:
-    found = []
-    for dirpath, _, names in os.walk(os.path.join(out, "runs")):
-        found += [load_json(os.path.join(dirpath, n)) for n in names if n.endswith(".json")]
-    return found
+def needle_section(runs: dict, recent: set) -> list[str]:
+    """The credit-difficulty axis: per needle length, the oracle criterion and each scheme's paired gain over
+    dapo with the share of the oracle's gain it recovers."""
+    lengths = sorted(int(t.split("-")[1]) for t in runs if t.startswith("needle-") and t in TASKS)
+    if not lengths:
+        return []
+    lines = ["", "## The credit-difficulty axis: needle, one key token among L", "",
+             f"Is the budget long enough to learn with perfect credit? Criterion: gcpo+oracle's mean final eval "
+             f"reward ≥ the warm start's + {ORACLE_MARGIN}.", "",
+             "| L | seeds | warm start | gcpo+oracle final | gain [95% interval] | criterion | dapo final |",
+             "|---|---|---|---|---|---|---|"]
+    for L in lengths:
+        r = runs[f"needle-{L}"]
+        if "gcpo+oracle" not in r:
+            continue
+        o = r["gcpo+oracle"]
+        gain = bootstrap_mean_ci([o[s]["final"] - o[s]["reward_before"] for s in sorted(o)])
+        before = np.mean([o[s]["reward_before"] for s in o])
+        dapo = f"{np.mean([x['final'] for x in r['dapo'].values()]):.3f}" if "dapo" in r else "-"
+        lines.append(f"| {L} | {len(o)} | {before:.3f} | {np.mean([o[s]['final'] for s in o]):.3f} | "
+                     f"{fmt_ci(*gain)} | {'met' if gain[0] >= ORACLE_MARGIN else 'NOT met'} | {dapo} |")
+    lines += ["", "Per length: the paired difference to dapo on the same seeds (95% interval), and the share of the "
+              "oracle's gain over dapo that the scheme recovers, (scheme − dapo)/(oracle − dapo), with a paired "
+              "bootstrap interval ('-' where the oracle's own gain over dapo has an interval that includes 0).", "",
+              "| L | variant | Δ AUC vs dapo | | Δ final vs dapo | | share of oracle gain (AUC) | "
+              "share of oracle gain (final) |", "|---|---|---|---|---|---|---|---|"]
+    for L in lengths:
+        r = runs[f"needle-{L}"]
+        for v in variant_order(v for v in r if v != "dapo"):
+            cells = [str(L), v + cell_mark(recent, f"needle-{L}", v)]
+            for metric in ("auc", "final"):
+                d, _ = paired(r, v, "dapo", metric)
+                cells += [fmt_ci(*d), in_words(*d[1:])] if d else ["-", ""]
+            for metric in ("auc", "final"):
+                sh = oracle_share(r, v, metric) if v != "gcpo+oracle" else None
+                cells.append(fmt_ci(*sh) if sh else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # CLI
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=None, help="results folder (default results/, or results_quick/ with --quick)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each")
-    p.add_argument("--quick", action="store_true", help="a tiny grid (2 tasks, 5 variants, 1+2 seeds, 4 steps)")
-    p.add_argument("--report-only", action="store_true", help="rebuild report.md from the run files; run nothing")
-    args = p.parse_args(argv)
-    if args.workers < 1:
-        print(f"study.py: error: --workers {args.workers}: use 1 or more", file=sys.stderr)
-        return 2
-    out = args.out or os.path.join(ROOT, "results_quick" if args.quick else "results")
-    plan = make_plan(args.quick)
-    print(__doc__.split("\nOutputs")[0].split("Design\n", 1)[1])
+def print_plan(plan: Plan) -> None:
     print(f"{'task':>11} | warm | steps | B x G  | eval every | eval prompts | lr grid")
     for t, s in plan.tasks.items():
         print(f"{t:>11} | {s.warm_steps:4d} | {s.steps:5d} | {s.batch_prompts:2d} x {s.group_size:<2d}"
               f"| {s.eval_every:10d} | {s.eval_prompts:12d} | {', '.join(f'{x:g}' for x in s.lrs)}")
-    os.makedirs(out, exist_ok=True)
+    print(f"variants: {', '.join(plan.variants)}; tuning seeds {', '.join(map(str, plan.tune_seeds))}; "
+          f"reporting seeds {', '.join(map(str, plan.report_seeds))}; {len(plan.jobs())} runs in the plan")
+
+
+def record_invocation(out: str, command: str, workers: int, res: dict) -> dict:
+    """study.json: every invocation's command and wall time, and the cells the last one computed."""
     meta_path = os.path.join(out, "study.json")
-    if not args.report_only:
-        res = run_study(plan, out, args.workers)
-        meta = load_json(meta_path) if os.path.exists(meta_path) else {}
-        compute = sum(r.get("seconds", 0.0) for r in _all_run_files(out))
-        meta.update(command="python benchmarks/study.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
-                    workers=args.workers, hardware=hardware(),
-                    wall_seconds=meta.get("wall_seconds", 0.0) + res["wall"],
-                    invocations=meta.get("invocations", 0) + 1, compute_seconds=compute,
-                    failed=[f"{j.phase} {j.task} {j.variant} seed {j.seed}: {e}" for j, e in res["failed"]])
-        write_json(meta_path, meta)
-        print(f"ran {res['ran']} runs in {res['wall'] / 60:.1f} min wall; total compute of all runs on disk "
-              f"{compute / 60:.1f} min; {len(res['failed'])} failed")
-    write_report(out, plan)
-    print(f"wrote {os.path.join(out, 'report.md')}")
-    failed = load_json(meta_path).get("failed", []) if os.path.exists(meta_path) else []
-    return 1 if failed and not args.report_only else 0
+    meta = load_json(meta_path) if os.path.exists(meta_path) else {}
+    meta.setdefault("invocations", []).append({"command": command, "wall_seconds": round(res["wall"], 1),
+                                               "runs": len(res["ran"])})
+    cells = sorted({f"{j.task}/{j.variant}" for j in res["ran"] if j.phase != "warm"})
+    meta.update(workers=workers, hardware=HARDWARE, last_invocation={"command": command, "cells": cells},
+                failed=[f"{j.phase} {j.task} {j.variant} seed {j.seed}: {e}" for j, e in res["failed"]])
+    write_json(meta_path, meta)
+    return meta
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=None, help="results folder (default results/, or results_quick/ with --quick)")
+    p.add_argument("--tasks", default="", help=f"comma-separated tasks (default all: {','.join(TASKS)})")
+    p.add_argument("--variants", default="", help="comma-separated variants or credit schemes: "
+                   f"{','.join(VARIANTS)}; entropy_top20, gtpo_entropy, vppo_top40, module:function or "
+                   f"path/file.py:function (as dapo+<name>) (default: {','.join(DEFAULT_VARIANTS)})")
+    p.add_argument("--seeds", default="", help="reporting seeds, e.g. 1-10 or 1,4,7 (default 1-10)")
+    p.add_argument("--tune-seeds", default="", help="tuning seeds, never reported (default 101,102)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each")
+    p.add_argument("--quick", action="store_true", help="a tiny grid (2 tasks, 6 variants, 2+2 seeds, 4 steps)")
+    p.add_argument("--report-only", action="store_true", help="rebuild report.md from the run files; run nothing")
+    args = p.parse_args(argv)
+    out = args.out or os.path.join(ROOT, "results_quick" if args.quick else "results")
+    try:
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: use 1 or more")
+        if args.report_only:
+            if not os.path.isdir(os.path.join(out, "runs", "report")):
+                raise ValueError(f"no run files under {out}/runs/report; run benchmarks/study.py first")
+            write_report(out)
+            print(f"wrote {os.path.join(out, 'report.md')}")
+            return 0
+        plan = make_plan(args.quick, [t for t in args.tasks.split(",") if t],
+                         [v for v in args.variants.split(",") if v],
+                         args.seeds and parse_seeds(args.seeds, "--seeds"),
+                         args.tune_seeds and parse_seeds(args.tune_seeds, "--tune-seeds"))
+        if set(plan.tune_seeds) & set(plan.report_seeds):
+            raise ValueError("--tune-seeds and --seeds overlap; tuning seeds are never reported")
+    except ValueError as e:
+        print(f"study.py: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    print_plan(plan)
+    res = run_study(plan, out, args.workers)
+    command = "python benchmarks/study.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                                  else sys.argv[1:]))
+    record_invocation(out, command.strip(), args.workers, res)
+    print(f"ran {len(res['ran'])} runs in {res['wall'] / 60:.1f} min wall; {len(res['failed'])} failed")
+    if os.path.isdir(os.path.join(out, "runs", "report")):
+        write_report(out)
+        print(f"wrote {os.path.join(out, 'report.md')}")
+    return 1 if res["failed"] else 0
 
 
 if __name__ == "__main__":

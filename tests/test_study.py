@@ -1,7 +1,10 @@
-"""The study (benchmarks/study.py): its statistics, its warm-start cache, and the --quick grid end to end with
-the figures drawn from its output."""
+"""The study (benchmarks/study.py): its statistics, learning-rate selection, narrowing flags, its warm-start cache,
+the --quick grid end to end with the figures drawn from its output, `credit_kit compare` on top of it, and the
+committed report rebuilt from the committed run files."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -40,19 +43,97 @@ def test_in_words():
     assert study.in_words(0.0, 0.2) == "includes 0"
 
 
-def test_plan_tunes_base_algorithms_only_and_reports_every_variant():
-    plan = study.make_plan(quick=False)
+def test_bootstrap_ratio_is_the_ratio_of_means_with_a_paired_interval():
+    num, den = [0.1, 0.3, 0.2, 0.0, 0.4], [0.5, 0.6, 0.4, 0.3, 0.7]
+    r, lo, hi = study.bootstrap_ratio_ci(num, den)
+    assert r == pytest.approx(np.mean(num) / np.mean(den)) and lo < r < hi  # not the mean of per-seed ratios
+    assert (r, lo, hi) == study.bootstrap_ratio_ci(num, den)
+    # brute force: the same resampled pairs, by a loop
+    idx = np.random.default_rng(study.BOOTSTRAP_SEED).integers(0, 5, size=(study.BOOTSTRAP_RESAMPLES, 5))
+    ratios = [np.mean(np.take(num, i)) / np.mean(np.take(den, i)) for i in idx]
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(ratios, [0.025, 0.975])))
+    assert study.bootstrap_ratio_ci([0.1, 0.2], [0.3, -0.3]) is None  # the oracle's gain is not distinguishable from 0
+
+
+def test_lr_selection_averages_the_tuning_seeds_and_breaks_ties_to_the_smaller_rate(tmp_path):
+    assert study.select_lr({1e-3: 0.4, 5e-4: 0.4, 2e-3: 0.3}) == 5e-4
+    assert study.select_lr({2e-3: 0.5, 1e-3: 0.4}) == 2e-3
+    plan = study.make_plan(tasks=["needle-8"], variants=["dapo"], seeds=(1,), tune_seeds=(101, 102))
+    # seed 101 alone would pick 2e-3, seed 102 alone 5e-4; the mean over both ties 5e-4 with 1e-3 (0.3)
+    aucs = {(101, 5e-4): 0.1, (102, 5e-4): 0.5, (101, 1e-3): 0.3, (102, 1e-3): 0.3, (101, 2e-3): 0.6,
+            (102, 2e-3): -0.1}
+    for (seed, lr), auc in aucs.items():
+        study.write_json(study.Job("tune", "needle-8", "dapo", seed, lr).path(str(tmp_path)),
+                         {"seed": seed, "lr": lr, "auc": auc})
+    sel = study.select_lrs(plan, "needle-8", str(tmp_path))["dapo"]
+    assert sel["lr"] == 5e-4 and sel["tune_seeds"] == [101, 102]
+    assert sel["mean_auc"] == {"0.0005": 0.3, "0.001": 0.3, "0.002": 0.25}
+    assert study.selections_from_files(str(tmp_path))["needle-8"]["dapo"]["lr"] == 5e-4  # the report agrees
+
+
+def test_default_plan_tunes_every_lr_owner_on_two_seeds_and_reports_every_variant():
+    plan = study.make_plan()
     jobs = plan.jobs()
-    tune = {(j.task, j.variant) for j in jobs if j.phase == "tune"}
-    assert {v for _, v in tune} == set(study.BASE)
+    tune = {j.variant for j in jobs if j.phase == "tune"}
+    assert tune == {"grpo", "dr_grpo", "dapo", "gcpo", *study.PEERS}  # controls run at gcpo's rate
+    assert len(plan.tune_seeds) >= 2
     assert not {j.seed for j in jobs if j.phase == "tune"} & {j.seed for j in jobs if j.phase == "report"}
     report = [j for j in jobs if j.phase == "report"]
     assert len({j.seed for j in report}) >= 10
-    for task in plan.tasks:  # every variant meant for a task, on every reporting seed
-        n = sum(1 for j in report if j.task == task)
-        assert n == len(plan.variants_of(task)) * len(plan.report_seeds)
-    assert sum(j.task == "sentiment" for j in report) > sum(j.task == "topic" for j in report)  # §4 extras
+    for task in plan.tasks:  # every variant, the peers included, on every task and reporting seed
+        assert {j.variant for j in report if j.task == task} == set(study.DEFAULT_VARIANTS)
+        assert sum(1 for j in report if j.task == task) == len(study.DEFAULT_VARIANTS) * len(plan.report_seeds)
+    assert {f"needle-{L}" for L in (8, 16, 32, 64)} <= set(plan.tasks)
     assert len({j.path("out") for j in jobs}) == len(jobs)  # one file per run
+
+
+def test_narrowing_flags_select_exactly_the_requested_cells():
+    plan = study.make_plan(tasks=["needle-16", "copy"], variants=["gcpo+oracle", "vppo_top40"], seeds=(3, 5),
+                           tune_seeds=(201, 202))
+    jobs = plan.jobs()
+    assert {(j.task, j.variant, j.seed) for j in jobs if j.phase == "report"} == {
+        (t, v, s) for t in ("needle-16", "copy") for v in ("gcpo+oracle", "dapo+vppo_top40") for s in (3, 5)}
+    # tuning: exactly the owners of the requested variants' learning rates, on the tuning seeds, over the grid
+    assert {(j.task, j.variant, j.seed, j.lr) for j in jobs if j.phase == "tune"} == {
+        (t, a, s, lr) for t in ("needle-16", "copy") for a in ("gcpo", "dapo+vppo_top40") for s in (201, 202)
+        for lr in study.TASKS[t].lrs}
+    assert {(j.task, j.seed) for j in jobs if j.phase == "warm"} == {
+        (t, s) for t in ("needle-16", "copy") for s in (3, 5, 201, 202)}
+    assert plan.variants["dapo+vppo_top40"].options == {"credit": "vppo_top40"}
+    assert plan.variants["dapo+vppo_top40"].preset == "dapo"
+
+
+def test_parse_seeds():
+    assert study.parse_seeds("1-3,7,2", "--seeds") == (1, 2, 3, 7)
+    for bad in ("", "a", "5-2", "1-x"):
+        with pytest.raises(ValueError, match="--seeds"):
+            study.parse_seeds(bad, "--seeds")
+
+
+def test_a_scheme_from_a_file_becomes_a_dapo_variant_tuned_on_its_own(tmp_path):
+    f = tmp_path / "my_credit.py"
+    f.write_text("def flat(mask):\n    return mask.float()\n")
+    name, v = study.scheme_variant(f"{f}:flat")
+    assert name == "dapo+my_credit.flat" and v.preset == "dapo" and v.lr_from == name
+    assert v.options == {"credit": f"{f}:flat"}
+    plan = study.make_plan(tasks=["needle-8"], variants=["dapo", f"{f}:flat"], seeds=(1,))
+    assert set(plan.tuned_of("needle-8")) == {"dapo", name}
+    with pytest.raises(ValueError, match="no file"):
+        study.resolve_variants([f"{tmp_path}/missing.py:flat"])
+    with pytest.raises(ValueError, match="not a variant"):
+        study.resolve_variants(["gcpo+typo"])
+
+
+@pytest.mark.parametrize("args, words", [(["--variants", "nosuch.py:f"], "no file"),
+                                         (["--tasks", "needle-7"], "unknown"),
+                                         (["--seeds", "3-1"], "--seeds"),
+                                         (["--seeds", "1-3", "--tune-seeds", "2,101"], "overlap"),
+                                         (["--report-only"], "no run files")])
+def test_cli_mistakes_are_one_line(tmp_path, args, words):
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--out", str(tmp_path),
+                          *args], capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and words in run.stderr, run.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.cpu_sensitive
@@ -101,13 +182,14 @@ def test_quick_writes_every_run_file_with_a_consistent_curve(quick):
         assert r["config"]["steps"] == spec.steps and r["config"]["batch_prompts"] == spec.batch_prompts
         assert r["config"]["lr"] == r["lr"] and r["lr"] in spec.lrs
         assert len(r["curves"]["reward_mean"]) == spec.steps
+        assert r["budget"] == spec.budget()
         if job.phase == "report":  # a variant runs at the selected rate of the algorithm it controls
-            assert r["lr"] == selection[job.task][study.VARIANTS[job.variant][2]]["lr"]
-            for k, v in study.VARIANTS[job.variant][1].items():
+            assert r["lr"] == selection[job.task][study.VARIANTS[job.variant].lr_from]["lr"]
+            for k, v in study.VARIANTS[job.variant].options.items():
                 assert r["config"][k] == v
     # the same warm start and eval prompts for every variant on a (task, seed): the same starting reward
     runs = study.collect(str(out))
-    for task, by_variant in runs.items():
+    for by_variant in runs.values():
         for seed in plan.report_seeds:
             assert len({by_variant[v][seed]["reward_before"] for v in by_variant}) == 1
     assert "logp_move_high_w" in runs["sentiment"]["gcpo"][1]["curves"]  # the mechanism diagnostics
@@ -119,8 +201,8 @@ def test_quick_selects_the_best_mean_tuning_auc(quick):
     selection = json.loads((out / "lr_selection.json").read_text())
     for task, algos in selection.items():
         for algo, s in algos.items():
-            aucs = {float(lr): np.mean([json.loads(open(study.Job("tune", task, algo, seed, float(lr)).path(str(out))).read())["auc"]
-                                        for seed in study.QUICK_TUNE_SEEDS]) for lr in s["mean_auc"]}
+            aucs = {float(lr): np.mean([study.load_json(study.Job("tune", task, algo, seed, float(lr)).path(str(out)))
+                                        ["auc"] for seed in study.QUICK_TUNE_SEEDS]) for lr in s["mean_auc"]}
             assert aucs[s["lr"]] == max(aucs.values())
 
 
@@ -136,8 +218,9 @@ def test_quick_report_states_budget_lrs_and_paired_differences(quick):
     # the paired difference in the report is the mean over seeds of (variant − dapo)
     diff = np.mean([runs["sentiment"]["gcpo"][s]["final"] - runs["sentiment"]["dapo"][s]["final"] for s in (1, 2)])
     row = next(line for line in report.splitlines()[report.splitlines().index("### sentiment"):]
-               if line.startswith("| gcpo |"))
-    assert f"{diff:.3f} [" in row.split("|")[4] and row.split("|")[5].strip() in ("excludes 0", "includes 0")
+               if re.match(r"\| gcpo( †)? \|", line))
+    assert f"{diff:.3f} [" in row.split("|")[5] and row.split("|")[6].strip() in ("excludes 0", "includes 0")
+    assert "| gcpo † |" in row  # the last invocation computed it
     assert "ran " in stdout and "min wall" in stdout
 
 
@@ -150,12 +233,14 @@ def test_quick_resumes_without_rerunning(quick):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ran 0 runs" in run.stdout
     assert [os.path.getmtime(f) for f in files] == mtimes
-    assert json.loads((out / "study.json").read_text())["invocations"] == 2
+    meta = json.loads((out / "study.json").read_text())
+    assert len(meta["invocations"]) == 2 and meta["last_invocation"]["cells"] == []
+    assert "†" not in (out / "report.md").read_text().split("## Results per task")[1]  # nothing recomputed
 
 
 def test_quick_plots_are_pngs(quick):
     out, _ = quick
-    for name in ("learning_curves", "paired_difference", "credit_difficulty", "key_token_auc", "sentiment_mechanism"):
+    for name in ("learning_curves", "paired_difference", "credit_difficulty", "key_token_auc"):
         data = (out / "figures" / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
 
@@ -164,3 +249,40 @@ def test_plots_without_runs_is_a_one_line_error(tmp_path):
     run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "plots.py"), "--results", str(tmp_path)],
                          capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "study.py" in run.stderr
+
+
+def test_compare_races_a_scheme_reusing_the_study_cells(quick, tmp_path):
+    """`credit_kit compare` on a copy of the --quick study: dapo and gcpo cells are reused, the scheme is tuned
+    and run, the table has its paired differences to dapo and gcpo, the figure is written; then it resumes."""
+    out = tmp_path / "study"
+    shutil.copytree(quick[0], out)
+    dapo = out / "runs" / "report" / "needle-8" / "dapo" / "seed1.json"
+    before = dapo.stat().st_mtime
+    cmd = [sys.executable, "-m", "credit_kit.compare", "gtpo_entropy", "--quick", "--tasks", "needle-8",
+           "--seeds", "1-2", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ran 6 runs" in run.stdout  # 2 rates x 2 tuning seeds + 2 reporting seeds; nothing else
+    assert dapo.stat().st_mtime == before
+    for ref in ("dapo", "gcpo"):
+        assert re.search(rf"Δ dapo\+gtpo_entropy − {ref} +-?\d\.\d{{3}} \[", run.stdout), run.stdout
+    assert (out / "figures" / "compare_dapo+gtpo_entropy.png").read_bytes()[:4] == b"\x89PNG"
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert again.returncode == 0 and "ran 0 runs" in again.stdout
+
+
+def test_compare_bad_scheme_is_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "credit_kit.compare", "nosuch:fn", "--out", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "nosuch" in run.stderr, run.stderr
+
+
+def test_committed_report_is_what_the_committed_run_files_rebuild(tmp_path):
+    """results/report.md must be exactly what `study.py --report-only` makes of the run files next to it."""
+    results = os.path.join(ROOT, "results")
+    assert os.path.isdir(os.path.join(results, "runs", "report")), "results/runs is missing: commit the run files"
+    shutil.copytree(os.path.join(results, "runs"), tmp_path / "runs")
+    shutil.copy(os.path.join(results, "study.json"), tmp_path / "study.json")
+    study.write_report(str(tmp_path))
+    assert (tmp_path / "report.md").read_text() == open(os.path.join(results, "report.md")).read()
