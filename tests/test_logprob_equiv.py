@@ -21,6 +21,8 @@ import gcpo
 from tests.helpers import contrast_weights, micro_batch_loss
 from gcpo_support import kernels, loading
 
+pytestmark = pytest.mark.cpu_sensitive  # bit-for-bit equalities: they must hold with every CPU's kernels
+
 V, PAD, EOS, BOS = 53, 0, 1, 2
 
 
