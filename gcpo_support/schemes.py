@@ -61,10 +61,10 @@ def credit_scheme(name: str = "", *, not_claimed: dict | None = None, claims: tu
     claims = (claims,) if isinstance(claims, str) else tuple(claims)
     unknown = (set(not_claimed or {}) - set(CORE)) | (set(claims) - set(OPTIONAL))
     if unknown:
-        raise ValueError(f"credit scheme {name!r}: unknown properties {sorted(unknown)}; not_claimed takes core ones "
+        raise ValueError(f"credit_scheme({name!r}): unknown properties {sorted(unknown)}; not_claimed takes core ones "
                          f"({', '.join(CORE)}), claims optional ones ({', '.join(OPTIONAL)})")
     if signal and signal not in SIGNALS:
-        raise ValueError(f"credit scheme {name!r}: unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
+        raise ValueError(f"credit_scheme({name!r}): unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
 
     def wrap(fn):
         fn.credit = SchemeInfo(name or fn.__name__, dict(not_claimed or {}), tuple(claims), signal)

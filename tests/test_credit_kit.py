@@ -441,3 +441,14 @@ def test_a_users_scheme_trains_through_gcpo(capsys):
                    "--eval-prompts", "4", "--show", "1"])
     assert all(math.isfinite(v) for h in r["history"] for v in h.values() if isinstance(v, float))
     assert "entropy_contrast credit" in capsys.readouterr().out
+
+
+def test_the_decorator_rejects_unknown_properties_and_signals():
+    with pytest.raises(ValueError, match=r"unknown properties \['total_preserve'\].*total_preserved"):
+        schemes.credit_scheme("x", not_claimed={"total_preserve": "typo"})
+    with pytest.raises(ValueError, match=r"unknown properties \['finite'\]"):  # a core property is not opted into
+        schemes.credit_scheme("x", claims=("finite",))
+    with pytest.raises(ValueError, match="unknown signal 'kl'"):
+        schemes.credit_scheme("x", signal="kl")
+    info = schemes.info(schemes.credit_scheme("x", claims="monotone", signal="entropy")(lambda entropy, mask: mask))
+    assert info.claims == ("monotone",) and info.signal == "entropy"  # one claim as a bare string
