@@ -128,15 +128,15 @@ def table(rows: list[dict], prompts: int, G: int, boots: int, folder: str) -> st
     ci = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]" if np.isfinite(t[0]) else "n/a"
     w = max(len(r["scheme"]) for r in rows)
     lines = [f"credit quality on {prompts} held-out prompts × {G} sampled responses per task, from the policies in "
-             f"{folder}; 95% bootstrap intervals over prompts ({boots} resamples)",
+             f"{folder};", f"95% bootstrap intervals over prompts ({boots} resamples)",
              f"{'task':<10} {'key frac':>8}  {'scheme':<{w}}  {'key-token AUC':<22}  key weight share"]
     last = None
     for r in rows:
         task, frac = (r["task"], f"{r['key_frac']:.3f}") if r["task"] != last else ("", "")
         lines.append(f"{task:<10} {frac:>8}  {r['scheme']:<{w}}  {ci(r['auc']):<22}  {ci(r['share'])}")
         last = r["task"]
-    lines.append("AUC 0.5: no preference for key tokens, 1: every key token above every other; the share under "
-                 "uniform credit is the key-token fraction; oracle reads the key tokens (a bound, not a method)")
+    lines += ["AUC 0.5: no preference for key tokens, 1: every key token above every other; the share under uniform",
+              "credit is the key-token fraction; oracle reads the key tokens (a bound, not a method)"]
     return "\n".join(lines)
 
 
@@ -174,6 +174,7 @@ def main(argv) -> int:
     schemes.needs(own)
     name = a.scheme if a.scheme in BUILTIN else schemes.info(own).name
     name += " (yours)" if a.scheme not in BUILTIN and name in BESIDE else ""
+    name += " (oracle)" if "key_mask" in schemes.needs(own) and name != "oracle" else ""
     named = {name: None if a.scheme in BUILTIN else own, **{b: None for b in BESIDE if b != name}}
     rows = score_schemes(named, tasks, a.checkpoints, a.prompts, a.boots, a.seed)
     import gcpo
