@@ -237,9 +237,10 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose {', '.join(map(str, choices[:-1]))} or {choices[-1]}")
 
 
-def check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all) -> None:
+def check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all) -> tuple:
     """token_scores' boundary: (N, T) log-probs of one shape, a known divergence, and for full_kl both (N, T, V)
-    log-softmaxes."""
+    log-softmaxes. Returns the four log-prob tensors, half precision promoted to float32 (in bfloat16 a small
+    contrast logp⁻ − logp rounds to 0 and every weight would come out 1)."""
     check_shapes(2, logp=logp, logp_neg=logp_neg, mask=mask)
     check_float(logp=logp, logp_neg=logp_neg)
     check_choice("divergence", divergence, CHOICES["divergence"])
@@ -249,6 +250,8 @@ def check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all)
         check_shapes(3, logp_all=logp_all, logp_neg_all=logp_neg_all)
         if logp_all.shape[:2] != logp.shape:
             raise ValueError(f"logp_all must be (N, T, V), (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
+    half = (torch.float16, torch.bfloat16)
+    return tuple(t.float() if t is not None and t.dtype in half else t for t in (logp, logp_neg, logp_all, logp_neg_all))
 
 
 def check_weight_inputs(scores, mask, normalization, ties, softmax_temp) -> torch.Tensor:
