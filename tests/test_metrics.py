@@ -288,6 +288,7 @@ def test_provenance_reports_this_process():
     import numpy
     import transformers
 
+    from gcpo_support import metrics
     from gcpo_support.metrics import provenance
 
     p = provenance()
@@ -301,6 +302,29 @@ def test_provenance_reports_this_process():
         else []
     )
     assert p["cpu"] == (names[0] if names else platform.processor() or platform.machine())
-    here = os.path.dirname(os.path.abspath(provenance.__code__.co_filename))
+    here = os.path.dirname(os.path.abspath(metrics.__file__))
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True).stdout.strip()
     assert p["git_commit"] == (head or None)
+
+
+def test_provenance_reads_the_cpu_model_and_the_commit_of_this_code(monkeypatch, tmp_path):
+    """The CPU is /proc/cpuinfo's model name (whole, colons included), else the platform's processor or machine;
+    the commit is that of the folder holding this code, wherever the process runs."""
+    import io
+    import platform
+
+    from gcpo_support import metrics
+    from gcpo_support.metrics import provenance
+
+    commit = provenance()["git_commit"]
+    monkeypatch.chdir(tmp_path)  # not a git repository
+    assert provenance()["git_commit"] == commit
+    cpuinfo = lambda text: lambda path, *a, **k: io.StringIO(text)
+    monkeypatch.setattr(metrics, "open", cpuinfo("processor\t: 0\nmodel name\t: Chip: X1 @ 2GHz\n"), raising=False)
+    assert provenance()["cpu"] == "Chip: X1 @ 2GHz"
+    monkeypatch.setattr(metrics, "open", cpuinfo("processor\t: 0\nHardware\t: board\n"), raising=False)
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert provenance()["cpu"] == "aarch64"  # no model name line: the machine
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert provenance()["cpu"] == "arm"
