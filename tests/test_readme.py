@@ -121,7 +121,7 @@ def program_of(argv: list) -> tuple:
     return head
 
 
-@pytest.mark.parametrize("page, line", FLAGS)
+@pytest.mark.parametrize("page, line", FLAGS, ids=[f"{page}: {line}" for page, line in FLAGS])
 def test_commands_accept_the_flags_they_show(page, line):
     argv = shlex.split(line)
     program = program_of(argv)
