@@ -6,6 +6,7 @@
     python benchmarks/bench_gpt2.py --model DIR              # any saved causal LM with its tokenizer
     python benchmarks/bench_gpt2.py --device cuda --dtype bfloat16
     python benchmarks/bench_gpt2.py --save-model DIR         # save the random-init GPT-2 (or --tiny) for others
+    python benchmarks/bench_gpt2.py --decode --shapes 16x4 --max-new-tokens 64 --threads 2   # the KV caches
 
 Without --model it needs no download: it saves a randomly initialised GPT-2 of the real size (12 layers,
 768 wide, 50257-token vocabulary) with a byte-level BPE of the same vocabulary size trained offline
@@ -13,19 +14,24 @@ Without --model it needs no download: it saves a randomly initialised GPT-2 of t
 not. --tiny saves gcpo's own tiny architecture (`gcpo.build_policy` with model='tiny': n_layer, n_embd,
 n_head from Config, fused tanh-GELU) with a 600-merge stand-in BPE (580 tokens) instead.
 
+--decode times only the sampler's decode loop (`decode_rollout`) with each KV cache, the caches taking turns,
+on a random-init GPT-2 of the real size built from GPT2Config() (or, with --tiny, gcpo's tiny model): the
+rollout's wall seconds, the median over --repeats, and the ratios.
+
 One step = gcpo.rollout (B prompts x G responses of up to --max-new-tokens tokens, one rollout: dynamic
 sampling off) + gcpo.update (one optimizer step). The algorithms take turns step by step on ONE model and
 optimizer: the work of a step depends on the shapes, not on the weights' values, and taking turns puts both
 under the same load when other programs share the cores. Each row is the mean over --steps timed steps per
 algorithm, after --warmup untimed ones.
 
-Columns: rollout, update and contrast wall seconds (contrast = time inside gcpo.contrast_weights, GCPO's
-no-grad negative-prompt pass; it is part of update with weights_from=current and of rollout with
-weights_from=rollout), the step's wall and process-CPU seconds, tokens/s (valid response tokens sampled per
-wall second of the step), the step's FLOPs split into rollout (sampler), update (training forward and
-backward) and contrast (GCPO's extra forwards), the FLOP limit (FLOPs / measured matmul peak: the time the
-arithmetic alone needs), the step's wall time over that limit, and the peak memory of the step (process RSS
-high-water mark, reset before each step, and its rise above the RSS at the step's start; CUDA: allocated).
+Columns: rollout, update and contrast wall seconds (contrast = time inside gcpo.credit_inputs, the no-grad
+forwards a credit scheme needs beyond the training pass: GCPO's negative-prompt pass; it is part of update with
+weights_from=current and of rollout with weights_from=rollout), the step's wall and process-CPU seconds,
+tokens/s (valid response tokens sampled per wall second of the step), the step's FLOPs split into rollout
+(sampler), update (training forward and backward) and contrast (GCPO's extra forwards), the FLOP limit (FLOPs /
+measured matmul peak: the time the arithmetic alone needs), the step's wall time over that limit, and the peak
+memory of the step (process RSS high-water mark, reset before each step, and its rise above the RSS at the
+step's start; CUDA: allocated).
 Wall seconds grow when other programs share the cores; CPU seconds / threads then estimates the step on
 idle cores, from above (OpenMP threads that wait for each other spin, and the spinning counts).
 
@@ -42,11 +48,13 @@ softmax/logsumexp and the optimizer are left out: under 1% of a GPT-2-size step 
 The peak is the best of several fp32 (or, with --dtype bfloat16, bf16) n×n torch.matmul calls at the same
 thread count, measured in the same run before and after the timed steps.
 """
+
 import argparse
 import copy
 import dataclasses
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -56,7 +64,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import gcpo  # noqa: E402 (after the path insert)
-from gcpo_support import kernels, loading
+from gcpo_support import kernels, loading  # noqa: E402
+from gcpo_support.kernels import CACHE  # noqa: E402
 
 
 def random_gpt2(path: str) -> str:
@@ -193,11 +202,11 @@ def load_average() -> str:
 
 
 class ContrastTimer:
-    """Wraps gcpo.contrast_weights (looked up by name at each call, so update and rollout use the wrapper),
-    accumulates the wall seconds spent inside it and marks its forwards as the `contrast` phase."""
+    """Wraps gcpo.credit_inputs (looked up by name at each call, so credit_weights in update and rollout uses the
+    wrapper), accumulates the wall seconds spent inside it and marks its forwards as the `contrast` phase."""
 
     def __init__(self, device: str, recorder: ForwardRecorder):
-        self.device, self.recorder, self.inner = device, recorder, gcpo.contrast_weights
+        self.device, self.recorder, self.inner = device, recorder, gcpo.credit_inputs
         self.seconds = self.system_seconds = self.page_faults = 0.0
 
     def __call__(self, *args, **kwargs):
@@ -242,11 +251,102 @@ def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: Contras
     sync(cfg.device)
     t2, c2 = time.perf_counter(), time.process_time()
     peak, kind = memory(cfg.device)
-    return dict(rollout=t1 - t0, update=t2 - t1, contrast=timer.seconds, step=t2 - t0, cpu=c2 - c0,
-                contrast_system=timer.system_seconds, contrast_faults=timer.page_faults,
-                tokens=0 if batch is None else int(batch["mask"].sum()),
-                **{f"flops_{k}": recorder.flops(*flop_args, k) for k in ("rollout", "update", "contrast")},
-                memory=peak, memory_rise=peak - start_memory, memory_kind=kind)
+    return dict(
+        rollout=t1 - t0,
+        update=t2 - t1,
+        contrast=timer.seconds,
+        step=t2 - t0,
+        cpu=c2 - c0,
+        contrast_system=timer.system_seconds,
+        contrast_faults=timer.page_faults,
+        tokens=0 if batch is None else int(batch["mask"].sum()),
+        **{f"flops_{k}": recorder.flops(*flop_args, k) for k in ("rollout", "update", "contrast")},
+        memory=peak,
+        memory_rise=peak - start_memory,
+        memory_kind=kind,
+    )
+
+
+def decode_rollout(model, ids, attn, max_new_tokens: int, cache: str, generator) -> torch.Tensor:
+    """gcpo.sample's loop without its bookkeeping: a prefill, then max_new_tokens − 1 forwards of one token per
+    row (drawn with gcpo.draw; no stop at EOS, so every way does the same work), with the KV cache `cache`:
+    dynamic (the model's forward with Hugging Face's default cache, which grows by concatenation), static (its
+    forward with a StaticCache allocated for prompt + max_new_tokens) or decoder (kernels.Decoder). (R, T) tokens."""
+    from transformers import StaticCache
+
+    pos = gcpo.position_ids(attn)
+    extra = {CACHE: StaticCache(config=model.config, max_cache_len=ids.shape[1] + max_new_tokens)}
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=pos,
+        use_cache=True,
+        logits_to_keep=1,
+        **(extra if cache == "static" else {}),
+    )
+    logits, nxt, past = out.logits[:, -1], pos[:, -1] + 1, out[CACHE]
+    decode = kernels.Decoder(model, out, attn, max_new_tokens) if cache == "decoder" else None
+    del out
+    tokens = []
+    for t in range(max_new_tokens):
+        tokens.append(gcpo.draw(torch.softmax(logits.float(), -1), generator))  # (R,)
+        if t == max_new_tokens - 1:
+            break
+        if decode is not None:
+            logits = decode(tokens[-1], nxt)
+        else:
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
+            out = model(
+                input_ids=tokens[-1][:, None],
+                attention_mask=attn,
+                position_ids=nxt[:, None],
+                use_cache=True,
+                **{CACHE: past},
+            )
+            logits, past = out.logits[:, -1], out[CACHE]
+        nxt = nxt + 1
+    return torch.stack(tokens, 1)
+
+
+def decode_model(tiny: bool):
+    """gcpo's tiny model over the 580-token stand-in BPE, or a random-init GPT-2 of the real size (GPT2Config())
+    with the fused GELU gcpo loads GPT-2 with; eval mode, SDPA attention, as gcpo builds them."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    if tiny:
+        return gcpo.build_policy(gcpo.make_config(model="tiny"), 580, 128, dict(bos_token_id=0, eos_token_id=0)).eval()
+    return kernels.fuse_gelu(GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa"))).eval()
+
+
+def decode_bench(model, B: int, G: int, prompt_len: int, max_new_tokens: int, repeats: int) -> list[str]:
+    """Seconds per rollout of B prompts x G responses with each KV cache, the caches taking turns: the median over
+    `repeats` and its ratio to the Decoder's. Prompts are random tokens left-padded by 0..7 positions."""
+    ways = ("decoder", "dynamic", "static")
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, model.config.vocab_size, (B, prompt_len), generator=g)
+    attn = (torch.arange(prompt_len) >= (torch.arange(B) % 8)[:, None]).long()  # (B, P): left padding
+    ids, attn = (ids * attn).repeat_interleave(G, 0), attn.repeat_interleave(G, 0)
+    seconds = {w: [] for w in ways}
+    with torch.no_grad():
+        for w in ways:  # warm up
+            decode_rollout(model, ids, attn, 4, w, torch.Generator().manual_seed(1))
+        for _ in range(repeats):
+            for w in ways:
+                t0 = time.perf_counter()
+                decode_rollout(model, ids, attn, max_new_tokens, w, torch.Generator().manual_seed(1))
+                seconds[w].append(time.perf_counter() - t0)
+                print(f"  {w}: {seconds[w][-1]:.3f} s", file=sys.stderr, flush=True)
+    med = {w: statistics.median(v) for w, v in seconds.items()}
+    return [
+        f"rollout of {B} prompts x {G} responses x {max_new_tokens} new tokens, prompts of {prompt_len} positions "
+        f"(left padding 0-7), {torch.get_num_threads()} threads, median of {repeats} (load average "
+        f"{load_average()}):",
+        " | ".join(f"{w + ' s':>10}" for w in ways) + " | " + " | ".join(f"{w} / decoder" for w in ways[1:]),
+        " | ".join(f"{med[w]:10.3f}" for w in ways)
+        + " | "
+        + " | ".join(f"{med[w] / med['decoder']:{len(w) + 10}.2f}" for w in ways[1:]),
+    ]
 
 
 def main(argv=None):
@@ -263,12 +363,22 @@ def main(argv=None):
     p.add_argument("--shapes", default="4x4,16x8", help="B x G pairs, comma separated")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--micro-batch", type=int, default=0, help="responses per forward/backward (0: whole batch)")
-    p.add_argument("--save-model", default="", metavar="DIR",
-                   help="only save the model this run would build (GPT-2 size, or --tiny) to DIR and stop; other "
-                        "programs (bench_trl.py, an older commit's bench_gpt2.py) can then time the same model")
+    p.add_argument(
+        "--save-model",
+        default="",
+        metavar="DIR",
+        help="only save the model this run would build (GPT-2 size, or --tiny) to DIR and stop; other "
+        "programs (bench_trl.py, an older commit's bench_gpt2.py) can then time the same model",
+    )
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="only time the sampler's decode loop with each KV cache (GPT-2 size, or --tiny; no download)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="with --decode: rollouts per cache (the median is printed)")
     args = p.parse_args(argv)
-    if args.model and (args.tiny or args.save_model):
-        p.error("--tiny and --save-model build their own model; drop --model")
+    if args.model and (args.tiny or args.save_model or args.decode):
+        p.error("--tiny, --save-model and --decode build their own model; drop --model")
     if args.save_model:
         (tiny_bpe_gpt2 if args.tiny else random_gpt2)(args.save_model)
         print(f"saved {'the tiny model' if args.tiny else 'a random-init GPT-2 (124M)'} to {args.save_model}")
@@ -283,6 +393,16 @@ def main(argv=None):
     algos = args.algos.split(",")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.decode:
+        if args.repeats < 1 or args.max_new_tokens < 2:
+            p.error("--decode needs --repeats >= 1 and --max-new-tokens >= 2")
+        print(
+            f"model={'gcpo tiny' if args.tiny else 'random-init GPT-2 124M'}  torch={torch.__version__}  "
+            f"cpu={cpu_model()}"
+        )
+        B, G = shapes[0]
+        print("\n".join(decode_bench(decode_model(args.tiny), B, G, 24, args.max_new_tokens, args.repeats)))
+        return
 
     import transformers
 
@@ -295,10 +415,19 @@ def main(argv=None):
             model_path = args.model or random_gpt2(tmp)
             name = args.model or "random-init GPT-2 124M + 50257-token stand-in BPE"
         try:
-            cfgs = {a: gcpo.make_config(a, model=model_path, env=args.env, max_new_tokens=args.max_new_tokens,
-                                        micro_batch=args.micro_batch, device=args.device, dtype=args.dtype,
-                                        dynamic_sampling=False)  # one rollout per step, so steps are comparable
-                    for a in algos}
+            cfgs = {
+                a: gcpo.make_config(
+                    a,
+                    model=model_path,
+                    env=args.env,
+                    max_new_tokens=args.max_new_tokens,
+                    micro_batch=args.micro_batch,
+                    device=args.device,
+                    dtype=args.dtype,
+                    dynamic_sampling=False,
+                )  # one rollout per step, so steps are comparable
+                for a in algos
+            }
             task, _ = loading.build_task(cfgs[algos[0]])
             cfgs = {a: gcpo.resolve(c, task) for a, c in cfgs.items()}
         except ValueError as e:
@@ -306,13 +435,19 @@ def main(argv=None):
         device = cfgs[algos[0]].device
         peak_dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
         peak_before = matmul_peak(device, peak_dtype)
-        print(f"model={name}  env={args.env}  dtype={args.dtype}  max_new_tokens={args.max_new_tokens}  "
-              f"micro_batch={args.micro_batch}  steps={args.steps} (+{args.warmup} warm-up) per algorithm")
-        print(f"torch={torch.__version__}  transformers={transformers.__version__}  threads={torch.get_num_threads()}  "
-              f"device={device}  cpu={cpu_model()} ({os.cpu_count()} logical)  load average={load_average()}")
-        print(f"{'B x G':>8} | {'algo':<5} | {'rollout s':>9} | {'update s':>8} | {'contrast s':>10} | {'step s':>6} | "
-              f"{'CPU s':>6} | {'tokens/s':>8} | {'GFLOP (rollout + update + contrast)':>35} | {'limit s':>7} | "
-              f"{'x limit':>7} | peak memory (rise in the step)")
+        print(
+            f"model={name}  env={args.env}  dtype={args.dtype}  max_new_tokens={args.max_new_tokens}  "
+            f"micro_batch={args.micro_batch}  steps={args.steps} (+{args.warmup} warm-up) per algorithm"
+        )
+        print(
+            f"torch={torch.__version__}  transformers={transformers.__version__}  threads={torch.get_num_threads()}  "
+            f"device={device}  cpu={cpu_model()} ({os.cpu_count()} logical)  load average={load_average()}"
+        )
+        print(
+            f"{'B x G':>8} | {'algo':<5} | {'rollout s':>9} | {'update s':>8} | {'contrast s':>10} | {'step s':>6} | "
+            f"{'CPU s':>6} | {'tokens/s':>8} | {'GFLOP (rollout + update + contrast)':>35} | {'limit s':>7} | "
+            f"{'x limit':>7} | peak memory (rise in the step)"
+        )
         rows = []
         for B, G in shapes:
             cfgs_bg = {a: dataclasses.replace(c, batch_prompts=B, group_size=G) for a, c in cfgs.items()}
@@ -325,47 +460,83 @@ def main(argv=None):
             recorder = ForwardRecorder(model, ref_model)
             timer = ContrastTimer(device, recorder)
             results = {a: [] for a in algos}
-            gcpo.contrast_weights = timer
+            gcpo.credit_inputs = timer
             try:
                 with gcpo.autocast(cfgs_bg[algos[0]]):
                     for step in range(args.warmup + args.steps):
                         for a in algos:  # take turns, so every algorithm sees the same load
-                            r = timed_step(model, optimizer, ref_model if cfgs_bg[a].beta > 0 else None, task,
-                                           cfgs_bg[a], step, timer, (body_params, head_params))
+                            r = timed_step(
+                                model,
+                                optimizer,
+                                ref_model if cfgs_bg[a].beta > 0 else None,
+                                task,
+                                cfgs_bg[a],
+                                step,
+                                timer,
+                                (body_params, head_params),
+                            )
                             if step >= args.warmup:
                                 results[a].append(r)
             finally:
-                gcpo.contrast_weights = timer.inner
+                gcpo.credit_inputs = timer.inner
                 recorder.remove()
             for a, rs in results.items():
                 peak = max(rs, key=lambda r: r["memory"])
-                means = {k: sum(r[k] for r in rs) / len(rs) for k in ("rollout", "update", "contrast", "step", "cpu",
-                                                                      "flops_rollout", "flops_update", "flops_contrast",
-                                                                      "contrast_system", "contrast_faults")}
-                rows.append(dict(B=B, G=G, algo=a, **means,
-                                 tokens_per_s=sum(r["tokens"] for r in rs) / sum(r["step"] for r in rs),
-                                 memory=peak["memory"], memory_rise=peak["memory_rise"],
-                                 memory_kind=peak["memory_kind"]))
+                means = {
+                    k: sum(r[k] for r in rs) / len(rs)
+                    for k in (
+                        "rollout",
+                        "update",
+                        "contrast",
+                        "step",
+                        "cpu",
+                        "flops_rollout",
+                        "flops_update",
+                        "flops_contrast",
+                        "contrast_system",
+                        "contrast_faults",
+                    )
+                }
+                rows.append(
+                    dict(
+                        B=B,
+                        G=G,
+                        algo=a,
+                        **means,
+                        tokens_per_s=sum(r["tokens"] for r in rs) / sum(r["step"] for r in rs),
+                        memory=peak["memory"],
+                        memory_rise=peak["memory_rise"],
+                        memory_kind=peak["memory_kind"],
+                    )
+                )
             del model, optimizer, ref_model
         peak = max(peak_before, matmul_peak(device, peak_dtype))
         for r in rows:
             flops = r["flops_rollout"] + r["flops_update"] + r["flops_contrast"]
             limit = flops / peak
-            split = (f"{flops / 1e9:.4g} ({r['flops_rollout'] / 1e9:.4g} + {r['flops_update'] / 1e9:.4g} + "
-                     f"{r['flops_contrast'] / 1e9:.4g})")
+            split = (
+                f"{flops / 1e9:.4g} ({r['flops_rollout'] / 1e9:.4g} + {r['flops_update'] / 1e9:.4g} + "
+                f"{r['flops_contrast'] / 1e9:.4g})"
+            )
             d = 2 if r["step"] >= 1 else 3  # seconds: a tiny model's step needs a third decimal
-            print(f"{r['B']:>3} x {r['G']:<2} | {r['algo']:<5} | {r['rollout']:9.{d}f} | {r['update']:8.{d}f} | "
-                  f"{r['contrast']:10.{d}f} | {r['step']:6.{d}f} | {r['cpu']:6.{d}f} | {r['tokens_per_s']:8.0f} | "
-                  f"{split:>35} | {limit:7.{d}f} | {r['step'] / limit:7.2f} | "
-                  f"{r['memory']:.2f} GiB {r['memory_kind']} (+{r['memory_rise']:.2f})")
+            print(
+                f"{r['B']:>3} x {r['G']:<2} | {r['algo']:<5} | {r['rollout']:9.{d}f} | {r['update']:8.{d}f} | "
+                f"{r['contrast']:10.{d}f} | {r['step']:6.{d}f} | {r['cpu']:6.{d}f} | {r['tokens_per_s']:8.0f} | "
+                f"{split:>35} | {limit:7.{d}f} | {r['step'] / limit:7.2f} | "
+                f"{r['memory']:.2f} GiB {r['memory_kind']} (+{r['memory_rise']:.2f})"
+            )
         for r in rows:
-            if r["contrast"] > 0:
-                print(f"{r['B']} x {r['G']} {r['algo']}: per step the contrast pass spent {r['contrast_system']:.2f} s "
-                      f"of system CPU time (the kernel's, e.g. serving page faults) and had "
-                      f"{r['contrast_faults']:,.0f} minor page faults")
-        print(f"matmul peak ({'bf16' if args.dtype == 'bfloat16' else 'fp32'}, 2048x2048, "
-              f"{torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s (before the steps "
-              f"{peak_before / 1e9:.1f}); load average after={load_average()}")
+            if r["flops_contrast"] > 0:
+                print(
+                    f"{r['B']} x {r['G']} {r['algo']}: per step the contrast pass spent {r['contrast_system']:.2f} s "
+                    f"of system CPU time (the kernel's, e.g. serving page faults) and had "
+                    f"{r['contrast_faults']:,.0f} minor page faults"
+                )
+        print(
+            f"matmul peak ({'bf16' if args.dtype == 'bfloat16' else 'fp32'}, 2048x2048, "
+            f"{torch.get_num_threads()} threads): {peak / 1e9:.1f} GFLOP/s (before the steps "
+            f"{peak_before / 1e9:.1f}); load average after={load_average()}"
+        )
     return rows
 
 

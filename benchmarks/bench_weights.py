@@ -1,7 +1,8 @@
 """Speed of the GCPO weight computation: the vectorised reference vs the official per-row loop.
 
-    python benchmarks/bench_weights.py            # prints a table; --device cuda for the GPU
+python benchmarks/bench_weights.py            # prints a table; --device cuda for the GPU
 """
+
 import argparse
 import os
 import sys
@@ -27,7 +28,7 @@ def timeit(fn, repeats):
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
@@ -41,12 +42,14 @@ def main():
         lengths = torch.randint(T // 4, T + 1, (N,), generator=g).to(args.device)
         mask = (torch.arange(T, device=args.device)[None] < lengths[:, None]).long()
         div = gcpo.token_scores(logp, logp_neg, mask, "kl")
-        t_loop = timeit(lambda: official_loop(div, mask, alpha), max(1, args.repeats // 2))
-        t_avg = timeit(lambda: gcpo.normalize_weights(div, mask, "hist"), args.repeats)
-        t_off = timeit(lambda: gcpo.normalize_weights(div, mask, "hist", ties="official"), args.repeats)
+        t_loop = timeit(lambda d=div, m=mask: official_loop(d, m, alpha), max(1, args.repeats // 2))
+        t_avg = timeit(lambda d=div, m=mask: gcpo.normalize_weights(d, m, "hist"), args.repeats)
+        t_off = timeit(lambda d=div, m=mask: gcpo.normalize_weights(d, m, "hist", ties="official"), args.repeats)
         same = torch.equal(gcpo.normalize_weights(div, mask, "hist", ties="official"), official_loop(div, mask, alpha))
-        print(f"{N:>5} x {T:<5} | {t_loop:16.1f} | {t_avg:15.1f} | {t_off:16.1f} | {t_loop / t_avg:6.1f}x"
-              f"  (official weights bit-equal: {same})")
+        print(
+            f"{N:>5} x {T:<5} | {t_loop:16.1f} | {t_avg:15.1f} | {t_off:16.1f} | {t_loop / t_avg:6.1f}x"
+            f"  (official weights bit-equal: {same})"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 
 Each seed warm-starts once; every algorithm then starts from that same saved model (same prompts too).
 """
+
 import argparse
 import os
 import sys
@@ -15,11 +16,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import gcpo  # noqa: E402
-from gcpo_support import loading
+from gcpo_support import loading  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="needle")
     p.add_argument("--task-args", default="")
     p.add_argument("--algos", nargs="+", default=["grpo", "dapo", "gcpo"])
@@ -33,11 +34,24 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             warm = f"{tmp}/warm{seed}"
-            gcpo.train(gcpo.make_config("gcpo", env=args.env, task_args=args.task_args, seed=seed, steps=0,
-                                        out=warm, device="cpu"), progress=False)
+            gcpo.train(
+                gcpo.make_config(
+                    "gcpo", env=args.env, task_args=args.task_args, seed=seed, steps=0, out=warm, device="cpu"
+                ),
+                progress=False,
+            )
             for algo in args.algos:
-                cfg = gcpo.make_config(algo, env=args.env, task_args=args.task_args, seed=seed, steps=args.steps,
-                                       model=f"{warm}/model", warm_steps=0, device="cpu", **overrides)
+                cfg = gcpo.make_config(
+                    algo,
+                    env=args.env,
+                    task_args=args.task_args,
+                    seed=seed,
+                    steps=args.steps,
+                    model=f"{warm}/model",
+                    warm_steps=0,
+                    device="cpu",
+                    **overrides,
+                )
                 r = gcpo.train(cfg, progress=False)
                 rows[algo].append(r["reward_after"])
                 if algo == args.algos[0]:
