@@ -188,13 +188,14 @@ def bootstrap_mean_ci(x, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, lev
 def bootstrap_ratio_ci(num, den, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, level=0.95):
     """The ratio of means mean(num)/mean(den) of paired samples num, den (n,) (here: a scheme's and the oracle's
     per-seed gains over dapo) and its percentile-bootstrap interval, resampling the n pairs together. Returns
-    (ratio, lo, hi), or None when the interval of mean(den) includes 0 (the ratio is then unbounded)."""
+    (ratio, lo, hi), or None when some resample's mean(den) is 0 or of the other sign than mean(den) (the ratio's
+    interval is then unbounded)."""
     num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    _, dlo, dhi = bootstrap_mean_ci(den, resamples, seed, level)
-    if not (dlo > 0 or dhi < 0):
-        return None
     idx = np.random.default_rng(seed).integers(0, len(num), size=(resamples, len(num)))
-    ratios = num[idx].mean(1) / den[idx].mean(1)
+    den_means = den[idx].mean(1)
+    if not (np.all(den_means > 0) or np.all(den_means < 0)):
+        return None
+    ratios = num[idx].mean(1) / den_means
     lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
     return float(num.mean() / den.mean()), float(lo), float(hi)
 
@@ -491,11 +492,13 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
     done |= {j for j in jobs if j.phase == "report" and owner(j) in selection.get(j.task, {}) and
              matches(j, plan, out, selection)}
 
-    order = {"warm": 0, "tune": 1, "report": 2}
+    # task by task: the tuning seeds' warm starts, the tuning runs, then seed by seed a reporting seed's warm start
+    # and its runs (so that a study stopped early has whole seeds, every variant on each)
     task_rank = {t: i for i, t in enumerate(plan.tasks)}
+    stage = {"warm": 0, "tune": 1, "report": 2}
     pending = sorted((j for j in jobs if j not in done),
-                     key=lambda j: (task_rank[j.task], order[j.phase] + (j.phase == "warm" and j.seed not in
-                                                                          plan.tune_seeds) * 1.5, j.seed, j.variant))
+                     key=lambda j: (task_rank[j.task], 2 if j.phase == "warm" and j.seed not in plan.tune_seeds
+                                    else stage[j.phase], j.seed, j.variant))
 
     def ready(j):
         if j.phase == "warm":
@@ -506,7 +509,7 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
     failed, results, start, ran = [], queue.Queue(), time.time(), []
     bar = tqdm(total=len(jobs), initial=len(done), desc=desc, unit="run", dynamic_ncols=True)
     pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 and pending else None
-    in_flight = 0
+    in_flight, interrupted = 0, False
     try:
         while pending or in_flight:
             while in_flight < workers:
@@ -537,11 +540,13 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
             if job.phase == "tune" and tuned(job.task, job.variant):
                 select(job.task, job.variant)
                 tqdm.write(f"{job.task}: selected lr {selection[job.task][job.variant]['lr']:g} for {job.variant}")
+    except KeyboardInterrupt:  # stopped: what finished is on disk, and the invocation is still recorded
+        interrupted = True
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
-    return {"failed": failed, "wall": time.time() - start, "ran": ran}
+    return {"failed": failed, "wall": time.time() - start, "ran": ran, "interrupted": interrupted}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -712,7 +717,8 @@ def needle_section(runs: dict, recent: set) -> list[str]:
                      f"{fmt_ci(*gain)} | {'met' if gain[0] >= ORACLE_MARGIN else 'NOT met'} | {dapo} |")
     lines += ["", "Per length: the paired difference to dapo on the same seeds (95% interval), and the share of the "
               "oracle's gain over dapo that the scheme recovers, (scheme − dapo)/(oracle − dapo), with a paired "
-              "bootstrap interval ('-' where the oracle's own gain over dapo has an interval that includes 0).", "",
+              "bootstrap interval ('-' where some resample of the oracle's gain over dapo is 0 or negative: the "
+              "ratio is then unbounded). A share is only as stable as the oracle's gain is large.", "",
               "| L | variant | Δ AUC vs dapo | | Δ final vs dapo | | share of oracle gain (AUC) | "
               "share of oracle gain (final) |", "|---|---|---|---|---|---|---|---|"]
     for L in lengths:
@@ -725,6 +731,21 @@ def needle_section(runs: dict, recent: set) -> list[str]:
             for metric in ("auc", "final"):
                 sh = oracle_share(r, v, metric) if v != "gcpo+oracle" else None
                 cells.append(fmt_ci(*sh) if sh else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Mechanism, from the controls (paired differences on the same seeds, 95% intervals): the weight law "
+              "without information (gcpo+shuffled − dapo: GCPO's uneven step sizes, placed at random), the value of "
+              "GCPO's placement (gcpo − gcpo+shuffled: the same step sizes, on the tokens the contrast picks) and of "
+              "perfect placement (gcpo+oracle − gcpo+shuffled).", "",
+              "| L | comparison | Δ AUC | | Δ final | |", "|---|---|---|---|---|---|"]
+    for L in lengths:
+        r = runs[f"needle-{L}"]
+        for label, a, b in (("step sizes without information", "gcpo+shuffled", "dapo"),
+                            ("GCPO's placement", "gcpo", "gcpo+shuffled"),
+                            ("perfect placement", "gcpo+oracle", "gcpo+shuffled")):
+            cells = [str(L), f"{label}: {a} − {b}"]
+            for metric in ("auc", "final"):
+                d, _ = paired(r, a, b, metric)
+                cells += [fmt_ci(*d), in_words(*d[1:])] if d else ["-", ""]
             lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -747,7 +768,7 @@ def record_invocation(out: str, command: str, workers: int, res: dict) -> dict:
     meta_path = os.path.join(out, "study.json")
     meta = load_json(meta_path) if os.path.exists(meta_path) else {}
     meta.setdefault("invocations", []).append({"command": command, "wall_seconds": round(res["wall"], 1),
-                                               "runs": len(res["ran"])})
+                                               "runs": len(res["ran"]), "interrupted": res.get("interrupted", False)})
     cells = sorted({f"{j.task}/{j.variant}" for j in res["ran"] if j.phase != "warm"})
     meta.update(workers=workers, hardware=HARDWARE, last_invocation={"command": command, "cells": cells},
                 failed=[f"{j.phase} {j.task} {j.variant} seed {j.seed}: {e}" for j, e in res["failed"]])
@@ -792,11 +813,12 @@ def main(argv=None) -> int:
     command = "python benchmarks/study.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                   else sys.argv[1:]))
     record_invocation(out, command.strip(), args.workers, res)
-    print(f"ran {len(res['ran'])} runs in {res['wall'] / 60:.1f} min wall; {len(res['failed'])} failed")
+    print(f"ran {len(res['ran'])} runs in {res['wall'] / 60:.1f} min wall; {len(res['failed'])} failed"
+          + ("; interrupted (run the same command to resume)" if res["interrupted"] else ""))
     if os.path.isdir(os.path.join(out, "runs", "report")):
         write_report(out)
         print(f"wrote {os.path.join(out, 'report.md')}")
-    return 1 if res["failed"] else 0
+    return 130 if res["interrupted"] else 1 if res["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def test_bootstrap_ratio_is_the_ratio_of_means_with_a_paired_interval():
     ratios = [np.mean(np.take(num, i)) / np.mean(np.take(den, i)) for i in idx]
     assert (lo, hi) == pytest.approx(tuple(np.quantile(ratios, [0.025, 0.975])))
     assert study.bootstrap_ratio_ci([0.1, 0.2], [0.3, -0.3]) is None  # the oracle's gain is not distinguishable from 0
+    assert study.bootstrap_ratio_ci([0.1, 0.2, 0.1], [0.2, 0.0, 0.1]) is None  # some resample's gain is 0
 
 
 def test_lr_selection_averages_the_tuning_seeds_and_breaks_ties_to_the_smaller_rate(tmp_path):
