@@ -135,26 +135,25 @@ def test_ratio_interval_resamples_the_pairs_together():
     assert r == pytest.approx(0.5) and lo == pytest.approx(0.5) and hi == pytest.approx(0.5)
 
 
-def test_ratio_checks_the_denominators_interval_with_the_same_seed():
-    """A denominator shifted so that its interval (seed s) ends a hair above 0, or below: the ratio is defined, or
-    not, for that seed's interval (another seed's interval would put the end on either side of 0)."""
-    base, num = np.random.default_rng(1).normal(0.0, 1.0, 12), np.ones(12)
-    for s in range(8):
-        lo = study.bootstrap_mean_ci(base, seed=s)[1]
-        assert study.bootstrap_ratio_ci(num, base - lo + 1e-9, seed=s) is not None
-        assert study.bootstrap_ratio_ci(num, base - lo - 1e-9, seed=s) is None
+def test_ratio_is_undefined_exactly_when_some_resample_of_the_denominator_reaches_zero():
+    """Every 3-value denominator from {−1, 0, 0.5, 1} with a non-zero mean: the ratio is None exactly when one of
+    the 27 equally likely resamples (all of them among 10,000 draws) has a mean of 0 or of the other sign, where
+    the ratio's interval is unbounded."""
+    for den in itertools.product([-1.0, 0.0, 0.5, 1.0], repeat=3):
+        if sum(den) == 0:
+            continue
+        sign = np.sign(sum(den))
+        unbounded = any(sign * np.mean([den[i] for i in idx]) <= 0 for idx in itertools.product(range(3), repeat=3))
+        assert (study.bootstrap_ratio_ci([1.0, 2.0, 3.0], list(den)) is None) == unbounded, den
 
 
-def test_ratio_is_undefined_when_the_denominators_interval_includes_zero():
+def test_ratio_is_undefined_when_a_resample_of_the_denominator_is_zero_or_of_the_other_sign():
     assert study.bootstrap_ratio_ci([0.1, 0.2, 0.1], [0.3, -0.3, 0.1]) is None
     assert study.bootstrap_ratio_ci([0.1, 0.2, 0.1], [-0.3, -0.2, -0.4]) is not None  # below 0 throughout: defined
-    # (0, 0, ±1): the denominator's 95% interval ends exactly at 0 (8/27 of resamples draw no ±1), so it includes 0
-    assert study.bootstrap_ratio_ci([1.0, 1.0, 1.0], [0.0, 0.0, 1.0]) is None
-    assert study.bootstrap_ratio_ci([1.0, 1.0, 1.0], [0.0, 0.0, -1.0]) is None
-    # (−1, 1, 1, 1, 1): the resampled mean is ≤ 0 with probability P(three or more −1s) = 0.058: inside the 95%
-    # interval, outside the 50% one (whose lower end, with P(two or more) = 0.26, is the mean 0.2 of two −1s)
-    assert study.bootstrap_ratio_ci([1.0] * 5, [-1.0, 1.0, 1.0, 1.0, 1.0]) is None
-    assert study.bootstrap_ratio_ci([1.0] * 5, [-1.0, 1.0, 1.0, 1.0, 1.0], level=0.5) is not None
+    assert study.bootstrap_ratio_ci([1.0, 1.0, 1.0], [0.0, 0.0, 1.0]) is None  # the resample (0, 0, 0)
+    # (−1, 1, 1, 1, 1): 5.8% of resamples have three or more −1s and a mean ≤ 0, at any level
+    for level in (0.5, 0.95):
+        assert study.bootstrap_ratio_ci([1.0] * 5, [-1.0, 1.0, 1.0, 1.0, 1.0], level=level) is None
 
 
 # ---- the paired difference -----------------------------------------------------------------------------------
