@@ -735,13 +735,15 @@ def needle_section(runs: dict, recent: set) -> list[str]:
     lines += ["", "Mechanism, from the controls (paired differences on the same seeds, 95% intervals): the weight law "
               "without information (gcpo+shuffled − dapo: GCPO's uneven step sizes, placed at random), the value of "
               "GCPO's placement (gcpo − gcpo+shuffled: the same step sizes, on the tokens the contrast picks) and of "
-              "perfect placement (gcpo+oracle − gcpo+shuffled).", "",
+              "perfect placement (gcpo+oracle − gcpo+shuffled); then GCPO against each peer scheme (gcpo − peer).", "",
               "| L | comparison | Δ AUC | | Δ final | |", "|---|---|---|---|---|---|"]
     for L in lengths:
         r = runs[f"needle-{L}"]
+        peers = [("GCPO vs a peer", "gcpo", v) for v in variant_order(r) if v in PEERS or
+                 (v.startswith("dapo+") and v not in VARIANTS)]
         for label, a, b in (("step sizes without information", "gcpo+shuffled", "dapo"),
                             ("GCPO's placement", "gcpo", "gcpo+shuffled"),
-                            ("perfect placement", "gcpo+oracle", "gcpo+shuffled")):
+                            ("perfect placement", "gcpo+oracle", "gcpo+shuffled"), *peers):
             cells = [str(L), f"{label}: {a} − {b}"]
             for metric in ("auc", "final"):
                 d, _ = paired(r, a, b, metric)
