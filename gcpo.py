@@ -356,9 +356,8 @@ def token_scores(logp, logp_neg, mask, divergence="kl", logp_all=None, logp_neg_
     kl (official): η = min(exp(d) − d − 1, 10), the one-sample k3 estimate of KL(π(·|x) ‖ π(·|x⁻));
     full_kl (paper): η = Σ_v π(v|x)(log π(v|x) − log π(v|x⁻)), needs logp_all, logp_neg_all (N, T, V);
     abs, info_gain: ablations, gcpo_support/variants.py."""
-    logp, logp_neg, logp_all, logp_neg_all = check_score_inputs(logp, logp_neg, mask, divergence, logp_all,
-                                                                logp_neg_all)  # (half precision → float32)
-    valid = mask.bool()
+    inputs = check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all)  # half → float32
+    (logp, logp_neg, logp_all, logp_neg_all), valid = inputs, mask.bool()
     if logp.numel() == 0:
         return torch.zeros_like(logp)
     d = (logp_neg - logp).clamp(-20.0, 20.0)  # (N, T)
