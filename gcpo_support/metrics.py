@@ -71,8 +71,8 @@ def weight_metrics(w, key_mask, mask, logp=None) -> dict:
             out["key_weight_auc"] = auc
     if logp is not None:
         for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1))):
-            count = sel.sum().clamp(min=1)
-            out[f"neglogp_{name}"] = (-logp * sel).sum().div(count).item()
+            if sel.any():  # (uniform credit has no token with w > 1: left out, not 0)
+                out[f"neglogp_{name}"] = (-logp * sel).sum().div(sel.sum()).item()
     return out
 
 

@@ -328,3 +328,12 @@ def test_provenance_reads_the_cpu_model_and_the_commit_of_this_code(monkeypatch,
     assert provenance()["cpu"] == "aarch64"  # no model name line: the machine
     monkeypatch.setattr(platform, "processor", lambda: "arm")
     assert provenance()["cpu"] == "arm"
+
+
+def test_an_empty_weight_class_is_left_out_not_zero():
+    """Uniform credit (w ≡ 1) has no token with w > 1: neglogp_high_w is undefined and left out of the metrics
+    (a logged 0 would read as 'high-weight tokens are certain'); the low class is every token."""
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    logp = -torch.tensor([[0.5, 1.0, 9.0], [2.0, 9.0, 9.0]])
+    got = weight_metrics(mask.float(), torch.zeros(2, 3, dtype=torch.bool), mask, logp)
+    assert "neglogp_high_w" not in got and got["neglogp_low_w"] == pytest.approx((0.5 + 1.0 + 2.0) / 3)
