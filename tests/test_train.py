@@ -23,9 +23,11 @@ def test_learning_raises_reward(warm_model, algo):
     result = gcpo.train(cfg, progress=False)
     assert 0.05 < result["reward_before"] < 0.5  # the warm start is imperfect ...
     assert result["reward_after"] > result["reward_before"] + 0.15  # ... and RL clearly improves it
-    if algo == "gcpo":  # the contrast finds the needle: most of its weight is on the key token
+    if algo == "gcpo":  # the contrast ranks the needle above the filler (uniform credit: AUC exactly 0.5)
         aucs = [h["key_weight_auc"] for h in result["history"][-10:] if "key_weight_auc" in h]
-        assert len(aucs) > 0 and sum(aucs) / len(aucs) > 0.9
+        # 0.6, not higher: the AUC of one trajectory varies with the CPU (0.9995 with AVX-512 kernels and 2 threads,
+        # 0.72 with torch's plain kernels and 1 thread), while a bug that loses the contrast gives 0.5 ± noise
+        assert len(aucs) > 0 and sum(aucs) / len(aucs) > 0.6
 
 
 def test_cli_smoke_writes_outputs(tmp_path, capsys):
