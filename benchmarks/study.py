@@ -646,10 +646,11 @@ def write_report(out: str) -> str:
              f"(`{meta.get('last_invocation', {}).get('command', '-')}`) computed or recomputed.", "",
              "## Cost", "",
              f"- Hardware: {HARDWARE}; {meta.get('workers', 2)} worker processes of one torch thread each.",
-             f"- Wall time: {sum(i['wall_seconds'] for i in invocations) / 3600:.2f} h over {len(invocations)} "
-             "invocation(s) (other work shared the two cores for part of it).",
+             (f"- Wall time: {sum(i['wall_seconds'] for i in invocations) / 3600:.2f} h over {len(invocations)} "
+              "finished invocation(s) (other work shared the two cores for part of it)." if invocations else
+              "- Wall time: no invocation has finished yet (each records its wall time in study.json when it ends)."),
              f"- Compute: {cpu_h:.3f} CPU-hours (process CPU time summed over the {len(files)} run files: "
-             f"warm starts, tuning and reporting runs); {busy_h:.3f} worker-hours of wall time.", "",
+             f"warm starts, tuning and reporting runs); the runs' wall times add up to {busy_h:.3f} worker-hours.", "",
              f"Tuning seeds: {', '.join(map(str, tune_seeds)) or '-'} (learning-rate selection only); reporting seeds: "
              f"{', '.join(map(str, report_seeds)) or '-'}.", "",
              "## Design", "", __doc__.split("Design\n", 1)[1].split("\nOutputs")[0].strip(), "",
