@@ -678,7 +678,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
     (gradient accumulation, each divided by the whole mini-batch's token or sequence count)."""
     N = batch["responses"].shape[0]
     _, gen = seeded(cfg, step, 1_000_003)
-    _, credit_gen = seeded(cfg, step, 2_000_003)  # a scheme's own randomness (the `shuffled` control's)
+    _, w_gen = seeded(cfg, step, 2_000_003)  # a credit scheme's own randomness (the `shuffled` control's)
     scheme = credit_scheme(cfg)
     sums, weight_stats, grad_norms, skipped = {}, [], [], 0
     for _ in range(cfg.epochs):
@@ -687,7 +687,7 @@ def update(model, optimizer, ref_model, batch: dict, cfg: Config, step: int) -> 
             total_tokens, total_seqs = batch["mask"][mb].sum(), len(mb)
             for idx in mb.split(cfg.micro_batch or len(mb)):
                 b = {k: v[idx] for k, v in batch.items()}
-                loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, scheme, total_tokens, total_seqs, credit_gen)
+                loss, m, w, logp = micro_batch_loss(model, ref_model, b, cfg, scheme, total_tokens, total_seqs, w_gen)
                 loss.backward()
                 weight_stats.append((w, logp, idx))
                 share = b["mask"].sum().item() / max(total_tokens.item(), 1) / (cfg.epochs * cfg.minibatches)

@@ -32,6 +32,7 @@ the length of a policy forward); `rollout` adds one no-grad forward per generati
 computed the rollout log-probs (`num_iterations > 1`, or vLLM with importance sampling), two otherwise. A scheme
 that needs neither logp⁻ nor a rollout forward (e.g. entropy_top20 with `current`) adds none.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -65,26 +66,44 @@ class GCPOConfig(GRPOConfig):
     One inherited default differs: `disable_dropout=True`, because the weights compare two forward passes of
     the same policy and dropout noise would enter the contrast as if it were signal."""
 
-    credit: str = field(default="contrast", metadata={
-        "help": "token credit scheme, advantages w·A_i: contrast (GCPO, needs negative prompts) | uniform (every "
-                "token gets A_i: exactly GRPOTrainer) | shuffled (the control: GCPO's weights permuted within each "
-                "completion) | entropy_top20 | gtpo_entropy | vppo_top40 (peer schemes) | module:function or "
-                "path/file.py:function (your own; not one that names logp_all, logp_neg_all, key_mask or rewards)"})
-    divergence: str = field(default="kl", metadata={
-        "help": "token score: kl (official k3) | abs | info_gain (full_kl needs the vocabulary's log-probs, "
-                "which TRL's fused LM head does not return; use gcpo.py for it)"})
-    normalization: str = field(default="hist", metadata={
-        "help": "scores -> weights: hist (official rank power law) | softmax | minmax | none"})
-    ties: str = field(default="average", metadata={
-        "help": "hist ties: average (x- = x gives w = 1 exactly) | official (argsort order, as the official code)"})
+    credit: str = field(
+        default="contrast",
+        metadata={
+            "help": "token credit scheme, advantages w·A_i: contrast (GCPO, needs negative prompts) | uniform (every "
+            "token gets A_i: exactly GRPOTrainer) | shuffled (the control: GCPO's weights permuted within each "
+            "completion) | entropy_top20 | gtpo_entropy | vppo_top40 (peer schemes) | module:function or "
+            "path/file.py:function (your own; not one that names logp_all, logp_neg_all, key_mask or rewards)"
+        },
+    )
+    divergence: str = field(
+        default="kl",
+        metadata={
+            "help": "token score: kl (official k3) | abs | info_gain (full_kl needs the vocabulary's log-probs, "
+            "which TRL's fused LM head does not return; use gcpo.py for it)"
+        },
+    )
+    normalization: str = field(
+        default="hist", metadata={"help": "scores -> weights: hist (official rank power law) | softmax | minmax | none"}
+    )
+    ties: str = field(
+        default="average",
+        metadata={
+            "help": "hist ties: average (x- = x gives w = 1 exactly) | official (argsort order, as the official code)"
+        },
+    )
     top_fraction: float = field(default=0.4, metadata={"help": "hist x: the top fraction of tokens ..."})
     target_mass: float = field(default=0.8, metadata={"help": "hist y: ... that carries this fraction of weight"})
     softmax_temp: float = field(default=1.0, metadata={"help": "softmax normalization temperature"})
-    weights_from: str = field(default="current", metadata={
-        "help": "policy that scores the credit: current (official; the policy being trained, per micro-batch) "
-                "| rollout (the policy that generated the batch, once per generation batch)"})
-    disable_dropout: bool = field(default=True, metadata={
-        "help": "disable dropout (default True here: dropout noise would enter the contrast)"})
+    weights_from: str = field(
+        default="current",
+        metadata={
+            "help": "policy that scores the credit: current (official; the policy being trained, per micro-batch) "
+            "| rollout (the policy that generated the batch, once per generation batch)"
+        },
+    )
+    disable_dropout: bool = field(
+        default=True, metadata={"help": "disable dropout (default True here: dropout noise would enter the contrast)"}
+    )
 
     def __post_init__(self):
         credit_of(self)  # before TrainingArguments sets up devices: bad input fails at once
@@ -99,10 +118,14 @@ def credit_of(cfg):
     name = schemes.info(scheme).name
     for need in schemes.needs(scheme):
         if need in UNAVAILABLE:
-            fix = ("use divergence='kl' (the official token estimate) or gcpo.py" if cfg.divergence == "full_kl"
-                   else "run this scheme with gcpo.py on a toy task")
-            raise ValueError(f"credit scheme {name!r} needs {need!r}, which GCPOTrainer cannot supply: "
-                             f"{UNAVAILABLE[need]}; {fix}")
+            fix = (
+                "use divergence='kl' (the official token estimate) or gcpo.py"
+                if cfg.divergence == "full_kl"
+                else "run this scheme with gcpo.py on a toy task"
+            )
+            raise ValueError(
+                f"credit scheme {name!r} needs {need!r}, which GCPOTrainer cannot supply: {UNAVAILABLE[need]}; {fix}"
+            )
     return scheme
 
 
@@ -110,14 +133,19 @@ def check_negative(prompt, negative, source: str) -> None:
     """A negative prompt must have the prompt's format: a string for a plain-text prompt, a list of
     {"role", "content"} messages for a conversational one."""
     if is_conversational({"prompt": prompt}):
-        ok = isinstance(negative, list) and len(negative) > 0 and all(
-            isinstance(m, dict) and "role" in m and "content" in m for m in negative)
+        ok = (
+            isinstance(negative, list)
+            and len(negative) > 0
+            and all(isinstance(m, dict) and "role" in m and "content" in m for m in negative)
+        )
         want = 'a list of {"role": ..., "content": ...} messages, like the conversational prompt'
     else:
         ok, want = isinstance(negative, str), "a string, like the plain-text prompt"
     if not ok:
-        raise TypeError(f"{source} gave a {type(negative).__name__} ({negative!r:.60}) for the prompt "
-                        f"{prompt!r:.60}; it must be {want}")
+        raise TypeError(
+            f"{source} gave a {type(negative).__name__} ({negative!r:.60}) for the prompt "
+            f"{prompt!r:.60}; it must be {want}"
+        )
 
 
 def first_row(dataset):
@@ -158,11 +186,15 @@ class GCPOTrainer(GRPOTrainer):
             name = (model if isinstance(model, str) else model.config._name_or_path).rstrip("/").split("/")[-1]
             config = bound["args"] = GCPOConfig(f"{name}-GCPO")
         if not isinstance(config, GCPOConfig):
-            raise TypeError(f"args is a {type(config).__name__}; GCPOTrainer needs a GCPOConfig "
-                            "(GCPOConfig(**your_grpo_config.to_dict()) keeps its values)")
+            raise TypeError(
+                f"args is a {type(config).__name__}; GCPOTrainer needs a GCPOConfig "
+                "(GCPOConfig(**your_grpo_config.to_dict()) keeps its values)"
+            )
         if negative_prompt_fn is not None and not callable(negative_prompt_fn):
-            raise TypeError(f"negative_prompt_fn must be a function prompt -> negative prompt, "
-                            f"got a {type(negative_prompt_fn).__name__}")
+            raise TypeError(
+                f"negative_prompt_fn must be a function prompt -> negative prompt, "
+                f"got a {type(negative_prompt_fn).__name__}"
+            )
         self.negative_prompt_fn = negative_prompt_fn
         self.credit = credit_of(config)
         self.credit_name = schemes.info(self.credit).name
@@ -171,8 +203,10 @@ class GCPOTrainer(GRPOTrainer):
         self._once = config.weights_from == "rollout" or schemes.is_group_level(self.credit)
         liger_loss = getattr(config, "use_liger_kernel", False) and hasattr(GRPOTrainer, "compute_liger_loss")
         if not self._uniform and liger_loss:
-            raise ValueError("use_liger_kernel=True computes this TRL version's loss in Liger's fused kernel, which "
-                             "takes one advantage per sequence; set use_liger_kernel=False for GCPO")
+            raise ValueError(
+                "use_liger_kernel=True computes this TRL version's loss in Liger's fused kernel, which "
+                "takes one advantage per sequence; set use_liger_kernel=False for GCPO"
+            )
         if self._negatives:  # before any model work: the datasets must say where x⁻ comes from
             evals = bound.get("eval_dataset")
             evals = evals.items() if isinstance(evals, dict) else [("eval_dataset", evals)]
@@ -194,13 +228,17 @@ class GCPOTrainer(GRPOTrainer):
         columns = getattr(dataset, "column_names", None) or (list(row) if row else [])
         has_column = NEGATIVE_COLUMN in columns
         if has_column and self.negative_prompt_fn is not None:
-            raise ValueError(f"{name} has a '{NEGATIVE_COLUMN}' column and negative_prompt_fn was given too; "
-                             "keep one source of negative prompts")
+            raise ValueError(
+                f"{name} has a '{NEGATIVE_COLUMN}' column and negative_prompt_fn was given too; "
+                "keep one source of negative prompts"
+            )
         if not has_column and self.negative_prompt_fn is None:
-            raise ValueError(f"{name} has no '{NEGATIVE_COLUMN}' column and no negative_prompt_fn was given: credit "
-                             f"scheme {self.credit_name!r} needs a negative prompt per row (e.g. the prompt plus "
-                             "'Give a wrong answer.'); add the column, pass negative_prompt_fn=..., or set "
-                             "credit='uniform' for plain GRPO")
+            raise ValueError(
+                f"{name} has no '{NEGATIVE_COLUMN}' column and no negative_prompt_fn was given: credit "
+                f"scheme {self.credit_name!r} needs a negative prompt per row (e.g. the prompt plus "
+                "'Give a wrong answer.'); add the column, pass negative_prompt_fn=..., or set "
+                "credit='uniform' for plain GRPO"
+            )
         if row is not None:
             check_negative(row["prompt"], self._negative_of(row), self._negative_source)
 
@@ -225,8 +263,15 @@ class GCPOTrainer(GRPOTrainer):
         process and the step). w is 0 wherever the mask is (padding, tool output), whatever the scheme left
         there. Also logs the weight statistics into TRL's metrics (averaged over processes)."""
         mask, adv = loss_mask(batch), batch["advantages"]
-        given = dict(logp=logp, logp_neg=logp_neg, entropy=entropy, mask=mask, adv=adv,
-                     group_size=self.num_generations, generator=self._generator(mask.device))
+        given = dict(
+            logp=logp,
+            logp_neg=logp_neg,
+            entropy=entropy,
+            mask=mask,
+            adv=adv,
+            group_size=self.num_generations,
+            generator=self._generator(mask.device),
+        )
         w = schemes.call(self.credit, {k: given[k] for k in ("mask", *self._needs)})  # (B, T), checked
         w = w.to(adv.dtype).masked_fill(~mask.bool(), 0.0)
         stats = self.accelerator.gather(weight_stats(w, mask)[None]).nanmean(0)  # (3,), every rank calls it
@@ -249,7 +294,8 @@ class GCPOTrainer(GRPOTrainer):
         attn = torch.cat([inputs["neg_prompt_mask"], inputs["completion_mask"]], dim=1)
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             logp_neg = self._get_per_token_logps_and_entropies(  # (logps, entropies[, aux loss])
-                model, ids, attn, inputs["completion_ids"].size(1), batch_size=batch_size)[0]
+                model, ids, attn, inputs["completion_ids"].size(1), batch_size=batch_size
+            )[0]
         return logp_neg
 
     def _rollout_logps(self, output, batch_size=None, compute_entropy=False):
@@ -259,26 +305,36 @@ class GCPOTrainer(GRPOTrainer):
         attn = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             return self._get_per_token_logps_and_entropies(
-                self.model, ids, attn, output["completion_ids"].size(1), batch_size=batch_size,
-                compute_entropy=compute_entropy)[:2]
+                self.model,
+                ids,
+                attn,
+                output["completion_ids"].size(1),
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+            )[:2]
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)  # TRL: generation, rewards, A_i (B,)
         if self._uniform:
             return output
         if "pixel_values" in output or output.get("num_images") is not None:
-            raise ValueError("GCPOTrainer's token credit supports text prompts only (a negative prompt or an extra "
-                             "forward would need the same images); use credit='uniform' for multimodal data")
+            raise ValueError(
+                "GCPOTrainer's token credit supports text prompts only (a negative prompt or an extra "
+                "forward would need the same images); use credit='uniform' for multimodal data"
+            )
         if self._negatives:
             self._add_negative_prompts(inputs, output)
         if self._once:  # once per generation batch, with the policy that sampled it, on whole groups
             rows, G = output["completion_ids"].size(0), self.num_generations
             if "group_size" in self._needs and rows % G:
-                raise ValueError(f"credit scheme {self.credit_name!r} scores whole groups, but this process holds "
-                                 f"{rows} completions, not a multiple of num_generations={G}; make "
-                                 "per_device_train_batch_size × steps_per_generation a multiple of num_generations")
-            batch_size = (self.args.per_device_train_batch_size if self.model.training
-                          else self.args.per_device_eval_batch_size)  # TRL's chunking of no-grad forwards
+                raise ValueError(
+                    f"credit scheme {self.credit_name!r} scores whole groups, but this process holds "
+                    f"{rows} completions, not a multiple of num_generations={G}; make "
+                    "per_device_train_batch_size × steps_per_generation a multiple of num_generations"
+                )
+            batch_size = (
+                self.args.per_device_train_batch_size if self.model.training else self.args.per_device_eval_batch_size
+            )  # TRL's chunking of no-grad forwards
             logp, entropy = output.get("old_per_token_logps"), None  # TRL's, when num_iterations > 1 or vLLM
             if "entropy" in self._needs or ("logp" in self._needs and logp is None):
                 logp, entropy = self._rollout_logps(output, batch_size, compute_entropy="entropy" in self._needs)
@@ -297,10 +353,15 @@ class GCPOTrainer(GRPOTrainer):
         device = output["prompt_ids"].device
         ids = [torch.tensor(x) for x in neg_ids]
         tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)  # a processor holds one
-        output["neg_prompt_ids"] = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left",
-                                       pad_to_multiple_of=self.pad_to_multiple_of).to(device)
-        output["neg_prompt_mask"] = pad([torch.ones_like(x) for x in ids], padding_value=0, padding_side="left",
-                                        pad_to_multiple_of=self.pad_to_multiple_of).to(device)
+        output["neg_prompt_ids"] = pad(
+            ids, padding_value=tokenizer.pad_token_id, padding_side="left", pad_to_multiple_of=self.pad_to_multiple_of
+        ).to(device)
+        output["neg_prompt_mask"] = pad(
+            [torch.ones_like(x) for x in ids],
+            padding_value=0,
+            padding_side="left",
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        ).to(device)
 
     def _compute_loss(self, model, inputs):
         if self._uniform or self._once:
@@ -320,15 +381,18 @@ class GCPOTrainer(GRPOTrainer):
         pending, self._pending = self._pending, None
         if pending is not None and "entropy" in self._needs and not args:
             kwargs["compute_entropy"] = True  # (TRL's loss asks for it anyway; older versions may not)
-        out = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                         *args, **kwargs)
+        out = super()._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs
+        )
         if pending is not None:  # the policy forward inside _compute_loss: (B, T) logp with grad
             inputs, logp_neg = pending
             entropy = out[1].detach() if out[1] is not None else None
             if out[0].shape != inputs["completion_mask"].shape or ("entropy" in self._needs and entropy is None):
-                raise RuntimeError(f"GCPOTrainer expected TRL's policy forward to score "
-                                   f"{tuple(inputs['completion_mask'].shape)} completion tokens (with their entropy "
-                                   f"if the scheme names it), got {tuple(out[0].shape)}; this TRL version is not "
-                                   "supported")
+                raise RuntimeError(
+                    f"GCPOTrainer expected TRL's policy forward to score "
+                    f"{tuple(inputs['completion_mask'].shape)} completion tokens (with their entropy "
+                    f"if the scheme names it), got {tuple(out[0].shape)}; this TRL version is not "
+                    "supported"
+                )
             inputs["advantages"] = self.token_advantages(inputs, out[0].detach(), logp_neg, entropy)
         return out

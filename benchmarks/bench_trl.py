@@ -22,6 +22,7 @@ each row is in wall time (GRPO wall / wall); and the CPU seconds inside GCPO's e
 around them: GCPOTrainer's _negative_logps and _rollout_logps, gcpo.py's gcpo.credit_inputs) with their share
 of the step. On CUDA only the wall columns mean much.
 """
+
 import argparse
 import os
 import sys
@@ -76,12 +77,14 @@ class Clock:
 
     def timed(self, fn):
         """fn, with its wall and CPU time added to the current step's extra."""
+
         def wrapper(*args, **kwargs):
             t0 = self.now()
             out = fn(*args, **kwargs)
             t1 = self.now()
             self.extra = [self.extra[0] + t1[0] - t0[0], self.extra[1] + t1[1] - t0[1]]
             return out
+
         return wrapper
 
     def mean(self, warmup: int):
@@ -109,18 +112,40 @@ def trl_steps(kind: str, model_dir: str, B: int, G: int, warmup: int, steps: int
         _negative_logps = clock.timed(GCPOTrainer._negative_logps)
         _rollout_logps = clock.timed(GCPOTrainer._rollout_logps)
 
-    common = dict(output_dir=out, per_device_train_batch_size=B * G, num_generations=G, max_completion_length=16,
-                  generation_kwargs={"min_new_tokens": 16}, loss_type="dapo", epsilon=0.2, epsilon_high=0.28,
-                  beta=0.0, max_steps=warmup + steps, use_cpu=device == "cpu", bf16=False,
-                  gradient_checkpointing=False, report_to="none", logging_steps=10**6, save_strategy="no",
-                  learning_rate=1e-6, seed=0, disable_dropout=True, disable_tqdm=True)
+    common = dict(
+        output_dir=out,
+        per_device_train_batch_size=B * G,
+        num_generations=G,
+        max_completion_length=16,
+        generation_kwargs={"min_new_tokens": 16},
+        loss_type="dapo",
+        epsilon=0.2,
+        epsilon_high=0.28,
+        beta=0.0,
+        max_steps=warmup + steps,
+        use_cpu=device == "cpu",
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        logging_steps=10**6,
+        save_strategy="no",
+        learning_rate=1e-6,
+        seed=0,
+        disable_dropout=True,
+        disable_tqdm=True,
+    )
     if kind == "grpo":
         cls, config = GRPOTrainer, GRPOConfig(**common)
     else:
         cls, config = TimedGCPO, GCPOConfig(**common, **GCPO_OPTIONS[kind])
-    trainer = cls(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=reward, args=config,
-                  train_dataset=dataset((warmup + steps) * B), callbacks=[StepClock()],
-                  processing_class=AutoTokenizer.from_pretrained(model_dir))
+    trainer = cls(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        reward_funcs=reward,
+        args=config,
+        train_dataset=dataset((warmup + steps) * B),
+        callbacks=[StepClock()],
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+    )
     trainer.remove_callback(PrinterCallback)  # the table is the output
     trainer.train()
     return clock.mean(warmup)
@@ -132,8 +157,16 @@ def gcpo_loop(algo: str, model_dir: str, B: int, G: int, device: str = "cpu"):
     import gcpo
     from gcpo_support.loading import build_task
 
-    cfg = gcpo.make_config(algo, model=model_dir, env="topic", batch_prompts=B, group_size=G, max_new_tokens=16,
-                           device=device, dynamic_sampling=False)
+    cfg = gcpo.make_config(
+        algo,
+        model=model_dir,
+        env="topic",
+        batch_prompts=B,
+        group_size=G,
+        max_new_tokens=16,
+        device=device,
+        dynamic_sampling=False,
+    )
     task, _ = build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
     model = gcpo.build_policy(cfg, task.vocab_size, 0, {}).to(cfg.device).eval()
@@ -160,11 +193,19 @@ def loop_steps(algo: str, model_dir: str, B: int, G: int, warmup: int, steps: in
     return clock.mean(warmup)
 
 
-KINDS = {"grpo": "GRPOTrainer (dapo)", "gcpo-current": "GCPOTrainer, weights_from=current",
-         "gcpo-rollout": "GCPOTrainer, weights_from=rollout", "entropy": "GCPOTrainer, credit=entropy_top20",
-         "loop-dapo": "gcpo.py loop (dapo preset)", "loop": "gcpo.py loop (gcpo preset)"}
-GCPO_OPTIONS = {"gcpo-current": dict(weights_from="current"), "gcpo-rollout": dict(weights_from="rollout"),
-                "entropy": dict(credit="entropy_top20")}  # the GCPOTrainer rows' GCPOConfig options
+KINDS = {
+    "grpo": "GRPOTrainer (dapo)",
+    "gcpo-current": "GCPOTrainer, weights_from=current",
+    "gcpo-rollout": "GCPOTrainer, weights_from=rollout",
+    "entropy": "GCPOTrainer, credit=entropy_top20",
+    "loop-dapo": "gcpo.py loop (dapo preset)",
+    "loop": "gcpo.py loop (gcpo preset)",
+}
+GCPO_OPTIONS = {
+    "gcpo-current": dict(weights_from="current"),
+    "gcpo-rollout": dict(weights_from="rollout"),
+    "entropy": dict(credit="entropy_top20"),
+}  # the GCPOTrainer rows' GCPOConfig options
 
 
 def main():
@@ -200,11 +241,15 @@ def main():
             name = "random-init GPT-2 124M (12 layers, width 768, 50,257-token stand-in BPE)"
         else:
             model_dir, name = args.model, args.model
-        print(f"model={name}  max_new_tokens=16  device={args.device}  threads={args.threads}  "
-              f"warmup={args.warmup}  timed steps={args.steps}  torch={torch.__version__}  "
-              f"transformers={transformers.__version__}  trl={trl.__version__}")
-        print(f"{'B x G':>7} | {'trainer':<34} | {'wall s':>7} | {'CPU s':>7} | {'CPU vs GRPO':>11} | "
-              f"{'GRPO wall / wall':>16} | GCPO extra forwards CPU s (share of step)")
+        print(
+            f"model={name}  max_new_tokens=16  device={args.device}  threads={args.threads}  "
+            f"warmup={args.warmup}  timed steps={args.steps}  torch={torch.__version__}  "
+            f"transformers={transformers.__version__}  trl={trl.__version__}"
+        )
+        print(
+            f"{'B x G':>7} | {'trainer':<34} | {'wall s':>7} | {'CPU s':>7} | {'CPU vs GRPO':>11} | "
+            f"{'GRPO wall / wall':>16} | GCPO extra forwards CPU s (share of step)"
+        )
         for shape in args.shapes.split(","):
             B, G = (int(x) for x in shape.split("x"))
             base = base_wall = None
@@ -213,14 +258,18 @@ def main():
                     algo = "dapo" if kind == "loop-dapo" else "gcpo"
                     wall, cpu, _, extra = loop_steps(algo, model_dir, B, G, args.warmup, args.steps, args.device)
                 else:
-                    wall, cpu, _, extra = trl_steps(kind, model_dir, B, G, args.warmup, args.steps, args.device,
-                                                    os.path.join(tmp, kind))
+                    wall, cpu, _, extra = trl_steps(
+                        kind, model_dir, B, G, args.warmup, args.steps, args.device, os.path.join(tmp, kind)
+                    )
                 base, base_wall = (cpu, wall) if kind == "grpo" else (base, base_wall)
                 ratio = f"{cpu / base:.2f}x" if base else "-"
                 speedup = f"{base_wall / wall:.2f}x" if base_wall else "-"
                 more = f"{extra:.3f} ({extra / cpu:.0%})" if kind not in ("grpo", "loop-dapo") else ""
-                print(f"{B:>3} x {G:<2} | {KINDS[kind]:<34} | {wall:7.3f} | {cpu:7.3f} | {ratio:>11} | {speedup:>16} | "
-                      f"{more}", flush=True)
+                print(
+                    f"{B:>3} x {G:<2} | {KINDS[kind]:<34} | {wall:7.3f} | {cpu:7.3f} | {ratio:>11} | {speedup:>16} | "
+                    f"{more}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,9 @@ def check(argv) -> int:
 
     def add(p):
         p.add_argument("scheme", help="built-in name, package.module:function or path/file.py:function")
-        p.add_argument("--config", default="", help="gcpo options for a built-in scheme, k=v,k=v (e.g. "
-                                                    "normalization=softmax)")
+        p.add_argument(
+            "--config", default="", help="gcpo options for a built-in scheme, k=v,k=v (e.g. normalization=softmax)"
+        )
         p.add_argument("--max-examples", type=int, default=30, help="drawn batches per property")
         p.add_argument("--seed", type=int, default=0, help="hypothesis seed")
 

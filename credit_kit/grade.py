@@ -45,8 +45,9 @@ def grade(spec: str, max_examples: int = 30) -> tuple[bool, list[Result]]:
     fn = load_scheme(spec)
     name = getattr(fn, "__name__", spec)
     if schemes.needs(fn) != EXPECTED:
-        raise ValueError(f"{name} must take ({', '.join(EXPECTED)}), as the skeleton does; it takes "
-                         f"({', '.join(schemes.needs(fn))})")
+        raise ValueError(
+            f"{name} must take ({', '.join(EXPECTED)}), as the skeleton does; it takes ({', '.join(schemes.needs(fn))})"
+        )
     try:
         results = check_properties(fn, max_examples=max_examples, info=claims(name))
     except ValueError as e:
@@ -54,8 +55,9 @@ def grade(spec: str, max_examples: int = 30) -> tuple[bool, list[Result]]:
             return False, [Result("written", "FAILS", f"{name} raises NotImplementedError: not written yet")]
         return False, [Result("contract", "FAILS", " ".join(str(e).split()))]
     detail, example = run_property(equals_reference, fn, max_examples)
-    results.append(Result("equals_reference", "FAILS", detail, example) if detail else Result("equals_reference",
-                                                                                              "holds"))
+    results.append(
+        Result("equals_reference", "FAILS", detail, example) if detail else Result("equals_reference", "holds")
+    )
     return not any(r.status == "FAILS" for r in results), results
 
 

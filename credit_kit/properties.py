@@ -53,17 +53,30 @@ class Spec:
 
     def rows(self, idx) -> Spec:
         idx = np.asarray(idx, dtype=np.int64)
-        return dataclasses.replace(self, logits=self.logits[idx], neg_logits=self.neg_logits[idx],
-                                   tokens=self.tokens[idx], lengths=self.lengths[idx], key=self.key[idx],
-                                   rewards=self.rewards[idx], adv=None if self.adv is None else self.adv[idx])
+        return dataclasses.replace(
+            self,
+            logits=self.logits[idx],
+            neg_logits=self.neg_logits[idx],
+            tokens=self.tokens[idx],
+            lengths=self.lengths[idx],
+            key=self.key[idx],
+            rewards=self.rewards[idx],
+            adv=None if self.adv is None else self.adv[idx],
+        )
 
     def with_adv(self) -> Spec:
         """The same batch with its group advantages fixed, so that its rows keep them when taken apart."""
         return dataclasses.replace(self, adv=group_zscore(torch.as_tensor(self.rewards * 0.5), self.group_size).numpy())
 
     def columns(self, T: int) -> Spec:
-        return dataclasses.replace(self, logits=self.logits[:, :T], neg_logits=self.neg_logits[:, :T],
-                                   tokens=self.tokens[:, :T], lengths=np.minimum(self.lengths, T), key=self.key[:, :T])
+        return dataclasses.replace(
+            self,
+            logits=self.logits[:, :T],
+            neg_logits=self.neg_logits[:, :T],
+            tokens=self.tokens[:, :T],
+            lengths=np.minimum(self.lengths, T),
+            key=self.key[:, :T],
+        )
 
 
 def group_zscore(rewards: torch.Tensor, G: int) -> torch.Tensor:
@@ -92,15 +105,22 @@ def build(spec: Spec, dtype=torch.float32, grad: bool = False) -> dict:
         logp_all = logits.log_softmax(-1)  # (N, T, V)
         logp_neg_all = neg_logits.log_softmax(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)  # (N, T); every token has π > 0 here
-        x = dict(logp=logp_all.gather(-1, tokens).squeeze(-1), logp_neg=logp_neg_all.gather(-1, tokens).squeeze(-1),
-                 entropy=entropy, logp_all=logp_all, logp_neg_all=logp_neg_all, rewards=rewards,
-                 adv=given_adv[0] if given_adv else group_zscore(rewards, spec.group_size))
+        x = dict(
+            logp=logp_all.gather(-1, tokens).squeeze(-1),
+            logp_neg=logp_neg_all.gather(-1, tokens).squeeze(-1),
+            entropy=entropy,
+            logp_all=logp_all,
+            logp_neg_all=logp_neg_all,
+            rewards=rewards,
+            adv=given_adv[0] if given_adv else group_zscore(rewards, spec.group_size),
+        )
         x = {k: v.to(dtype) for k, v in x.items()}
     N, T = spec.tokens.shape
     mask = (torch.arange(T)[None] < torch.as_tensor(spec.lengths, dtype=torch.long)[:, None]).long()  # (N, T)
     key = torch.as_tensor(spec.key, dtype=torch.bool) & mask.bool()
-    return dict(x, mask=mask, key_mask=key, group_size=spec.group_size,
-                generator=torch.Generator().manual_seed(spec.seed))
+    return dict(
+        x, mask=mask, key_mask=key, group_size=spec.group_size, generator=torch.Generator().manual_seed(spec.seed)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +134,13 @@ class Dims:
 def dims(group_level: bool, empty: bool = False):
     """Batch sizes: N = B·G ≤ 6 responses of T ≤ 5 tokens over V ≤ 4 words; empty=True also draws N = 0, T = 0."""
     lo = 0 if empty else 1
-    return st.builds(lambda G, b, T, V: Dims(min(b, 6 // G), G, T, V),
-                     st.integers(2 if group_level else 1, 3), st.integers(lo, 3), st.integers(lo, 5),
-                     st.integers(2, 4))
+    return st.builds(
+        lambda G, b, T, V: Dims(min(b, 6 // G), G, T, V),
+        st.integers(2 if group_level else 1, 3),
+        st.integers(lo, 3),
+        st.integers(lo, 5),
+        st.integers(2, 4),
+    )
 
 
 @st.composite
@@ -132,8 +156,17 @@ def specs(draw, d: Dims, empty: bool = False, neg_equal: bool = False, flat: boo
     neg_logits = logits + rng.integers(-k, k + 1, (N, T, V))
     lengths = rng.integers(0 if empty else min(1, T), T + 1, N)
     key = (rng.random((N, 1)) < 0.5).repeat(T, 1) if flat else rng.random((N, T)) < 0.4
-    return Spec(logits, neg_logits, rng.integers(0, V, (N, T)), lengths, key, rng.integers(0, 3, N), d.G,
-                draw(st.sampled_from([1.0, 8.0])), draw(st.integers(0, 2**16)))
+    return Spec(
+        logits,
+        neg_logits,
+        rng.integers(0, V, (N, T)),
+        lengths,
+        key,
+        rng.integers(0, 3, N),
+        d.G,
+        draw(st.sampled_from([1.0, 8.0])),
+        draw(st.integers(0, 2**16)),
+    )
 
 
 def batch(draw, scheme, **kw) -> Spec:
@@ -244,8 +277,12 @@ def empty_safe(scheme, draw):
     claim it."""
     s = batch(draw, scheme, empty=True)
     N = len(s.lengths)
-    for what, spec in (("the drawn batch", s), ("its first 0 rows", s.rows([])), ("its first 0 tokens", s.columns(0)),
-                       ("every token padding", dataclasses.replace(s, lengths=np.zeros(N, np.int64)))):
+    for what, spec in (
+        ("the drawn batch", s),
+        ("its first 0 rows", s.rows([])),
+        ("its first 0 tokens", s.columns(0)),
+        ("every token padding", dataclasses.replace(s, lengths=np.zeros(N, np.int64))),
+    ):
         x = build(spec)
         try:
             w = weigh(scheme, x)
@@ -289,8 +326,9 @@ def row_independent(scheme, draw):
     other = draw(specs(Dims(N, 1, T, V)))
     keep = np.array(draw(st.lists(st.booleans(), min_size=N, max_size=N)), dtype=bool)
     mix = lambda a, b: np.where(keep.reshape(-1, *[1] * (a.ndim - 1)), a, b)
-    y = dataclasses.replace(s, **{f: mix(getattr(s, f), getattr(other, f))
-                                  for f in ("logits", "neg_logits", "tokens", "lengths", "key")})
+    y = dataclasses.replace(
+        s, **{f: mix(getattr(s, f), getattr(other, f)) for f in ("logits", "neg_logits", "tokens", "lengths", "key")}
+    )
     x = build(s)
     w, wy = weigh(scheme, x), weigh(scheme, build(y))
     gap = close(wy, w, x["mask"].bool() & torch.as_tensor(keep)[:, None])
@@ -379,8 +417,10 @@ def half_precision(scheme, draw):
     for dtype in (torch.float16, torch.bfloat16):
         x = build(s, dtype)
         w = weigh(scheme, x)
-        ref = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-               for k, v in build(s, dtype).items()}  # (a fresh generator, seeded alike)
+        ref = {
+            k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+            for k, v in build(s, dtype).items()
+        }  # (a fresh generator, seeded alike)
         if not bool(w.isfinite().all()):
             return f"{dtype} inputs give non-finite weights {w.tolist()}"
         gap = close(w.float(), weigh(scheme, ref).float(), x["mask"].bool(), 0.0, 0.05)
@@ -395,8 +435,13 @@ def uniform_when_uninformative(scheme, draw):
     Optional: a scheme that is not uniform on such input (a softmax with a floor, random credit) does not claim
     it."""
     sig = signal(scheme)
-    s = draw(specs(draw(dims(schemes.is_group_level(scheme))), neg_equal=sig in ("contrast", "full_kl", ""),
-                   flat=sig in ("entropy", "key", "")))
+    s = draw(
+        specs(
+            draw(dims(schemes.is_group_level(scheme))),
+            neg_equal=sig in ("contrast", "full_kl", ""),
+            flat=sig in ("entropy", "key", ""),
+        )
+    )
     x = build(s)
     w = weigh(scheme, x)
     gap = close(w, x["mask"].float(), x["mask"].bool(), 1e-5, 1e-5)
@@ -417,14 +462,32 @@ def monotone(scheme, draw):
     bad = pair & above & (w[:, :, None] < w[:, None, :] - 1e-6)
     if bool(bad.any()):
         i, a, b = (int(v) for v in bad.nonzero()[0])
-        return f"row {i}: token {a} has signal {sig[i, a].item():.6g} > {sig[i, b].item():.6g} of token {b} but " \
-               f"weight {w[i, a].item():.6g} < {w[i, b].item():.6g}"
+        return (
+            f"row {i}: token {a} has signal {sig[i, a].item():.6g} > {sig[i, b].item():.6g} of token {b} but "
+            f"weight {w[i, a].item():.6g} < {w[i, b].item():.6g}"
+        )
 
 
-PROPERTIES = {f.__name__: f for f in (shape_dtype, finite, zero_on_padding, no_gradient, inputs_unchanged,
-                                      empty_safe, padding_invariant, row_independent, micro_batch_invariant,
-                                      deterministic, non_negative, total_preserved, half_precision,
-                                      uniform_when_uninformative, monotone)}
+PROPERTIES = {
+    f.__name__: f
+    for f in (
+        shape_dtype,
+        finite,
+        zero_on_padding,
+        no_gradient,
+        inputs_unchanged,
+        empty_safe,
+        padding_invariant,
+        row_independent,
+        micro_batch_invariant,
+        deterministic,
+        non_negative,
+        total_preserved,
+        half_precision,
+        uniform_when_uninformative,
+        monotone,
+    )
+}
 assert tuple(PROPERTIES) == schemes.CORE + schemes.OPTIONAL
 
 
@@ -432,16 +495,25 @@ assert tuple(PROPERTIES) == schemes.CORE + schemes.OPTIONAL
 # SIGNALS (the optional properties'), computed independently in float64
 
 
-SIGNAL_WORDS = {"contrast": "x⁻ = x", "full_kl": "x⁻ = x", "entropy": "the same entropy everywhere",
-                "key": "all or no key tokens in each response", "": "x⁻ = x, one entropy, all or no key tokens"}
+SIGNAL_WORDS = {
+    "contrast": "x⁻ = x",
+    "full_kl": "x⁻ = x",
+    "entropy": "the same entropy everywhere",
+    "key": "all or no key tokens in each response",
+    "": "x⁻ = x, one entropy, all or no key tokens",
+}
 
 
 def signal(scheme) -> str:
     """The scheme's declared signal, else the one its inputs imply (logp_neg_all: full_kl, logp_neg: contrast,
     entropy, key_mask), else ''."""
     declared, named = schemes.info(scheme).signal, schemes.needs(scheme)
-    for sig, name in (("full_kl", "logp_neg_all"), ("contrast", "logp_neg"), ("entropy", "entropy"),
-                      ("key", "key_mask")):
+    for sig, name in (
+        ("full_kl", "logp_neg_all"),
+        ("contrast", "logp_neg"),
+        ("entropy", "entropy"),
+        ("key", "key_mask"),
+    ):
         if not declared and name in named:
             return sig
     return declared
@@ -459,8 +531,10 @@ def signal_values(sig: str, x: dict) -> torch.Tensor:
         return x["entropy"].double()
     if sig == "key":
         return x["key_mask"].double()
-    raise ValueError("monotone needs a signal: declare one (credit_scheme(signal=...): "
-                     f"{', '.join(schemes.SIGNALS)}) or name logp_neg, entropy or key_mask")
+    raise ValueError(
+        "monotone needs a signal: declare one (credit_scheme(signal=...): "
+        f"{', '.join(schemes.SIGNALS)}) or name logp_neg, entropy or key_mask"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -528,8 +602,15 @@ def run_property(prop, scheme, max_examples: int = 30, seed_: int = 0) -> tuple[
         pass
 
     @seed(seed_)
-    @settings(max_examples=max_examples, deadline=None, database=None, verbosity=Verbosity.quiet,
-              suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink), print_blob=False)
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        verbosity=Verbosity.quiet,
+        suppress_health_check=list(HealthCheck),
+        phases=(Phase.generate, Phase.shrink),
+        print_blob=False,
+    )
     @given(st.data())
     def test(data):
         drawn = []
@@ -582,21 +663,36 @@ def describe(scheme, max_examples: int, seed_: int) -> str:
     kind = "group-level" if schemes.is_group_level(scheme) else "row-level"
     oracle = "; an oracle (it reads the key tokens)" if "key_mask" in named else ""
     sig = signal(scheme)
-    return (f"credit scheme {info.name!r}: names {', '.join(named) or 'nothing'}; {kind}{oracle}"
-            f"{f'; signal {sig}' if sig else ''}\n{max_examples} drawn batches per property, hypothesis seed {seed_}")
+    return (
+        f"credit scheme {info.name!r}: names {', '.join(named) or 'nothing'}; {kind}{oracle}"
+        f"{f'; signal {sig}' if sig else ''}\n{max_examples} drawn batches per property, hypothesis seed {seed_}"
+    )
 
 
 def smoke_batch() -> dict:
     """An ordinary batch: 4 responses of 3–5 tokens in groups of 2, moderate log-probs, no edge case."""
     g = np.random.default_rng(0)
     lengths = np.array([5, 3, 4, 5])
-    spec = Spec(g.integers(-6, 7, (4, 5, 4)), g.integers(-6, 7, (4, 5, 4)), g.integers(0, 4, (4, 5)), lengths,
-                g.random((4, 5)) < 0.4, np.array([0, 2, 1, 1]), 2)
+    spec = Spec(
+        g.integers(-6, 7, (4, 5, 4)),
+        g.integers(-6, 7, (4, 5, 4)),
+        g.integers(0, 4, (4, 5)),
+        lengths,
+        g.random((4, 5)) < 0.4,
+        np.array([0, 2, 1, 1]),
+        2,
+    )
     return build(spec)
 
 
-PROPERTY_OF = (("raised", ""), ("not a tensor", "shape_dtype"), ("returned shape", "shape_dtype"),
-               ("floating-point", "shape_dtype"), ("NaN", "finite"), ("gradient", "no_gradient"))
+PROPERTY_OF = (
+    ("raised", ""),
+    ("not a tensor", "shape_dtype"),
+    ("returned shape", "shape_dtype"),
+    ("floating-point", "shape_dtype"),
+    ("NaN", "finite"),
+    ("gradient", "no_gradient"),
+)
 
 
 def check_contract(scheme, info: schemes.SchemeInfo | None = None) -> None:
@@ -606,9 +702,11 @@ def check_contract(scheme, info: schemes.SchemeInfo | None = None) -> None:
     schemes.needs(scheme)
     x = smoke_batch()
     if "monotone" in (info or schemes.info(scheme)).claims and not signal(scheme):
-        raise ValueError(f"credit scheme {schemes.info(scheme).name!r} claims monotone but has no signal: declare one "
-                         f"(credit_scheme(signal=...): {', '.join(schemes.SIGNALS)}) or name logp_neg, entropy or "
-                         "key_mask")
+        raise ValueError(
+            f"credit scheme {schemes.info(scheme).name!r} claims monotone but has no signal: declare one "
+            f"(credit_scheme(signal=...): {', '.join(schemes.SIGNALS)}) or name logp_neg, entropy or "
+            "key_mask"
+        )
     with torch.random.fork_rng(devices=[]):
         try:
             schemes.call(scheme, x)
@@ -618,8 +716,9 @@ def check_contract(scheme, info: schemes.SchemeInfo | None = None) -> None:
             raise ValueError(f"{e}{where}, on an ordinary batch of 4 responses × 5 tokens") from None
 
 
-def check_properties(scheme, max_examples: int = 30, seed_: int = 0, info: schemes.SchemeInfo | None = None,
-                     only: tuple = ()) -> list[Result]:
+def check_properties(
+    scheme, max_examples: int = 30, seed_: int = 0, info: schemes.SchemeInfo | None = None, only: tuple = ()
+) -> list[Result]:
     """Every property of PROPERTIES for the scheme: 'holds' / 'FAILS' (with a shrunk counterexample) for the ones
     it claims, 'not claimed' (with its reason) for the others. `info` overrides the scheme's own declaration,
     `only` restricts the properties run. Raises a one-line ValueError if the scheme cannot be checked at all."""
@@ -645,5 +744,4 @@ def assert_properties(scheme, **kw) -> None:
         raise AssertionError(str(e)) from None
     failed = [r for r in results if r.status == "FAILS"]
     if failed:
-        raise AssertionError(f"credit scheme {schemes.info(scheme).name!r} fails " +
-                             "\n".join(str(r) for r in failed))
+        raise AssertionError(f"credit scheme {schemes.info(scheme).name!r} fails " + "\n".join(str(r) for r in failed))

@@ -48,14 +48,16 @@ def bootstrap(auc, on_key, total, G: int, boots: int = 1000, seed: int = 0) -> d
     """Point estimates and 95% percentile intervals of the AUC and the key share, resampling prompts (groups of G
     consecutive responses) with replacement."""
     n = len(auc) // G
-    stats = lambda rows: (np.nanmean(auc[rows]) if np.isfinite(auc[rows]).any() else np.nan,
-                          on_key[rows].sum() / max(total[rows].sum(), 1e-30))
+    stats = lambda rows: (
+        np.nanmean(auc[rows]) if np.isfinite(auc[rows]).any() else np.nan,
+        on_key[rows].sum() / max(total[rows].sum(), 1e-30),
+    )
     rng = np.random.default_rng(seed)
     draws = np.array([stats((rng.integers(0, n, n)[:, None] * G + np.arange(G)).ravel()) for _ in range(boots)])
     est = stats(np.arange(n * G))
     out = {}
     for j, name in enumerate(("auc", "share")):
-        lo, hi = (np.nanpercentile(draws[:, j], [2.5, 97.5]) if np.isfinite(draws[:, j]).any() else (np.nan,) * 2)
+        lo, hi = np.nanpercentile(draws[:, j], [2.5, 97.5]) if np.isfinite(draws[:, j]).any() else (np.nan,) * 2
         out[name] = (float(est[j]), float(lo), float(hi))
     return out
 
@@ -63,22 +65,36 @@ def bootstrap(auc, on_key, total, G: int, boots: int = 1000, seed: int = 0) -> d
 def checkpoint(folder: str, task: str) -> str:
     path = os.path.join(folder, task, "model")
     if not os.path.isdir(path):
-        raise ValueError(f"no trained {task} policy under {folder}; make them once with `python -m credit_kit "
-                         f"quality --make-checkpoints` (a few minutes; --checkpoints DIR to put them elsewhere)")
+        raise ValueError(
+            f"no trained {task} policy under {folder}; make them once with `python -m credit_kit "
+            f"quality --make-checkpoints` (a few minutes; --checkpoints DIR to put them elsewhere)"
+        )
     return path
 
 
-def make_checkpoints(tasks=TASKS, folder: str = CACHE, warm_steps: int = -1, steps: int = 50, seed: int = 1,
-                     progress: bool = True) -> None:
+def make_checkpoints(
+    tasks=TASKS, folder: str = CACHE, warm_steps: int = -1, steps: int = 50, seed: int = 1, progress: bool = True
+) -> None:
     """A trained toy policy per task: the default warm start, then `steps` GCPO steps; saved under folder/task/."""
     import gcpo
 
     for task in tasks:
-        cfg = gcpo.make_config("gcpo", env=task, steps=steps, warm_steps=warm_steps, seed=seed, show=0,
-                               eval_prompts=64, device="cpu", out=os.path.join(folder, task))
+        cfg = gcpo.make_config(
+            "gcpo",
+            env=task,
+            steps=steps,
+            warm_steps=warm_steps,
+            seed=seed,
+            show=0,
+            eval_prompts=64,
+            device="cpu",
+            out=os.path.join(folder, task),
+        )
         r = gcpo.train(cfg, progress=progress)
-        print(f"{task}: eval reward {r['reward_before']:.3f} before RL -> {r['reward_after']:.3f} after {steps} GCPO "
-              f"steps; saved in {os.path.join(folder, task)}")
+        print(
+            f"{task}: eval reward {r['reward_before']:.3f} before RL -> {r['reward_after']:.3f} after {steps} GCPO "
+            f"steps; saved in {os.path.join(folder, task)}"
+        )
 
 
 @torch.no_grad()
@@ -87,26 +103,45 @@ def responses(task: str, folder: str = CACHE, prompts: int = 64, seed: int = 0):
     with batch as the trainer's (prompts, negatives, responses, mask, key_mask, rewards, adv)."""
     import gcpo
 
-    cfg = gcpo.make_config("gcpo", env=task, model=checkpoint(folder, task), warm_steps=0, steps=0, show=0,
-                           eval_prompts=prompts, device="cpu", seed=seed + 1)
+    cfg = gcpo.make_config(
+        "gcpo",
+        env=task,
+        model=checkpoint(folder, task),
+        warm_steps=0,
+        steps=0,
+        show=0,
+        eval_prompts=prompts,
+        device="cpu",
+        seed=seed + 1,
+    )
     r = gcpo.train(cfg, progress=False)  # loads the policy (and evaluates it once)
     model, task_, cfg, G = r["model"], r["task"], r["cfg"], r["cfg"].group_size
     prompts_np = np.repeat(r["eval_prompts"], G, axis=0)  # (n·G, P)
     neg_np = task_.negative_prompts(prompts_np, cfg.negative)
     np_rng, gen = gcpo.seeded(cfg, 424242)
     (p, pm), (n, nm) = gcpo.prompt_tensors(task_, prompts_np, "cpu"), gcpo.prompt_tensors(task_, neg_np, "cpu")
-    out, mask, _, _ = gcpo.sample(model, p, pm, cfg.max_new_tokens, task_.eos_id, task_.pad_id, cfg.temperature,
-                                  cfg.top_p, gen)
+    out, mask, _, _ = gcpo.sample(
+        model, p, pm, cfg.max_new_tokens, task_.eos_id, task_.pad_id, cfg.temperature, cfg.top_p, gen
+    )
     score = task_.score(prompts_np, out.numpy(), rng=np_rng)
     rewards = torch.as_tensor(score.reward, dtype=torch.float64)
-    batch = dict(prompts=p, prompt_mask=pm, neg_prompts=n, neg_mask=nm, responses=out, mask=mask,
-                 key_mask=torch.as_tensor(score.key_mask), rewards=rewards,
-                 adv=gcpo.group_advantages(rewards, G, cfg.adv_scale, cfg.adv_eps).float())
+    batch = dict(
+        prompts=p,
+        prompt_mask=pm,
+        neg_prompts=n,
+        neg_mask=nm,
+        responses=out,
+        mask=mask,
+        key_mask=torch.as_tensor(score.key_mask),
+        rewards=rewards,
+        adv=gcpo.group_advantages(rewards, G, cfg.adv_scale, cfg.adv_eps).float(),
+    )
     return model, batch, cfg
 
 
-def score_schemes(named: dict, tasks=TASKS, folder: str = CACHE, prompts: int = 64, boots: int = 1000,
-                  seed: int = 0) -> list[dict]:
+def score_schemes(
+    named: dict, tasks=TASKS, folder: str = CACHE, prompts: int = 64, boots: int = 1000, seed: int = 0
+) -> list[dict]:
     """One row per (task, scheme): {task, scheme, key_frac, auc: (est, lo, hi), share: (est, lo, hi)}."""
     import gcpo
 
@@ -127,16 +162,21 @@ def score_schemes(named: dict, tasks=TASKS, folder: str = CACHE, prompts: int = 
 def table(rows: list[dict], prompts: int, G: int, boots: int, folder: str) -> str:
     ci = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]" if np.isfinite(t[0]) else "n/a"
     w = max(len(r["scheme"]) for r in rows)
-    lines = [f"credit quality on {prompts} held-out prompts × {G} sampled responses per task, from the policies in "
-             f"{folder};", f"95% bootstrap intervals over prompts ({boots} resamples)",
-             f"{'task':<10} {'key frac':>8}  {'scheme':<{w}}  {'key-token AUC':<22}  key weight share"]
+    lines = [
+        f"credit quality on {prompts} held-out prompts × {G} sampled responses per task, from the policies in "
+        f"{folder};",
+        f"95% bootstrap intervals over prompts ({boots} resamples)",
+        f"{'task':<10} {'key frac':>8}  {'scheme':<{w}}  {'key-token AUC':<22}  key weight share",
+    ]
     last = None
     for r in rows:
         task, frac = (r["task"], f"{r['key_frac']:.3f}") if r["task"] != last else ("", "")
         lines.append(f"{task:<10} {frac:>8}  {r['scheme']:<{w}}  {ci(r['auc']):<22}  {ci(r['share'])}")
         last = r["task"]
-    lines += ["AUC 0.5: no preference for key tokens, 1: every key token above every other; the share under uniform",
-              "credit is the key-token fraction; oracle reads the key tokens (a bound, not a method)"]
+    lines += [
+        "AUC 0.5: no preference for key tokens, 1: every key token above every other; the share under uniform",
+        "credit is the key-token fraction; oracle reads the key tokens (a bound, not a method)",
+    ]
     return "\n".join(lines)
 
 
@@ -147,8 +187,9 @@ def shown(path: str) -> str:
 
 def main(argv) -> int:
     p = argparse.ArgumentParser(prog="python -m credit_kit quality", description=__doc__.split("\n\n")[0])
-    p.add_argument("scheme", nargs="?", default="", help="built-in name, package.module:function or "
-                                                         "path/file.py:function")
+    p.add_argument(
+        "scheme", nargs="?", default="", help="built-in name, package.module:function or path/file.py:function"
+    )
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated symbolic tasks")
     p.add_argument("--prompts", type=int, default=64, help="held-out prompts per task (G responses each)")
     p.add_argument("--boots", type=int, default=1000, help="bootstrap resamples")
@@ -161,8 +202,9 @@ def main(argv) -> int:
     tasks = [t for t in a.tasks.split(",") if t]
     unknown = set(tasks) - set(TASKS)
     if unknown:
-        raise ValueError(f"--tasks {sorted(unknown)}: quality needs tasks that know their key tokens: "
-                         f"{', '.join(TASKS)}")
+        raise ValueError(
+            f"--tasks {sorted(unknown)}: quality needs tasks that know their key tokens: {', '.join(TASKS)}"
+        )
     if a.make_checkpoints:
         make_checkpoints(tasks, a.checkpoints, a.warm_steps, a.steps)
         return 0

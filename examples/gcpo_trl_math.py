@@ -27,6 +27,7 @@ every process, so a data-parallel run can be checked for identical ranks (not me
 which shard the parameters). The test suite does this with a tiny GPT-2, two processes over gloo on a CPU:
 `accelerate launch --multi_gpu --num_processes 2 examples/gcpo_trl_math.py --use_cpu True ...`.
 """
+
 import hashlib
 import os
 import re
@@ -108,16 +109,23 @@ def main(argv=None):
     script, config = HfArgumentParser((ScriptArguments, GCPOConfig)).parse_args_into_dataclasses(argv)
     tokenizer = AutoTokenizer.from_pretrained(script.model, padding_side="left")
     dataset = build_dataset(script.num_prompts, script.seed_data, chat=tokenizer.chat_template is not None)
-    trainer = GCPOTrainer(model=script.model, reward_funcs=[correct, gives_number], args=config,
-                          train_dataset=dataset, processing_class=tokenizer)
+    trainer = GCPOTrainer(
+        model=script.model,
+        reward_funcs=[correct, gives_number],
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
     acc = trainer.accelerator
     rank = acc.process_index
     if acc.is_main_process:
         import torch.distributed as dist
 
         backend = dist.get_backend() if dist.is_initialized() else "none"
-        print(f"{acc.num_processes} process(es), {acc.distributed_type.value}, backend {backend}, device {acc.device}; "
-              f"credit scheme {trainer.credit_name}")
+        print(
+            f"{acc.num_processes} process(es), {acc.distributed_type.value}, backend {backend}, device {acc.device}; "
+            f"credit scheme {trainer.credit_name}"
+        )
     before = parameter_digest(acc.unwrap_model(trainer.model)) if script.param_digest else ""
     trainer.train()
     if script.param_digest:
@@ -128,9 +136,11 @@ def main(argv=None):
         logged = [h for h in trainer.state.log_history if "gcpo/weight_max" in h]
         if logged:
             last = logged[-1]
-            print(f"{trainer.credit_name} weights (last log): max {last['gcpo/weight_max']:.2f}, std "
-                  f"{last['gcpo/weight_std']:.2f}, top-40% mass {last['gcpo/weight_top40_mass']:.3f}; reward "
-                  f"{last.get('reward', float('nan')):.3f}")
+            print(
+                f"{trainer.credit_name} weights (last log): max {last['gcpo/weight_max']:.2f}, std "
+                f"{last['gcpo/weight_std']:.2f}, top-40% mass {last['gcpo/weight_top40_mass']:.3f}; reward "
+                f"{last.get('reward', float('nan')):.3f}"
+            )
     if config.save_strategy != "no":
         trainer.save_model(config.output_dir)  # on every process (DeepSpeed and FSDP gather the weights)
 

@@ -6,7 +6,6 @@ The grader checks the properties GCPO's weights have (the table in docs/credit_k
 with gcpo.token_weights on random batches; each failure comes with a small counterexample."""
 
 
-
 def hist_weights(logp, logp_neg, mask):
     """GCPO's token weights w (N, T) for N responses of T tokens (padded), from
 
@@ -25,5 +24,7 @@ def hist_weights(logp, logp_neg, mask):
 
     Returns w (N, T) float32.
     """
-    raise NotImplementedError("write GCPO's hist weights here (docs/exercises.md), then run "
-                              "`python -m credit_kit grade exercises/hist_weights.py`")
+    raise NotImplementedError(
+        "write GCPO's hist weights here (docs/exercises.md), then run "
+        "`python -m credit_kit grade exercises/hist_weights.py`"
+    )

@@ -15,6 +15,7 @@ import torch
 class Range:
     """A numeric option's valid values: lo..hi (open or closed ends), optionally integers only, plus `also`
     (single extra values, e.g. 0 = off). NaN and ±inf are never inside."""
+
     lo: float = -math.inf
     hi: float = math.inf
     lo_open: bool = False
@@ -27,8 +28,11 @@ class Range:
             return False
         if x in self.also:
             return True
-        return math.isfinite(x) and (self.lo < x if self.lo_open else self.lo <= x) and \
-            (x < self.hi if self.hi_open else x <= self.hi)
+        return (
+            math.isfinite(x)
+            and (self.lo < x if self.lo_open else self.lo <= x)
+            and (x < self.hi if self.hi_open else x <= self.hi)
+        )
 
     def __str__(self) -> str:
         fmt = lambda v: str(v) if isinstance(v, int) else f"{v:g}"  # inf, -inf, 0.5, 1e-09
@@ -47,27 +51,56 @@ POSITIVE, NONNEG, UNIT = Range(0, lo_open=True), Range(0), Range(0, 1)
 
 
 RANGES = {  # every numeric option's valid values (shown by --help, checked by validate_config)
-    "seed": _int(0, 2**63 - 1), "steps": _int(0), "show": _int(0),
-    "n_layer": _int(1), "n_embd": _int(1), "n_head": _int(1),
-    "warm_steps": _int(-1), "warm_batch": _int(1), "warm_lr": Range(0, 1, lo_open=True),
-    "demo_accuracy": UNIT, "null_prob": UNIT,
-    "batch_prompts": _int(1), "group_size": _int(2), "temperature": Range(1e-3, 1e3),
-    "top_p": Range(0, 1, lo_open=True), "max_new_tokens": _int(0), "guidance_scale": Range(0, 100),
-    "overlong_buffer": _int(0), "max_sampling_tries": _int(1), "adv_eps": NONNEG,
-    "top_fraction": Range(1e-9, 1, hi_open=True), "target_mass": Range(0, 1 - 1e-9, lo_open=True),
-    "softmax_temp": POSITIVE, "eps_low": Range(0, 1, hi_open=True), "eps_high": Range(0, 10),
-    "dual_clip": Range(1, lo_open=True, also=(0,)), "beta": Range(0, 100), "entropy_penalty": Range(-1, 1),
-    "lr": Range(0, 1, lo_open=True), "epochs": _int(1), "minibatches": _int(1), "micro_batch": _int(0),
-    "max_grad_norm": POSITIVE, "eval_prompts": _int(1), "eval_every": _int(0),
+    "seed": _int(0, 2**63 - 1),
+    "steps": _int(0),
+    "show": _int(0),
+    "n_layer": _int(1),
+    "n_embd": _int(1),
+    "n_head": _int(1),
+    "warm_steps": _int(-1),
+    "warm_batch": _int(1),
+    "warm_lr": Range(0, 1, lo_open=True),
+    "demo_accuracy": UNIT,
+    "null_prob": UNIT,
+    "batch_prompts": _int(1),
+    "group_size": _int(2),
+    "temperature": Range(1e-3, 1e3),
+    "top_p": Range(0, 1, lo_open=True),
+    "max_new_tokens": _int(0),
+    "guidance_scale": Range(0, 100),
+    "overlong_buffer": _int(0),
+    "max_sampling_tries": _int(1),
+    "adv_eps": NONNEG,
+    "top_fraction": Range(1e-9, 1, hi_open=True),
+    "target_mass": Range(0, 1 - 1e-9, lo_open=True),
+    "softmax_temp": POSITIVE,
+    "eps_low": Range(0, 1, hi_open=True),
+    "eps_high": Range(0, 10),
+    "dual_clip": Range(1, lo_open=True, also=(0,)),
+    "beta": Range(0, 100),
+    "entropy_penalty": Range(-1, 1),
+    "lr": Range(0, 1, lo_open=True),
+    "epochs": _int(1),
+    "minibatches": _int(1),
+    "micro_batch": _int(0),
+    "max_grad_norm": POSITIVE,
+    "eval_prompts": _int(1),
+    "eval_every": _int(0),
 }
 
 
 CHOICES = {  # every option that takes one of a few words (credit takes a scheme: gcpo_support.schemes)
-    "algo": ("grpo", "dr_grpo", "dapo", "gcpo", "pcpo"), "device": ("auto", "cpu", "cuda"),
-    "dtype": ("float32", "bfloat16"), "adv_scale": ("group", "batch", "none"),
-    "divergence": ("kl", "full_kl", "abs", "info_gain"), "normalization": ("hist", "softmax", "minmax", "none"),
-    "ties": ("average", "official"), "weights_from": ("current", "rollout"), "kl_estimator": ("k3", "k1"),
-    "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"), "surrogate": ("clip", "log_hinge"),
+    "algo": ("grpo", "dr_grpo", "dapo", "gcpo", "pcpo"),
+    "device": ("auto", "cpu", "cuda"),
+    "dtype": ("float32", "bfloat16"),
+    "adv_scale": ("group", "batch", "none"),
+    "divergence": ("kl", "full_kl", "abs", "info_gain"),
+    "normalization": ("hist", "softmax", "minmax", "none"),
+    "ties": ("average", "official"),
+    "weights_from": ("current", "rollout"),
+    "kl_estimator": ("k3", "k1"),
+    "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"),
+    "surrogate": ("clip", "log_hinge"),
 }
 
 
@@ -78,11 +111,15 @@ def check_value(name: str, value, valid: Range) -> None:
 
 def check_hist_params(top_fraction: float, target_mass: float) -> None:
     if not (0 < top_fraction < 1 and 0 < target_mass < 1 and 1.0 - top_fraction < 1.0 and 1.0 - target_mass > 0.0):
-        raise ValueError(f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1), "
-                         "far enough from 0 and 1 that 1 − x is not rounded to 1 or 0")
+        raise ValueError(
+            f"top_fraction={top_fraction} and target_mass={target_mass} must both be in (0, 1), "
+            "far enough from 0 and 1 that 1 − x is not rounded to 1 or 0"
+        )
     if target_mass < top_fraction:
-        raise ValueError(f"target_mass={target_mass} < top_fraction={top_fraction} would favour low-contrast "
-                         "tokens; use target_mass >= top_fraction (equal gives uniform weights)")
+        raise ValueError(
+            f"target_mass={target_mass} < top_fraction={top_fraction} would favour low-contrast "
+            "tokens; use target_mass >= top_fraction (equal gives uniform weights)"
+        )
 
 
 def check_rewards(rewards: torch.Tensor, n: int) -> torch.Tensor:
@@ -127,11 +164,13 @@ def validate_config(cfg) -> None:
     if cfg.model == "tiny" and cfg.n_embd % cfg.n_head:
         raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}; pick a width that is")
     if cfg.surrogate == "log_hinge" and cfg.dual_clip:
-        raise ValueError("dual_clip bounds PPO's ρ-scaled gradient and has no meaning for surrogate=log_hinge; "
-                         "use --dual-clip 0")
+        raise ValueError(
+            "dual_clip bounds PPO's ρ-scaled gradient and has no meaning for surrogate=log_hinge; use --dual-clip 0"
+        )
     if cfg.kl_reweight and (cfg.credit == "uniform" or cfg.beta == 0):
-        raise ValueError("kl_reweight reweights the KL term by the token weights: it needs beta > 0 and "
-                         "credit other than uniform")
+        raise ValueError(
+            "kl_reweight reweights the KL term by the token weights: it needs beta > 0 and credit other than uniform"
+        )
     if cfg.log_token_moves and cfg.credit == "uniform":
         raise ValueError("log_token_moves compares high- and low-weight tokens; uniform credit has no weights")
     if cfg.show > cfg.eval_prompts:
@@ -166,8 +205,10 @@ def check_model_inputs(model, length: int, **ids) -> None:
         raise ValueError("prompts need at least one token (position P−1 predicts the first response token)")
     positions = model_positions(model)
     if positions and length > positions:
-        raise ValueError(f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); "
-                         "use shorter responses (max_new_tokens) or a model with more positions")
+        raise ValueError(
+            f"prompt + response tokens = {length} exceed the model's {positions} positions (n_positions); "
+            "use shorter responses (max_new_tokens) or a model with more positions"
+        )
 
 
 def check_key_mask(weights, key_mask, mask) -> torch.Tensor:
@@ -196,8 +237,19 @@ def check_logprob_inputs(model, prompts, prompt_mask, responses, temperature):
     return (N, P), T
 
 
-def check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperature, top_p,
-                        neg_prompts, neg_mask, guidance_scale):
+def check_sample_inputs(
+    model,
+    prompts,
+    prompt_mask,
+    max_new_tokens,
+    eos_id,
+    pad_id,
+    temperature,
+    top_p,
+    neg_prompts,
+    neg_mask,
+    guidance_scale,
+):
     """sample's boundary: shapes, sampling parameters, special ids, token ids, positions, non-empty prompts."""
     check_shapes(2, prompts=prompts, prompt_mask=prompt_mask)
     check_value("max_new_tokens", max_new_tokens, RANGES["max_new_tokens"])
@@ -222,8 +274,9 @@ def check_sample_inputs(model, prompts, prompt_mask, max_new_tokens, eos_id, pad
 
 def check_loss_inputs(logp, logp_old, advantages, mask, ref_logp, kl_weights, surrogate, kl_estimator, **params):
     """policy_loss's boundary: every (N, T) input exactly logp's shape, every coefficient in its range."""
-    check_shapes(2, logp=logp, logp_old=logp_old, advantages=advantages, mask=mask, ref_logp=ref_logp,
-                 kl_weights=kl_weights)
+    check_shapes(
+        2, logp=logp, logp_old=logp_old, advantages=advantages, mask=mask, ref_logp=ref_logp, kl_weights=kl_weights
+    )
     for name, value in params.items():
         check_value(name, value, RANGES[name])
     if surrogate == "log_hinge" and params["dual_clip"]:
@@ -251,7 +304,9 @@ def check_score_inputs(logp, logp_neg, mask, divergence, logp_all, logp_neg_all)
         if logp_all.shape[:2] != logp.shape:
             raise ValueError(f"logp_all must be (N, T, V), (N, T) = {tuple(logp.shape)}, got {tuple(logp_all.shape)}")
     half = (torch.float16, torch.bfloat16)
-    return tuple(t.float() if t is not None and t.dtype in half else t for t in (logp, logp_neg, logp_all, logp_neg_all))
+    return tuple(
+        t.float() if t is not None and t.dtype in half else t for t in (logp, logp_neg, logp_all, logp_neg_all)
+    )
 
 
 def check_weight_inputs(scores, mask, normalization, ties, softmax_temp) -> torch.Tensor:
@@ -283,8 +338,9 @@ def check_overlong_inputs(lengths, max_len, buffer) -> None:
     if buffer not in Range(1, max_len, integer=True):
         raise ValueError(f"overlong buffer L_cache={buffer!r} must be an int in (0, L_max={max_len}]")
     if lengths.ndim != 1 or lengths.is_floating_point() or (lengths.numel() and lengths.min() < 0):
-        raise ValueError(f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} "
-                         f"{tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths must be a 1-D tensor of token counts >= 0, got {lengths.dtype} {tuple(lengths.shape)}"
+        )
 
 
 def check_task_options(cfg, task) -> None:
@@ -292,24 +348,32 @@ def check_task_options(cfg, task) -> None:
     if cfg.negative and cfg.negative not in task.negative_kinds:
         raise ValueError(f"negative={cfg.negative!r} is not offered by {task.name}; choose from {task.negative_kinds}")
     if 0 < cfg.max_new_tokens < task.max_new_tokens and task.require_eos:
-        raise ValueError(f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
-                         f"({task.max_new_tokens} tokens with EOS), so every response would score 0; use at least "
-                         "that, or 0 for the task's own")
+        raise ValueError(
+            f"max_new_tokens={cfg.max_new_tokens} is shorter than a full {task.name} response "
+            f"({task.max_new_tokens} tokens with EOS), so every response would score 0; use at least "
+            "that, or 0 for the task's own"
+        )
     if cfg.overlong_buffer > (cfg.max_new_tokens or task.max_new_tokens):
-        raise ValueError(f"overlong_buffer={cfg.overlong_buffer} exceeds the response cap "
-                         f"{cfg.max_new_tokens or task.max_new_tokens}; use a buffer within it")
+        raise ValueError(
+            f"overlong_buffer={cfg.overlong_buffer} exceeds the response cap "
+            f"{cfg.max_new_tokens or task.max_new_tokens}; use a buffer within it"
+        )
     if cfg.overlong_filter and not task.require_eos:
-        raise ValueError(f"overlong_filter masks responses without EOS, but {task.name}'s responses need not end "
-                         "with one (require_eos=False), so it would mask every token; drop --overlong-filter")
+        raise ValueError(
+            f"overlong_filter masks responses without EOS, but {task.name}'s responses need not end "
+            "with one (require_eos=False), so it would mask every token; drop --overlong-filter"
+        )
 
 
 def check_positions(model, cfg, task) -> None:
     """The model must have positions for a prompt plus a full response, and for a demonstration if it warms up."""
     positions = model_positions(model)
     if positions and positions < max(task.prompt_len + cfg.max_new_tokens, task.demo_len if cfg.warm_steps else 0):
-        raise ValueError(f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
-                         f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
-                         "use a shorter task or a model with more positions")
+        raise ValueError(
+            f"model {cfg.model!r} has {positions} positions, fewer than the prompt ({task.prompt_len}) "
+            f"plus response ({cfg.max_new_tokens}) tokens or a demonstration ({task.demo_len}); "
+            "use a shorter task or a model with more positions"
+        )
 
 
 def check_aggregate_inputs(x, mask, loss_agg, total_tokens, total_seqs, max_len) -> None:
@@ -319,13 +383,17 @@ def check_aggregate_inputs(x, mask, loss_agg, total_tokens, total_seqs, max_len)
     m = mask.to(x.dtype)
     if loss_agg == "token-mean":
         if total_tokens is not None and not torch.as_tensor(total_tokens, dtype=x.dtype) >= m.sum():
-            raise ValueError(f"total_tokens={float(total_tokens)} is below this micro-batch's {int(m.sum())} valid "
-                             "tokens; pass the whole mini-batch's count")
+            raise ValueError(
+                f"total_tokens={float(total_tokens)} is below this micro-batch's {int(m.sum())} valid "
+                "tokens; pass the whole mini-batch's count"
+            )
         return
     seqs = x.shape[0] if total_seqs is None else total_seqs
     if not (isinstance(seqs, int) and seqs >= x.shape[0]):
         raise ValueError(f"total_seqs={seqs!r} must be an int >= this micro-batch's {x.shape[0]} responses")
     longest = int(m.sum(1).max()) if m.numel() else 0
     if loss_agg == "seq-mean-token-sum-norm" and not (isinstance(max_len, int) and max_len >= max(longest, 1)):
-        raise ValueError(f"loss_agg='seq-mean-token-sum-norm' needs max_len = L_max, an int >= the longest "
-                         f"response ({longest} tokens), got {max_len!r}")
+        raise ValueError(
+            f"loss_agg='seq-mean-token-sum-norm' needs max_len = L_max, an int >= the longest "
+            f"response ({longest} tokens), got {max_len!r}"
+        )

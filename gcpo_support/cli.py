@@ -16,13 +16,16 @@ import tokenize
 from gcpo_support.checks import CHOICES, RANGES
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(cls) -> dict[str, str]:
     """Each dataclass field's help text, for --help and the README table: the comment on the field's line
     (nanoGPT style) or, for longer text, the docstring under it (CleanRL style)."""
     source = textwrap.dedent(inspect.getsource(cls))
-    comments = {t.start[0]: t.string[1:].strip() for t in tokenize.generate_tokens(io.StringIO(source).readline)
-                if t.type == tokenize.COMMENT}
+    comments = {
+        t.start[0]: t.string[1:].strip()
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type == tokenize.COMMENT
+    }
     body = ast.parse(source).body[0].body
     docs = {}
     for node, nxt in zip(body, [*body[1:], None]):
@@ -54,18 +57,29 @@ def parse_args(argv, config_cls, presets: dict, make_config, doc: str):
     argv = list(sys.argv[1:] if argv is None else argv)
     for i in range(len(argv) - 1, 0, -1):  # "--flag -1e-3" → "--flag=-1e-3" (argparse reads -1e-3 as a flag)
         if argv[i - 1].startswith("--") and "=" not in argv[i - 1] and argv[i].startswith("-") and _is_number(argv[i]):
-            argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
+            argv[i - 1 : i + 1] = [f"{argv[i - 1]}={argv[i]}"]
     algo = _preset_of(argv)
     shown = {**dataclasses.asdict(config_cls()), **presets.get(algo, {})}
     p = _Parser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     docs = field_docs(config_cls)
     for f in dataclasses.fields(config_cls):
         valid = f"; valid: {RANGES[f.name]}" if f.name in RANGES else ""
-        extra = dict(nargs="?", const=True, type=parse_bool, metavar="BOOL") if f.type == "bool" else \
-            dict(type={"int": int, "float": float, "str": str}[f.type], choices=CHOICES.get(f.name),
-                 metavar=None if f.name in CHOICES else f.type.upper())
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, **extra,
-                       help=f"{docs.get(f.name, '')}{valid} (under --algo {algo}: {shown[f.name]!r})")
+        extra = (
+            dict(nargs="?", const=True, type=parse_bool, metavar="BOOL")
+            if f.type == "bool"
+            else dict(
+                type={"int": int, "float": float, "str": str}[f.type],
+                choices=CHOICES.get(f.name),
+                metavar=None if f.name in CHOICES else f.type.upper(),
+            )
+        )
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            **extra,
+            help=f"{docs.get(f.name, '')}{valid} (under --algo {algo}: {shown[f.name]!r})",
+        )
     args = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
     return make_config(args.pop("algo", "gcpo"), **args)
 
@@ -92,10 +106,20 @@ def options_markdown(config_cls, presets: dict) -> str:
     docs, base = field_docs(config_cls), dataclasses.asdict(config_cls())
     rows = ["| option | valid values | default (`gcpo`) | other presets | meaning |", "|---|---|---|---|---|"]
     for f in dataclasses.fields(config_cls):
-        valid = (" \\| ".join(map(str, CHOICES[f.name])) if f.name in CHOICES else str(RANGES[f.name])
-                 if f.name in RANGES else "true \\| false" if f.type == "bool" else "text")
-        others = ", ".join(f"{a}: {p[f.name]}" for a, p in presets.items() if a != "gcpo" and f.name in p
-                           and p[f.name] != presets["gcpo"].get(f.name, base[f.name]))
+        valid = (
+            " \\| ".join(map(str, CHOICES[f.name]))
+            if f.name in CHOICES
+            else str(RANGES[f.name])
+            if f.name in RANGES
+            else "true \\| false"
+            if f.type == "bool"
+            else "text"
+        )
+        others = ", ".join(
+            f"{a}: {p[f.name]}"
+            for a, p in presets.items()
+            if a != "gcpo" and f.name in p and p[f.name] != presets["gcpo"].get(f.name, base[f.name])
+        )
         default = presets["gcpo"].get(f.name, base[f.name])
         meaning = docs.get(f.name, "").replace("|", "\\|")  # a literal | inside a table cell
         rows.append(f"| `--{f.name.replace('_', '-')}` | {valid} | {default!r} | {others} | {meaning} |")

@@ -71,8 +71,10 @@ def from_pretrained(cls, name: str):
     """cls.from_pretrained(name) (never trust_remote_code), with one clear error instead of a stack of hub
     errors. A name that starts with '.', '/' or '~' is a local directory; anything else may be a hub name."""
     if name.startswith((".", "/", "~")) and not os.path.isdir(os.path.expanduser(name)):
-        raise ValueError(f"model directory {name!r} does not exist; pass a directory written by save_pretrained "
-                         "(e.g. runs/x/model) or a hub name such as gpt2")
+        raise ValueError(
+            f"model directory {name!r} does not exist; pass a directory written by save_pretrained "
+            "(e.g. runs/x/model) or a hub name such as gpt2"
+        )
     local = name.startswith((".", "/", "~")) or os.path.isdir(name)
     with quiet_transformers():
         return _from_pretrained(cls, name, local)
@@ -86,14 +88,17 @@ def _from_pretrained(cls, name: str, local: bool):
             return cls.from_pretrained(name, local_files_only=True)
         except (OSError, ValueError):
             if not hub_reachable():
-                raise OSError(f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached "
-                              "(offline?)") from None
+                raise OSError(
+                    f"{name!r} is not in the local Hugging Face cache and the hub cannot be reached (offline?)"
+                ) from None
             return cls.from_pretrained(name)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot load {name!r} with {cls.__name__}: {first}. A hub name (e.g. gpt2) downloads once "
-                         "and needs internet the first time; a local directory needs the files save_pretrained "
-                         "writes") from None
+        raise ValueError(
+            f"cannot load {name!r} with {cls.__name__}: {first}. A hub name (e.g. gpt2) downloads once "
+            "and needs internet the first time; a local directory needs the files save_pretrained "
+            "writes"
+        ) from None
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -118,8 +123,10 @@ def load_tokenizer(name: str):
         return WordTokenizer.from_pretrained(os.path.expanduser(name))
     tokenizer = from_pretrained(AutoTokenizer, name)
     if tokenizer.eos_token is None:
-        raise ValueError(f"the tokenizer of {name!r} has no EOS token, so responses cannot end; set eos_token "
-                         "(GPT-2: '<|endoftext|>') and save it again")
+        raise ValueError(
+            f"the tokenizer of {name!r} has no EOS token, so responses cannot end; set eos_token "
+            "(GPT-2: '<|endoftext|>') and save it again"
+        )
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

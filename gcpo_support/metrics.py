@@ -62,8 +62,11 @@ def weight_metrics(w, key_mask, mask, logp=None) -> dict:
     in_top = torch.arange(w.shape[1], device=w.device)[None] < k[:, None]  # (N, T): the first k sorted positions
     top_mass = (top.clamp(min=0) * in_top).sum(1) / w.sum(1).clamp(min=1e-30)
     per_row = lambda x: x[rows].mean().item() if rows.any() else math.nan
-    out = {"weight_max": per_row(w.masked_fill(~valid, -math.inf).max(1).values), "weight_std": per_row(std),
-           "weight_top40_mass": per_row(top_mass)}
+    out = {
+        "weight_max": per_row(w.masked_fill(~valid, -math.inf).max(1).values),
+        "weight_std": per_row(std),
+        "weight_top40_mass": per_row(top_mass),
+    }
     if key_mask.any():
         out["key_weight_share"] = key_token_share(w, key_mask, mask).item()
         auc = key_token_auc(w, key_mask, mask).item()
@@ -82,17 +85,21 @@ def clip_fractions(ratio, advantages, mask, eps_low, eps_high, dual_clip):
     valid = mask.bool()
     n = valid.sum().clamp(min=1)
     frac = lambda b: ((b & valid).sum() / n).item()
-    return {"clipfrac_high": frac((advantages > 0) & (ratio > 1 + eps_high)),
-            "clipfrac_low": frac((advantages < 0) & (ratio < 1 - eps_low)),
-            "clipfrac_dual": frac((advantages < 0) & (ratio > dual_clip)) if dual_clip > 0 else 0.0}
+    return {
+        "clipfrac_high": frac((advantages > 0) & (ratio > 1 + eps_high)),
+        "clipfrac_low": frac((advantages < 0) & (ratio < 1 - eps_low)),
+        "clipfrac_dual": frac((advantages < 0) & (ratio > dual_clip)) if dual_clip > 0 else 0.0,
+    }
 
 
 def token_moves(logp_new, logp_old, w, mask) -> dict:
     """--log-token-moves: mean |log π_new − log π_old| over the high- (w > 1) and low-weight tokens, after the
     update. (n, T) tensors in, two floats out."""
     moved, valid = (logp_new - logp_old).abs(), mask.bool()  # (n, T)
-    return {f"logp_move_{name}": ((moved * sel).sum() / sel.sum().clamp(min=1)).item()
-            for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1)))}
+    return {
+        f"logp_move_{name}": ((moved * sel).sum() / sel.sum().clamp(min=1)).item()
+        for name, sel in (("high_w", valid & (w > 1)), ("low_w", valid & (w <= 1)))
+    }
 
 
 def provenance() -> dict:
@@ -109,13 +116,24 @@ def provenance() -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     try:
         here = os.path.dirname(os.path.abspath(__file__))
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "numpy": numpy.__version__, "torch_threads": torch.get_num_threads(), "cpu": cpu,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "git_commit": commit}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "git_commit": commit,
+    }
 
 
 class RunOutput:

@@ -26,9 +26,21 @@ INPUTS = {  # what a scheme may name; the trainer computes only what it names
     "group_size": "int: G; rows g·G … g·G + G − 1 are one prompt's responses (the scheme sees whole groups)",
     "generator": "torch.Generator: the scheme's own seeded randomness (on the batch's device)",
 }
-CORE = ("shape_dtype", "finite", "zero_on_padding", "no_gradient", "inputs_unchanged", "empty_safe",
-        "padding_invariant", "row_independent", "micro_batch_invariant", "deterministic", "non_negative",
-        "total_preserved", "half_precision")  # claimed unless declared not_claimed (credit_kit/properties.py)
+CORE = (
+    "shape_dtype",
+    "finite",
+    "zero_on_padding",
+    "no_gradient",
+    "inputs_unchanged",
+    "empty_safe",
+    "padding_invariant",
+    "row_independent",
+    "micro_batch_invariant",
+    "deterministic",
+    "non_negative",
+    "total_preserved",
+    "half_precision",
+)  # claimed unless declared not_claimed (credit_kit/properties.py)
 OPTIONAL = ("uniform_when_uninformative", "monotone")  # claimed only when declared
 SIGNALS = {  # what a scheme's weights follow, for the optional properties
     "contrast": "η = min(exp(d) − d − 1, 10), d = clamp(logp_neg − logp, ±20) (GCPO's k3 score)",
@@ -61,8 +73,10 @@ def credit_scheme(name: str = "", *, not_claimed: dict | None = None, claims: tu
     claims = (claims,) if isinstance(claims, str) else tuple(claims)
     unknown = (set(not_claimed or {}) - set(CORE)) | (set(claims) - set(OPTIONAL))
     if unknown:
-        raise ValueError(f"credit_scheme({name!r}): unknown properties {sorted(unknown)}; not_claimed takes core ones "
-                         f"({', '.join(CORE)}), claims optional ones ({', '.join(OPTIONAL)})")
+        raise ValueError(
+            f"credit_scheme({name!r}): unknown properties {sorted(unknown)}; not_claimed takes core ones "
+            f"({', '.join(CORE)}), claims optional ones ({', '.join(OPTIONAL)})"
+        )
     if signal and signal not in SIGNALS:
         raise ValueError(f"credit_scheme({name!r}): unknown signal {signal!r}; choose one of {', '.join(SIGNALS)}")
 
@@ -90,8 +104,10 @@ def needs(fn) -> tuple[str, ...]:
         if p.name in INPUTS:
             out.append(p.name)
         elif p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is p.empty:
-            raise ValueError(f"credit scheme {info(fn).name!r} asks for {p.name!r}, which is not an input; name only "
-                             f"{', '.join(INPUTS)} (other parameters need a default)")
+            raise ValueError(
+                f"credit scheme {info(fn).name!r} asks for {p.name!r}, which is not an input; name only "
+                f"{', '.join(INPUTS)} (other parameters need a default)"
+            )
     return tuple(out)
 
 
@@ -114,13 +130,17 @@ def call(fn, inputs: dict) -> torch.Tensor:
     if not isinstance(w, torch.Tensor):
         raise ValueError(f"credit scheme {name!r} returned {type(w).__name__}, not a tensor of weights (N, T)")
     if w.shape != mask.shape:
-        raise ValueError(f"credit scheme {name!r} returned shape {tuple(w.shape)}; it must return one weight per "
-                         f"token, the mask's shape {tuple(mask.shape)}")
+        raise ValueError(
+            f"credit scheme {name!r} returned shape {tuple(w.shape)}; it must return one weight per "
+            f"token, the mask's shape {tuple(mask.shape)}"
+        )
     if not w.is_floating_point():
         raise ValueError(f"credit scheme {name!r} returned {w.dtype} weights; return a floating-point tensor")
     if w.requires_grad:
-        raise ValueError(f"credit scheme {name!r} returned weights that carry a gradient; compute them under "
-                         "torch.no_grad() or return w.detach()")
+        raise ValueError(
+            f"credit scheme {name!r} returned weights that carry a gradient; compute them under "
+            "torch.no_grad() or return w.detach()"
+        )
     if not bool(w.masked_fill(~mask.bool(), 0).isfinite().all()):
         raise ValueError(f"credit scheme {name!r} returned NaN or inf weights on valid tokens")
     return w
@@ -142,8 +162,10 @@ def shuffle_weights(weights, mask, generator=None):
     return torch.zeros_like(weights).scatter_(1, to, weights.gather(1, source))
 
 
-RANDOM_POSITION = ("the permutation a row gets is drawn from the generator's stream at the row's place in the (N, T) "
-                   "batch, so it changes with the batch's shape and order (the row keeps the same multiset of weights)")
+RANDOM_POSITION = (
+    "the permutation a row gets is drawn from the generator's stream at the row's place in the (N, T) "
+    "batch, so it changes with the batch's shape and order (the row keeps the same multiset of weights)"
+)
 
 
 def shuffled(scheme, name: str = "shuffled"):
@@ -153,8 +175,11 @@ def shuffled(scheme, name: str = "shuffled"):
     properties that a permutation drawn per batch breaks (padding_invariant, row_independent,
     micro_batch_invariant: RANDOM_POSITION)."""
     inner = needs(scheme)
-    params = [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-              for k in INPUTS if k in inner or k in ("mask", "generator")]
+    params = [
+        inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for k in INPUTS
+        if k in inner or k in ("mask", "generator")
+    ]
 
     def control(**x):
         w = scheme(**{k: x[k] for k in inner})
@@ -168,11 +193,16 @@ def shuffled(scheme, name: str = "shuffled"):
     return control
 
 
-@credit_scheme("entropy_top20", signal="entropy",
-               not_claimed={"total_preserved": "a 0/1 mask keeps about 20% of each response's credit",
-                            "row_independent": "the entropy threshold is the 80th percentile over the whole batch",
-                            "micro_batch_invariant": "the threshold is taken over whatever batch it is given"},
-               claims=("uniform_when_uninformative", "monotone"))
+@credit_scheme(
+    "entropy_top20",
+    signal="entropy",
+    not_claimed={
+        "total_preserved": "a 0/1 mask keeps about 20% of each response's credit",
+        "row_independent": "the entropy threshold is the 80th percentile over the whole batch",
+        "micro_batch_invariant": "the threshold is taken over whatever batch it is given",
+    },
+    claims=("uniform_when_uninformative", "monotone"),
+)
 @torch.no_grad()
 def entropy_top20(entropy, mask):
     """Only the highest-entropy 20% of tokens learn ("forking tokens"): w = 1[H_t ≥ q_0.8(H)], q over the batch's
@@ -211,9 +241,12 @@ def k3_score(logp, logp_neg, mask):
     return (d.exp() - d - 1.0).clamp(max=10.0).masked_fill(~mask.bool(), 0.0)
 
 
-@credit_scheme("vppo_top40", signal="contrast",
-               not_claimed={"total_preserved": "a 0/1 mask keeps 40% of each response's credit"},
-               claims=("uniform_when_uninformative", "monotone"))
+@credit_scheme(
+    "vppo_top40",
+    signal="contrast",
+    not_claimed={"total_preserved": "a 0/1 mask keeps 40% of each response's credit"},
+    claims=("uniform_when_uninformative", "monotone"),
+)
 @torch.no_grad()
 def vppo_top40(logp, logp_neg, mask):
     """VPPO's token-level gradient filter (Huang et al., "Spotlight on Token Perception for Multimodal

@@ -67,7 +67,8 @@ def hist_official(scores, valid, alpha):
         cols = valid[rows].long().argsort(dim=1, descending=True, stable=True)[:, :n].sort(dim=1).values  # (R, n)
         vals = scores[rows].gather(1, cols)  # (R, n): the valid scores, in order
         ranks = torch.empty_like(vals).scatter_(
-            1, vals.argsort(dim=1), torch.arange(1, n + 1, dtype=vals.dtype, device=vals.device).expand_as(vals))
+            1, vals.argsort(dim=1), torch.arange(1, n + 1, dtype=vals.dtype, device=vals.device).expand_as(vals)
+        )
         pct = torch.zeros(len(rows), n + 1, dtype=vals.dtype, device=vals.device)
         pct[:, :n] = ranks / n
         u = pct[:, :n].pow(alpha)  # a strided view: pow runs row by row with the official 1-D rounding

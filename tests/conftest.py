@@ -1,5 +1,6 @@
 """Shared fixtures. Tests never download: the hub is switched off, and the pretrained-model path is exercised
 on a tiny GPT-2 and a byte-level BPE tokenizer that the fixture builds and saves itself."""
+
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # set before transformers is imported anywhere
@@ -21,8 +22,15 @@ def save_tiny_gpt2(path, vocab_size=None, eos=True):
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
     eos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = GPT2Config(vocab_size=vocab_size or len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=eos_id, eos_token_id=eos_id)
+    config = GPT2Config(
+        vocab_size=vocab_size or len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+    )
     GPT2LMHeadModel(config).save_pretrained(path)
     return str(path)
 

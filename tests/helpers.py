@@ -1,4 +1,5 @@
 """Small helpers several test files share (importable: pytest puts the repository root on the path)."""
+
 import dataclasses
 
 import gcpo
@@ -20,5 +21,4 @@ def oracle_weights(key_mask, mask):
 
 
 def micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs, generator=None):
-    return gcpo.micro_batch_loss(model, ref_model, b, cfg, gcpo.credit_scheme(cfg), total_tokens, total_seqs,
-                                 generator)
+    return gcpo.micro_batch_loss(model, ref_model, b, cfg, gcpo.credit_scheme(cfg), total_tokens, total_seqs, generator)

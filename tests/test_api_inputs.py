@@ -6,14 +6,15 @@ Three rules, each checked on every function it applies to:
 - a wrong shape, dtype or hyper-parameter is a one-line ValueError naming the argument, never a torch error from
   deep inside and never a silent broadcast (the classic: (N,) advantages where (N, T) is expected, with N == T).
 """
+
 import math
 
 import pytest
 import torch
 
 import gcpo
-from tests.helpers import oracle_weights
 from gcpo_support.metrics import key_token_auc, key_token_share
+from tests.helpers import oracle_weights
 
 NORMS = ["hist", "softmax", "minmax", "none"]
 DIVS = ["kl", "abs", "info_gain", "full_kl"]
@@ -82,8 +83,15 @@ def test_group_advantages_and_penalties_of_no_responses():
 def test_masked_logprobs_never_reach_the_weights(value, divergence, normalization):
     lp, ln, m, la, lna = batch()
     clean = weights(lp, ln, m, divergence, normalization, la, lna)
-    dirty = weights(poison(lp, m, value), poison(ln, m, value), m, divergence, normalization,
-                    poison(la, m, value), poison(lna, m, value))
+    dirty = weights(
+        poison(lp, m, value),
+        poison(ln, m, value),
+        m,
+        divergence,
+        normalization,
+        poison(la, m, value),
+        poison(lna, m, value),
+    )
     assert torch.equal(clean, dirty)
 
 
@@ -105,8 +113,18 @@ def test_masked_values_never_reach_the_loss_or_its_gradient(surrogate, dual_clip
     def loss_and_grad(dirty):
         f = (lambda t: poison(t, m, value)) if dirty else (lambda t: t)
         logp = f(lp).clone().requires_grad_(True)
-        loss, metrics = gcpo.policy_loss(logp, f(lp + 0.1), f(adv), m, surrogate=surrogate, dual_clip=dual_clip,
-                                         ref_logp=f(ln), beta=0.04, kl_weights=f(w), entropy_penalty=1e-3)
+        loss, metrics = gcpo.policy_loss(
+            logp,
+            f(lp + 0.1),
+            f(adv),
+            m,
+            surrogate=surrogate,
+            dual_clip=dual_clip,
+            ref_logp=f(ln),
+            beta=0.04,
+            kl_weights=f(w),
+            entropy_penalty=1e-3,
+        )
         loss.backward()
         return loss, metrics, logp.grad
 
@@ -221,21 +239,35 @@ def test_integer_rewards_are_exact():
 
 # ---- hyper-parameters: out of range or non-finite is an error, never a silent change of meaning ---------------
 BAD_LOSS_ARGS = [
-    ("eps_low", -0.1), ("eps_low", 1.0), ("eps_low", 1.5), ("eps_low", math.nan), ("eps_high", -0.1),
-    ("eps_high", math.inf), ("dual_clip", 0.5), ("dual_clip", 1.0), ("dual_clip", -1.0), ("dual_clip", math.nan),
-    ("beta", -0.1), ("beta", math.nan), ("entropy_penalty", math.nan), ("entropy_penalty", math.inf),
-    ("total_tokens", 0), ("total_tokens", -3), ("total_tokens", 2),  # fewer than this micro-batch's 14 tokens
+    ("eps_low", -0.1),
+    ("eps_low", 1.0),
+    ("eps_low", 1.5),
+    ("eps_low", math.nan),
+    ("eps_high", -0.1),
+    ("eps_high", math.inf),
+    ("dual_clip", 0.5),
+    ("dual_clip", 1.0),
+    ("dual_clip", -1.0),
+    ("dual_clip", math.nan),
+    ("beta", -0.1),
+    ("beta", math.nan),
+    ("entropy_penalty", math.nan),
+    ("entropy_penalty", math.inf),
+    ("total_tokens", 0),
+    ("total_tokens", -3),
+    ("total_tokens", 2),  # fewer than this micro-batch's 14 tokens
 ]
 
 
-@pytest.mark.parametrize("surrogate, name, value", [("clip", *a) for a in BAD_LOSS_ARGS] + [
-    ("log_hinge", *a) for a in BAD_LOSS_ARGS if a[0] != "dual_clip"])  # log_hinge: test_log_hinge_has_no_dual_clip
+@pytest.mark.parametrize(
+    "surrogate, name, value",
+    [("clip", *a) for a in BAD_LOSS_ARGS] + [("log_hinge", *a) for a in BAD_LOSS_ARGS if a[0] != "dual_clip"],
+)  # log_hinge: test_log_hinge_has_no_dual_clip
 def test_policy_loss_rejects_bad_hyperparameters(surrogate, name, value):
     lp, ln, m, _, _ = batch()
     kw = {"dual_clip": 0.0} if surrogate == "log_hinge" else {}
     with pytest.raises(ValueError, match=name):
-        gcpo.policy_loss(lp, lp + 0.1, torch.ones_like(lp), m, surrogate=surrogate, ref_logp=ln,
-                         **{**kw, name: value})
+        gcpo.policy_loss(lp, lp + 0.1, torch.ones_like(lp), m, surrogate=surrogate, ref_logp=ln, **{**kw, name: value})
 
 
 def test_log_hinge_has_no_dual_clip():
@@ -244,8 +276,17 @@ def test_log_hinge_has_no_dual_clip():
         gcpo.policy_loss(lp, lp, torch.ones_like(lp), m, surrogate="log_hinge", dual_clip=3.0)
 
 
-@pytest.mark.parametrize("kw", [dict(max_len=0), dict(max_len=-1), dict(max_len=5), dict(max_len=math.nan),
-                                dict(total_seqs=0), dict(total_seqs=3)])  # T = 6 columns, N = 4 rows
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(max_len=0),
+        dict(max_len=-1),
+        dict(max_len=5),
+        dict(max_len=math.nan),
+        dict(total_seqs=0),
+        dict(total_seqs=3),
+    ],
+)  # T = 6 columns, N = 4 rows
 def test_aggregate_rejects_impossible_normalisers(kw):
     x, _, m, _, _ = batch()
     with pytest.raises(ValueError, match=next(iter(kw))):
@@ -281,8 +322,9 @@ def test_hist_weights_keep_their_sum_when_the_top_score_is_tied():
     assert w[0, 2] == w[0, 3] > w[0, 1] and w[1].argmax() == 2
 
 
-@pytest.mark.parametrize("kw, name", [(dict(eps=-1.0), "eps"), (dict(eps=math.nan), "eps"),
-                                      (dict(group_size=3.0), "group_size")])
+@pytest.mark.parametrize(
+    "kw, name", [(dict(eps=-1.0), "eps"), (dict(eps=math.nan), "eps"), (dict(group_size=3.0), "group_size")]
+)
 def test_group_advantages_reject_bad_parameters(kw, name):
     with pytest.raises(ValueError, match=name):
         gcpo.group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.2, 0.9, 0.1]), **{"group_size": 3, **kw})
@@ -296,9 +338,15 @@ def test_non_finite_rewards_are_an_error_not_nan_advantages():
         gcpo.informative_groups(torch.ones(5), 3)
 
 
-@pytest.mark.parametrize("lengths, max_len, buffer", [
-    (torch.tensor([1, 5]), 8, 2.5), (torch.tensor([1, 5]), 8, True), (torch.tensor([-1, 5]), 8, 4),
-    (torch.tensor([[1, 5]]), 8, 4)])
+@pytest.mark.parametrize(
+    "lengths, max_len, buffer",
+    [
+        (torch.tensor([1, 5]), 8, 2.5),
+        (torch.tensor([1, 5]), 8, True),
+        (torch.tensor([-1, 5]), 8, 4),
+        (torch.tensor([[1, 5]]), 8, 4),
+    ],
+)
 def test_overlong_penalty_needs_integer_lengths_and_buffer(lengths, max_len, buffer):
     with pytest.raises(ValueError):
         gcpo.overlong_penalty(lengths, max_len, buffer)
@@ -310,8 +358,9 @@ def model():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=V, n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=1,
-                        eos_token_id=2, pad_token_id=0)
+    config = GPT2Config(
+        vocab_size=V, n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=1, eos_token_id=2, pad_token_id=0
+    )
     return GPT2LMHeadModel(config).eval()
 
 
@@ -343,13 +392,23 @@ def test_prompt_plus_response_longer_than_the_model_is_a_clear_error(model):
     sample(model, ids, mask, T=4)  # exactly 16 fits
 
 
-@pytest.mark.parametrize("kw, name", [
-    (dict(temperature=0.0), "temperature"), (dict(temperature=-1.0), "temperature"),
-    (dict(temperature=math.nan), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=math.nan), "top_p"),
-    (dict(top_p=1.5), "top_p"), (dict(guidance_scale=math.nan), "guidance_scale"),
-    (dict(guidance_scale=-1.0), "guidance_scale"), (dict(guidance_scale=2.0), "neg_prompts"),
-    (dict(guidance_scale=2.0, neg_prompts="same"), "neg_mask"), (dict(T=-1), "max_new_tokens"),
-    (dict(T=2.5), "max_new_tokens")])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(temperature=math.nan), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=math.nan), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(guidance_scale=math.nan), "guidance_scale"),
+        (dict(guidance_scale=-1.0), "guidance_scale"),
+        (dict(guidance_scale=2.0), "neg_prompts"),
+        (dict(guidance_scale=2.0, neg_prompts="same"), "neg_mask"),
+        (dict(T=-1), "max_new_tokens"),
+        (dict(T=2.5), "max_new_tokens"),
+    ],
+)
 def test_sample_rejects_bad_settings(model, kw, name):
     ids, mask = prompts()
     if kw.get("neg_prompts") == "same":
@@ -366,8 +425,9 @@ MALFORMED = {  # (prompts, prompt mask, responses) → a call that must raise Va
     "ids >= V": lambda m, ids, mask, r: sample(m, ids + V, mask),
     "eos_id >= V": lambda m, ids, mask, r: gcpo.sample(m, ids, mask, 5, V + 1, 0),
     "padding-only prompt": lambda m, ids, mask, r: sample(m, ids, mask.masked_fill(torch.arange(3)[:, None] == 1, 0)),
-    "negatives of another N": lambda m, ids, mask, r: sample(m, ids, mask, guidance_scale=2.0, neg_prompts=ids[:2],
-                                                             neg_mask=mask[:2]),
+    "negatives of another N": lambda m, ids, mask, r: sample(
+        m, ids, mask, guidance_scale=2.0, neg_prompts=ids[:2], neg_mask=mask[:2]
+    ),
     "logprobs: empty prompts": lambda m, ids, mask, r: gcpo.response_logprobs(m, ids[:, :0], mask[:, :0], r),
     "logprobs: responses of another N": lambda m, ids, mask, r: gcpo.response_logprobs(m, ids, mask, r[:2]),
     "logprobs: mask shape": lambda m, ids, mask, r: gcpo.response_logprobs(m, ids, mask[:, :3], r),

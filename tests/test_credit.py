@@ -1,13 +1,14 @@
 """The study's credit sources (docs/algorithm.md §8): the shuffled control and the oracle upper bound keep their
 defining properties, all four go through the same loss, and --eval-every writes a learning curve."""
+
 import json
 
 import pytest
 import torch
 
 import gcpo
-from tests.helpers import contrast_weights, micro_batch_loss, oracle_weights
 from gcpo_support import schemes
+from tests.helpers import contrast_weights, micro_batch_loss, oracle_weights
 
 
 def contrast_batch(seed=0, N=6, T=9):
@@ -69,20 +70,32 @@ def test_oracle_is_uniform_when_every_or_no_token_is_a_key():
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
     out = tmp_path_factory.mktemp("credit_warm")
-    gcpo.train(gcpo.make_config("gcpo", steps=0, warm_steps=150, out=str(out), device="cpu", eval_prompts=8),
-               progress=False)
+    gcpo.train(
+        gcpo.make_config("gcpo", steps=0, warm_steps=150, out=str(out), device="cpu", eval_prompts=8), progress=False
+    )
     return str(out / "model")
 
 
 def one_update(warm, credit, weights_from="current"):
-    cfg = gcpo.make_config("gcpo", model=warm, warm_steps=0, steps=0, credit=credit, weights_from=weights_from,
-                           batch_prompts=4, group_size=4, device="cpu", eval_prompts=4)
+    cfg = gcpo.make_config(
+        "gcpo",
+        model=warm,
+        warm_steps=0,
+        steps=0,
+        credit=credit,
+        weights_from=weights_from,
+        batch_prompts=4,
+        group_size=4,
+        device="cpu",
+        eval_prompts=4,
+    )
     r = gcpo.train(cfg, progress=False)
     model, task, cfg = r["model"], r["task"], r["cfg"]
     batch, _ = gcpo.rollout(model, task, cfg, 0)
     b = {k: v for k, v in batch.items()}
-    loss, metrics, w, _ = micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]),
-                                                torch.Generator().manual_seed(0))
+    loss, metrics, w, _ = micro_batch_loss(
+        model, None, b, cfg, b["mask"].sum(), len(b["mask"]), torch.Generator().manual_seed(0)
+    )
     return b, loss, w, cfg, model
 
 
@@ -103,26 +116,53 @@ def test_every_credit_source_goes_through_the_same_loss(warm):
                 for i in range(len(w)):
                     torch.testing.assert_close(w[i][valid[i]].sort().values, want[i][valid[i]].sort().values)
         logp, _ = gcpo.response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"])
-        want_loss, _ = gcpo.policy_loss(logp, b["logp_old"], b["adv"][:, None] * w, b["mask"],
-                                        total_tokens=b["mask"].sum(), total_seqs=len(w), max_len=cfg.max_new_tokens)
+        want_loss, _ = gcpo.policy_loss(
+            logp,
+            b["logp_old"],
+            b["adv"][:, None] * w,
+            b["mask"],
+            total_tokens=b["mask"].sum(),
+            total_seqs=len(w),
+            max_len=cfg.max_new_tokens,
+        )
         torch.testing.assert_close(loss, want_loss)
 
 
-@pytest.mark.parametrize("credit, passes", [("oracle", [False]), ("uniform", [False]), ("contrast", [False, False]),
-                                            ("entropy_top20", [True]), ("vppo_top40", [False, False])])
+@pytest.mark.parametrize(
+    "credit, passes",
+    [
+        ("oracle", [False]),
+        ("uniform", [False]),
+        ("contrast", [False, False]),
+        ("entropy_top20", [True]),
+        ("vppo_top40", [False, False]),
+    ],
+)
 def test_the_trainer_computes_only_what_the_scheme_names(warm, monkeypatch, credit, passes):
     """One training forward per micro-batch, the whole log-softmax only for a scheme that names entropy or
     logp_all, and the negative prompt's forward only for one that names logp_neg (the list: `full` per pass)."""
     b, _, _, cfg, model = one_update(warm, credit)
     calls, original = [], gcpo.response_logprobs
-    monkeypatch.setattr(gcpo, "response_logprobs", lambda *a, **k: calls.append(k.get("full", False)) or original(*a, **k))
+    monkeypatch.setattr(
+        gcpo, "response_logprobs", lambda *a, **k: calls.append(k.get("full", False)) or original(*a, **k)
+    )
     micro_batch_loss(model, None, b, cfg, b["mask"].sum(), len(b["mask"]), torch.Generator().manual_seed(0))
     assert calls == passes
 
 
 def test_eval_every_writes_a_learning_curve(warm, tmp_path):
-    cfg = gcpo.make_config("dapo", model=warm, warm_steps=0, steps=5, eval_every=2, batch_prompts=4, group_size=4,
-                           device="cpu", eval_prompts=16, out=str(tmp_path / "run"))
+    cfg = gcpo.make_config(
+        "dapo",
+        model=warm,
+        warm_steps=0,
+        steps=5,
+        eval_every=2,
+        batch_prompts=4,
+        group_size=4,
+        device="cpu",
+        eval_prompts=16,
+        out=str(tmp_path / "run"),
+    )
     r = gcpo.train(cfg, progress=False)
     assert [s for s, _ in r["evals"]] == [0, 2, 4, 5]  # before, every 2 steps, and after the last
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -130,6 +170,7 @@ def test_eval_every_writes_a_learning_curve(warm, tmp_path):
     assert logged == [tuple(e) for e in r["evals"]]  # the first line: step −1, the evaluation before RL
     assert lines[0]["phase"] == "before RL" and all("phase" not in m for m in lines[1:])
     # the same fixed sampling seed each time: evaluating an unchanged model twice gives the same number
-    again = gcpo.train(gcpo.make_config("dapo", model=warm, warm_steps=0, steps=0, device="cpu", eval_prompts=16),
-                       progress=False)
+    again = gcpo.train(
+        gcpo.make_config("dapo", model=warm, warm_steps=0, steps=0, device="cpu", eval_prompts=16), progress=False
+    )
     assert again["evals"] == [r["evals"][0]]

@@ -91,8 +91,9 @@ def breaks_micro_batch_invariant(logp, mask):
     return mean_one(torch.arange(mask.shape[1]).float().add(1).expand(mask.shape), mask)
 
 
-@schemes.credit_scheme(not_claimed={p: "random per position" for p in ("padding_invariant", "row_independent",
-                                                                         "micro_batch_invariant")})
+@schemes.credit_scheme(
+    not_claimed={p: "random per position" for p in ("padding_invariant", "row_independent", "micro_batch_invariant")}
+)
 @torch.no_grad()
 def breaks_deterministic(mask):
     return mean_one(1 + torch.rand(mask.shape), mask)  # torch's global RNG, not the generator
@@ -160,8 +161,9 @@ def test_every_builtin_scheme_holds_every_property_it_claims(builtin, label):
 
 def test_the_docs_table_is_generated_from_the_checks(builtin):
     page = open(os.path.join(ROOT, "docs", "credit_kit.md"), encoding="utf-8").read()
-    assert f"{table.START}\n{table.markdown(builtin)}\n{table.END}" in page, \
+    assert f"{table.START}\n{table.markdown(builtin)}\n{table.END}" in page, (
         "docs/credit_kit.md is out of date: python -m credit_kit table --write docs/credit_kit.md"
+    )
 
 
 def test_table_write_replaces_only_the_table(tmp_path):
@@ -178,8 +180,14 @@ def test_the_docs_check_example_runs_as_written():
     """The page's `check` block: the command, then exactly what it prints."""
     page = open(os.path.join(ROOT, "docs", "credit_kit.md"), encoding="utf-8").read()
     command, shown = re.search(r"```console\n\$ (python -m credit_kit check [^\n]+)\n(.*?)```", page, re.S).groups()
-    out = subprocess.run([sys.executable, *command.split()[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, *command.split()[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == shown
 
@@ -234,11 +242,17 @@ def test_drawn_batches_are_consistent(data, group_level):
 
 def test_signals_match_the_trainers_scores():
     x = P.smoke_batch()
-    torch.testing.assert_close(P.signal_values("contrast", x).float(),
-                               gcpo.token_scores(x["logp"], x["logp_neg"], torch.ones_like(x["mask"])))
-    torch.testing.assert_close(P.signal_values("full_kl", x).float(),
-                               gcpo.token_scores(x["logp"], x["logp_neg"], torch.ones_like(x["mask"]), "full_kl",
-                                                 x["logp_all"], x["logp_neg_all"]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        P.signal_values("contrast", x).float(), gcpo.token_scores(x["logp"], x["logp_neg"], torch.ones_like(x["mask"]))
+    )
+    torch.testing.assert_close(
+        P.signal_values("full_kl", x).float(),
+        gcpo.token_scores(
+            x["logp"], x["logp_neg"], torch.ones_like(x["mask"]), "full_kl", x["logp_all"], x["logp_neg_all"]
+        ),
+        atol=1e-6,
+        rtol=1e-5,
+    )
 
 
 # ---- the peer schemes follow their sources -------------------------------------------------------------------
@@ -317,11 +331,16 @@ def test_a_bad_scheme_is_one_line_naming_it_and_the_problem(case, tmp_path, caps
     assert err.count("\n") == 1 and err.startswith("credit_kit: error: ") and message in err, err
 
 
-@pytest.mark.parametrize("spec, message", [("no_such_module:f", "cannot import no_such_module"),
-                                           ("credit_kit.properties:no_such_fn", "has no 'no_such_fn'"),
-                                           ("missing/file.py:f", "no file missing/file.py"),
-                                           ("credit_kit.properties:BUILTIN", "is a tuple, not a function"),
-                                           ("justaword", "neither a built-in name")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("no_such_module:f", "cannot import no_such_module"),
+        ("credit_kit.properties:no_such_fn", "has no 'no_such_fn'"),
+        ("missing/file.py:f", "no file missing/file.py"),
+        ("credit_kit.properties:BUILTIN", "is a tuple, not a function"),
+        ("justaword", "neither a built-in name"),
+    ],
+)
 def test_a_scheme_that_cannot_be_loaded_is_one_line(spec, message, capsys):
     assert cli(["check", spec]) == 2
     err = capsys.readouterr().err
@@ -342,16 +361,18 @@ def test_check_exits_1_iff_a_claimed_property_fails(tmp_path, capsys):
     assert cli(["check", f"{tmp_path}/s.py:double", "--max-examples", "5"]) == 1
     out = capsys.readouterr().out
     assert re.search(r"total_preserved +FAILS: row 0", out) and "1 fail" in out
-    (tmp_path / "declared.py").write_text("from gcpo_support.schemes import credit_scheme\n"
-                                          "@credit_scheme(not_claimed={'total_preserved': 'doubles every token'})\n"
-                                          "def double(mask):\n    return 2.0 * mask.float()\n")
+    (tmp_path / "declared.py").write_text(
+        "from gcpo_support.schemes import credit_scheme\n"
+        "@credit_scheme(not_claimed={'total_preserved': 'doubles every token'})\n"
+        "def double(mask):\n    return 2.0 * mask.float()\n"
+    )
     assert cli(["check", f"{tmp_path}/declared.py:double", "--max-examples", "5"]) == 0
     assert "total_preserved             not claimed: doubles every token" in capsys.readouterr().out
 
 
 # ---- the exercise -----------------------------------------------------------------------------------------------
 
-SOLUTION = '''
+SOLUTION = """
 import math
 
 import torch
@@ -376,7 +397,7 @@ def hist_weights(logp, logp_neg, mask):
         u = (ranks / n) ** alpha
         w[i, idx] = u / u.sum() * n
     return w
-'''
+"""
 
 
 def test_the_exercise_skeleton_fails_grading_and_a_solution_passes(tmp_path):
@@ -387,9 +408,11 @@ def test_the_exercise_skeleton_fails_grading_and_a_solution_passes(tmp_path):
     assert passed, "\n".join(map(str, results))
     assert {r.name for r in results if r.status == "holds"} >= {"equals_reference", "total_preserved", "monotone"}
     # ordinal ranks instead of shared ones (the official code's ties): equal scores get unequal weights
-    (tmp_path / "ordinal.py").write_text(SOLUTION.replace("float((s < v).sum()) + (float((s == v).sum()) + 1) / 2",
-                                                          "0.0").replace("for v in s])", "for v in s]) + "
-                                                                         "s.argsort().argsort().float() + 1"))
+    (tmp_path / "ordinal.py").write_text(
+        SOLUTION.replace("float((s < v).sum()) + (float((s == v).sum()) + 1) / 2", "0.0").replace(
+            "for v in s])", "for v in s]) + s.argsort().argsort().float() + 1"
+        )
+    )
     passed, results = grade.grade(str(tmp_path / "ordinal.py"), max_examples=FEW)
     assert not passed and {r.name for r in results if r.status == "FAILS"} >= {"equals_reference"}
 
@@ -418,8 +441,9 @@ def test_bootstrap_intervals_resample_prompts():
 def test_quality_scores_a_scheme_on_a_tiny_checkpoint(tmp_path):
     quality.make_checkpoints(["needle"], str(tmp_path), warm_steps=30, steps=1, progress=False)
     mine = P.load_scheme(os.path.join(ROOT, "examples", "my_scheme.py") + ":entropy_contrast")
-    rows = quality.score_schemes({"mine": mine, "uniform": None, "oracle": None}, ["needle"], str(tmp_path),
-                                 prompts=6, boots=50)
+    rows = quality.score_schemes(
+        {"mine": mine, "uniform": None, "oracle": None}, ["needle"], str(tmp_path), prompts=6, boots=50
+    )
     by = {r["scheme"]: r for r in rows}
     assert by["uniform"]["auc"] == (0.5, 0.5, 0.5)  # every token tied in every response
     assert by["uniform"]["share"][0] == pytest.approx(by["uniform"]["key_frac"])  # uniform: the key fraction
@@ -433,8 +457,24 @@ def test_quality_scores_a_scheme_on_a_tiny_checkpoint(tmp_path):
 
 def test_a_users_scheme_trains_through_gcpo(capsys):
     spec = os.path.join(ROOT, "examples", "my_scheme.py") + ":entropy_contrast"
-    r = gcpo.main(["--credit", spec, "--steps", "2", "--warm-steps", "5", "--batch-prompts", "2", "--group-size", "2",
-                   "--eval-prompts", "4", "--show", "1"])
+    r = gcpo.main(
+        [
+            "--credit",
+            spec,
+            "--steps",
+            "2",
+            "--warm-steps",
+            "5",
+            "--batch-prompts",
+            "2",
+            "--group-size",
+            "2",
+            "--eval-prompts",
+            "4",
+            "--show",
+            "1",
+        ]
+    )
     assert all(math.isfinite(v) for h in r["history"] for v in h.values() if isinstance(v, float))
     assert "entropy_contrast credit" in capsys.readouterr().out
 

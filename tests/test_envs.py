@@ -1,4 +1,5 @@
 """toy_envs: exact rewards and key masks on hand-built responses, gymnasium checks, determinism, demos."""
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_token_step_wrapper_matches_one_step(name):
     for ep in range(5):
         prompt, _ = one.reset(seed=ep)
         obs, _ = tok.reset(seed=ep)
-        assert np.array_equal(obs[:len(prompt)], prompt)
+        assert np.array_equal(obs[: len(prompt)], prompt)
         t = one.unwrapped.task
         perfect = np.concatenate([t.solve(prompt[None], rng)[0], [EOS]])
         response = perfect if ep % 2 == 0 else rng.integers(0, t.vocab_size, t.max_new_tokens)
@@ -175,21 +176,34 @@ def test_bad_input():
 
 # ---- bad input: every task argument and public method checks its input ----------------------------------------
 BAD_TASK_ARGS = [  # (task, arguments, the argument the one-line error must name)
-    ("needle", dict(length="abc"), "length"), ("needle", dict(length=0), "length"),
-    ("needle", dict(length=-3), "length"), ("needle", dict(length=True), "length"),
-    ("needle", dict(length=8.0), "length"), ("needle", dict(num_symbols=1), "num_symbols"),
-    ("needle", dict(position=8), "position"), ("needle", dict(position=-1), "position"),
+    ("needle", dict(length="abc"), "length"),
+    ("needle", dict(length=0), "length"),
+    ("needle", dict(length=-3), "length"),
+    ("needle", dict(length=True), "length"),
+    ("needle", dict(length=8.0), "length"),
+    ("needle", dict(num_symbols=1), "num_symbols"),
+    ("needle", dict(position=8), "position"),
+    ("needle", dict(position=-1), "position"),
     ("needle", dict(length=4, position=2.0), "position"),
     ("needle", dict(position=3, random_position=True), "position"),
-    ("needle", dict(random_position=1), "random_position"), ("needle", dict(reward_noise=float("nan")), "reward_noise"),
-    ("needle", dict(reward_noise=float("inf")), "reward_noise"), ("needle", dict(reward_noise=-0.1), "reward_noise"),
-    ("needle", dict(reward_noise="0.1"), "reward_noise"), ("needle", dict(require_eos="yes"), "require_eos"),
-    ("copy", dict(length=0), "length"), ("copy", dict(num_symbols=1.5), "num_symbols"),
-    ("copy", dict(reverse="false"), "reverse"), ("gridpaint", dict(height=2), "height"),
-    ("gridpaint", dict(width=None), "width"), ("gridpaint", dict(num_colours=7), "num_colours"),
-    ("gridpaint", dict(num_colours=1), "num_colours"), ("chainsum", dict(num_terms=1), "num_terms"),
-    ("chainsum", dict(filler=-1), "filler"), ("chainsum", dict(wrong_prob=1.5), "wrong_prob"),
-    ("chainsum", dict(wrong_prob=float("nan")), "wrong_prob"), ("needle", dict(lenght=8), "lenght"),
+    ("needle", dict(random_position=1), "random_position"),
+    ("needle", dict(reward_noise=float("nan")), "reward_noise"),
+    ("needle", dict(reward_noise=float("inf")), "reward_noise"),
+    ("needle", dict(reward_noise=-0.1), "reward_noise"),
+    ("needle", dict(reward_noise="0.1"), "reward_noise"),
+    ("needle", dict(require_eos="yes"), "require_eos"),
+    ("copy", dict(length=0), "length"),
+    ("copy", dict(num_symbols=1.5), "num_symbols"),
+    ("copy", dict(reverse="false"), "reverse"),
+    ("gridpaint", dict(height=2), "height"),
+    ("gridpaint", dict(width=None), "width"),
+    ("gridpaint", dict(num_colours=7), "num_colours"),
+    ("gridpaint", dict(num_colours=1), "num_colours"),
+    ("chainsum", dict(num_terms=1), "num_terms"),
+    ("chainsum", dict(filler=-1), "filler"),
+    ("chainsum", dict(wrong_prob=1.5), "wrong_prob"),
+    ("chainsum", dict(wrong_prob=float("nan")), "wrong_prob"),
+    ("needle", dict(lenght=8), "lenght"),
 ]
 
 
@@ -245,13 +259,18 @@ def test_malformed_calls_are_value_errors(name):
     p = t.sample_prompts(2, rng)
     c = np.concatenate([t.solve(p), np.full((2, 1), EOS)], 1)
     bad_calls = [  # (what the message must say, the call)
-        ("n must", lambda: t.sample_prompts(-1, rng)), ("n must", lambda: t.sample_prompts(2.0, rng)),
-        ("n must", lambda: t.sample_prompts(True, rng)), ("rng", lambda: t.sample_prompts(2, 0)),
-        ("prompts have", lambda: t.score(p[:, :-1], c)), ("integer", lambda: t.score(p, c.astype(float))),
+        ("n must", lambda: t.sample_prompts(-1, rng)),
+        ("n must", lambda: t.sample_prompts(2.0, rng)),
+        ("n must", lambda: t.sample_prompts(True, rng)),
+        ("rng", lambda: t.sample_prompts(2, 0)),
+        ("prompts have", lambda: t.score(p[:, :-1], c)),
+        ("integer", lambda: t.score(p, c.astype(float))),
         ("not .* prompts", lambda: t.score(t.negative_prompts(p, "null"), c)),  # a negative prompt is not scored
-        ("outside", lambda: t.decode([t.vocab_size])), ("accuracy", lambda: t.demonstrations(2, rng, accuracy=np.nan)),
+        ("outside", lambda: t.decode([t.vocab_size])),
+        ("accuracy", lambda: t.demonstrations(2, rng, accuracy=np.nan)),
         ("null_prob", lambda: t.demonstrations(2, rng, null_prob=-0.1)),
-        ("no negative", lambda: t.negative_prompts(p, "x")), ("2-D", lambda: t.content(c[0])),
+        ("no negative", lambda: t.negative_prompts(p, "x")),
+        ("2-D", lambda: t.content(c[0])),
     ]
     for match, call in bad_calls:
         with pytest.raises(ValueError, match=match):

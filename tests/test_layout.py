@@ -1,5 +1,6 @@
 """The house rules of the layout: imports run one way, from gcpo.py down to leaf modules that never import it
 back, with no cycle anywhere in the repository, and every name is imported from the module that defines it."""
+
 import ast
 import os
 
@@ -51,7 +52,7 @@ def find_cycles(edges: dict) -> list[list[str]]:
         state[m] = "open"
         for d in sorted(edges.get(m, ())):
             if state.get(d) == "open":
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d, stack + [d])
         state[m] = "done"

@@ -1,4 +1,5 @@
 """Group advantages, rewards shaping and the clipped policy loss: closed forms, float64, invariances."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,16 +13,18 @@ def test_group_advantage_matches_float64_by_hand():
     r = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.2, 0.9, 0.1])
     adv = gcpo.group_advantages(r, 4)
     for g in range(2):
-        x = r[4 * g:4 * g + 4].double().numpy()
+        x = r[4 * g : 4 * g + 4].double().numpy()
         want = (x - x.mean()) / (x.std(ddof=1) + 1e-6)
-        np.testing.assert_allclose(adv[4 * g:4 * g + 4].numpy(), want, rtol=1e-6)
+        np.testing.assert_allclose(adv[4 * g : 4 * g + 4].numpy(), want, rtol=1e-6)
     torch.testing.assert_close(adv.view(2, 4).sum(1), torch.zeros(2), atol=1e-6, rtol=0)
 
 
 def test_group_advantage_scales():
     r = torch.tensor([1.0, 0.0, 3.0, 1.0])
     torch.testing.assert_close(gcpo.group_advantages(r, 2, "none"), torch.tensor([0.5, -0.5, 1.0, -1.0]))
-    torch.testing.assert_close(gcpo.group_advantages(r, 2, "batch"), torch.tensor([0.5, -0.5, 1.0, -1.0]) / (r.std() + 1e-6))
+    torch.testing.assert_close(
+        gcpo.group_advantages(r, 2, "batch"), torch.tensor([0.5, -0.5, 1.0, -1.0]) / (r.std() + 1e-6)
+    )
 
 
 def test_flat_group_is_exactly_zero():
@@ -103,14 +106,25 @@ def test_aggregation_closed_form_microbatch_and_padding(agg):
     lengths = torch.tensor([7, 1, 3, 5, 2, 6])
     mask = (torch.arange(T)[None] < lengths[:, None]).long()
     _, grad, _ = grad_of(logp, logp, adv, mask, loss_agg=agg, max_len=L_max)
-    per_token = {"token-mean": A / lengths.sum(), "seq-mean-token-mean": A / (N * lengths),
-                 "seq-mean-token-sum-norm": A / (N * L_max)}[agg]
+    per_token = {
+        "token-mean": A / lengths.sum(),
+        "seq-mean-token-mean": A / (N * lengths),
+        "seq-mean-token-sum-norm": A / (N * L_max),
+    }[agg]
     torch.testing.assert_close(grad, -(per_token[:, None] * mask))
     # split into micro-batches of 2, each told the mini-batch totals: same gradient
     acc = torch.zeros_like(grad)
     for idx in torch.arange(N).split(2):
-        _, gi, _ = grad_of(logp[idx], logp[idx], adv[idx], mask[idx], loss_agg=agg, max_len=L_max,
-                           total_tokens=mask.sum(), total_seqs=N)
+        _, gi, _ = grad_of(
+            logp[idx],
+            logp[idx],
+            adv[idx],
+            mask[idx],
+            loss_agg=agg,
+            max_len=L_max,
+            total_tokens=mask.sum(),
+            total_seqs=N,
+        )
         acc[idx] = gi
     torch.testing.assert_close(acc, grad)
     # extra right padding: same gradient on the real tokens
@@ -122,8 +136,9 @@ def test_aggregation_closed_form_microbatch_and_padding(agg):
 
 def test_dr_grpo_needs_max_len():
     with pytest.raises(ValueError, match="max_len"):
-        gcpo.policy_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2),
-                         loss_agg="seq-mean-token-sum-norm")
+        gcpo.policy_loss(
+            torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1, 2), loss_agg="seq-mean-token-sum-norm"
+        )
 
 
 def test_kl_terms():

@@ -1,6 +1,7 @@
 """Properties of the pipeline around the pure functions: sampling, rollout, micro-batch loss and update, each
 called directly on a stand-in policy whose next-token distribution is a table lookup on the prompt, so every
 expected value can be written down by hand (and every test runs in well under a second)."""
+
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,9 +9,9 @@ import pytest
 import torch
 
 import gcpo
+import toy_envs
 from gcpo_support.kernels import CACHE
 from tests.helpers import micro_batch_loss
-import toy_envs
 
 AGGS = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 # Needle with one content slot: prompt <bos> @0 s, reward 1 iff the first response token is s (no EOS needed)
@@ -49,6 +50,7 @@ class PromptLookupLM(torch.nn.Module):
 
 class Output(dict):
     """A model output read by key or attribute, as Hugging Face's ModelOutput."""
+
     __getattr__ = dict.__getitem__
 
 
@@ -65,8 +67,15 @@ def lookup_table(rows: dict) -> torch.Tensor:
 
 # A: always right (a flat group of 1s); B and C: right half the time (informative), C ends with EOS half the
 # time; D: always wrong (a flat group of 0s); the null prompt spreads its mass over every symbol.
-POLICY = lookup_table({A: {A: 1.0}, B: {B: 0.5, FILL: 0.5}, C: {C: 0.5, EOS: 0.5}, D: {FILL: 1.0},
-                       NULL: {A: 0.25, B: 0.25, C: 0.25, D: 0.25}})
+POLICY = lookup_table(
+    {
+        A: {A: 1.0},
+        B: {B: 0.5, FILL: 0.5},
+        C: {C: 0.5, EOS: 0.5},
+        D: {FILL: 1.0},
+        NULL: {A: 0.25, B: 0.25, C: 0.25, D: 0.25},
+    }
+)
 
 
 def config(algo="dapo", **kw):
@@ -80,12 +89,18 @@ def handmade_batch(n=8, seed=0):
     prompts = torch.tensor([[toy_envs.BOS, TASK.pos0, (B, C)[i % 2]] for i in range(n)])
     neg = torch.as_tensor(TASK.negative_prompts(prompts.numpy(), "null"))
     gen = torch.Generator().manual_seed(seed)
-    responses, mask, logp, _ = gcpo.sample(model, prompts, torch.ones_like(prompts), 3, EOS, TASK.pad_id,
-                                           generator=gen)
-    return model, dict(prompts=prompts, prompt_mask=torch.ones_like(prompts), neg_prompts=neg,
-                       neg_mask=torch.ones_like(neg), responses=responses, mask=mask, logp_old=logp,
-                       key_mask=torch.zeros_like(mask, dtype=torch.bool),
-                       adv=torch.tensor([1.0, -0.5, 0.25, 2.0, -1.5, 0.75, -0.25, 0.5])[:n])
+    responses, mask, logp, _ = gcpo.sample(model, prompts, torch.ones_like(prompts), 3, EOS, TASK.pad_id, generator=gen)
+    return model, dict(
+        prompts=prompts,
+        prompt_mask=torch.ones_like(prompts),
+        neg_prompts=neg,
+        neg_mask=torch.ones_like(neg),
+        responses=responses,
+        mask=mask,
+        logp_old=logp,
+        key_mask=torch.zeros_like(mask, dtype=torch.bool),
+        adv=torch.tensor([1.0, -0.5, 0.25, 2.0, -1.5, 0.75, -0.25, 0.5])[:n],
+    )
 
 
 def logp_by_hand(table, prompts, responses):
@@ -99,8 +114,9 @@ def test_guidance_scale_zero_samples_exactly_what_the_negative_prompt_alone_woul
     prompts = torch.tensor([[toy_envs.BOS, TASK.pos0, s] for s in (A, B, C, D)] * 8)
     neg = torch.as_tensor(TASK.negative_prompts(prompts.numpy(), "null"))
     ones = torch.ones_like(prompts)
-    draw = lambda ids, **kw: gcpo.sample(model, ids, ones, 3, EOS, TASK.pad_id,
-                                         generator=torch.Generator().manual_seed(4), **kw)
+    draw = lambda ids, **kw: gcpo.sample(
+        model, ids, ones, 3, EOS, TASK.pad_id, generator=torch.Generator().manual_seed(4), **kw
+    )
     guided, _, logp, _ = draw(prompts, neg_prompts=neg, neg_mask=ones, guidance_scale=0.0)
     alone, *_ = draw(neg)
     assert torch.equal(guided, alone)
@@ -118,9 +134,19 @@ def test_guided_tokens_follow_the_cfg_distribution(scale):
     n = 20_000
     prompts = torch.tensor([[toy_envs.BOS, TASK.pos0, B]]).expand(n, 3)
     neg = torch.as_tensor(TASK.negative_prompts(prompts.numpy(), "null"))
-    tokens, *_ = gcpo.sample(model, prompts, torch.ones_like(prompts), 1, EOS, TASK.pad_id, temperature=0.8,
-                             generator=torch.Generator().manual_seed(6), neg_prompts=neg,
-                             neg_mask=torch.ones_like(neg), guidance_scale=scale)
+    tokens, *_ = gcpo.sample(
+        model,
+        prompts,
+        torch.ones_like(prompts),
+        1,
+        EOS,
+        TASK.pad_id,
+        temperature=0.8,
+        generator=torch.Generator().manual_seed(6),
+        neg_prompts=neg,
+        neg_mask=torch.ones_like(neg),
+        guidance_scale=scale,
+    )
     cond, uncond = (table[B].double() / 0.8).log_softmax(-1), (table[NULL].double() / 0.8).log_softmax(-1)
     want = (uncond + scale * (cond - uncond)).softmax(-1)
     freq = torch.bincount(tokens[:, 0], minlength=V).double() / n
@@ -197,9 +223,11 @@ def test_kl_to_reference_is_the_k3_of_the_frozen_reference(agg):
     logp = logp_by_hand(POLICY, b["prompts"], b["responses"])
     delta = logp_by_hand(ref_table, b["prompts"], b["responses"]) - logp
     k3, m = delta.exp() - delta - 1, b["mask"].double()
-    want = {"token-mean": (k3 * m).sum() / m.sum(),
-            "seq-mean-token-mean": ((k3 * m).sum(1) / m.sum(1)).mean(),
-            "seq-mean-token-sum-norm": (k3 * m).sum() / (len(m) * cfg.max_new_tokens)}[agg]
+    want = {
+        "token-mean": (k3 * m).sum() / m.sum(),
+        "seq-mean-token-mean": ((k3 * m).sum(1) / m.sum(1)).mean(),
+        "seq-mean-token-sum-norm": (k3 * m).sum() / (len(m) * cfg.max_new_tokens),
+    }[agg]
     assert want > 0.01 and metrics["kl_ref"] == pytest.approx(want.item(), rel=1e-5)
 
 

@@ -1,6 +1,7 @@
 """Plug-ins: a credit scheme or a task written outside the repository goes in by `module:name` or
 `path/file.py:name`, trains through the same loop, and is found again by a freshly spawned process (the study's
 workers); anything that cannot be loaded is one line naming the spec and the problem."""
+
 import multiprocessing as mp
 import textwrap
 
@@ -84,15 +85,18 @@ def test_a_plugged_in_task_is_found_by_a_spawned_worker(plugin_dir):
     assert proc.exitcode == 0 and queue.get(timeout=5) == ("farneedle", 6)
 
 
-@pytest.mark.parametrize("field, spec, words", [
-    ("credit", "{d}/my_scheme.py:nope", ["has no 'nope'"]),
-    ("credit", "{d}/missing.py:f", ["no file"]),
-    ("credit", "no_such_module_zz:f", ["cannot import no_such_module_zz"]),
-    ("credit", "{d}/my_scheme.py:asks_for_too_much", ["asks for 'logits'", "not an input"]),
-    ("credit", "shuffle", ["unknown credit scheme 'shuffle'", "shuffled"]),
-    ("env", "{d}/my_scheme.py:last_token_heavy", ["not a subclass of toy_envs.Task"]),
-    ("env", "{d}/my_task.py:FarNeedle", ["does not take task_args"]),
-])
+@pytest.mark.parametrize(
+    "field, spec, words",
+    [
+        ("credit", "{d}/my_scheme.py:nope", ["has no 'nope'"]),
+        ("credit", "{d}/missing.py:f", ["no file"]),
+        ("credit", "no_such_module_zz:f", ["cannot import no_such_module_zz"]),
+        ("credit", "{d}/my_scheme.py:asks_for_too_much", ["asks for 'logits'", "not an input"]),
+        ("credit", "shuffle", ["unknown credit scheme 'shuffle'", "shuffled"]),
+        ("env", "{d}/my_scheme.py:last_token_heavy", ["not a subclass of toy_envs.Task"]),
+        ("env", "{d}/my_task.py:FarNeedle", ["does not take task_args"]),
+    ],
+)
 def test_plugins_that_cannot_load_are_one_line_errors(plugin_dir, capsys, field, spec, words):
     argv = [f"--{field}", spec.format(d=plugin_dir), "--steps", "0", "--warm-steps", "0", "--show", "0"]
     if field == "env" and "FarNeedle" in spec:

@@ -3,6 +3,7 @@
 Each test names a property, not a line, and uses inputs that tell the right code from its likely mistakes:
 float means that are inexact, ratios between 1 + ε_low and 1 + ε_high, weights inside a clamp, log-ratios
 far outside the trust region, padding that carries weight, scores that are all distinct."""
+
 import math
 
 import numpy as np
@@ -241,8 +242,9 @@ def test_extreme_log_ratios_give_finite_loss_and_gradient(surrogate, dual_clip):
     gaps = torch.tensor([[100.0, -100.0, 100.0, -100.0, 30.0, 0.1]])
     logp = gaps.clone().requires_grad_(True)
     adv = torch.tensor([[1.0, 1.0, -1.0, -1.0, -2.0, 0.5]])
-    loss, m = gcpo.policy_loss(logp, torch.zeros_like(gaps), adv, torch.ones_like(adv), dual_clip=dual_clip,
-                               surrogate=surrogate)
+    loss, m = gcpo.policy_loss(
+        logp, torch.zeros_like(gaps), adv, torch.ones_like(adv), dual_clip=dual_clip, surrogate=surrogate
+    )
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
     assert all(math.isfinite(v) for v in m.values())
@@ -281,8 +283,7 @@ def test_t2i_kl_reweighting_factor_falls_from_one_to_half_between_w_half_and_one
     logp = torch.full_like(w, -1.0)
     ref = torch.tensor([[-1.5, -0.5, -2.0, -0.2, -1.2, -0.9, -3.0]], dtype=torch.float64)
     k3 = (ref - logp).exp() - (ref - logp) - 1
-    _, m = gcpo.policy_loss(logp, logp, torch.zeros_like(w), torch.ones_like(w), ref_logp=ref, beta=1.0,
-                            kl_weights=w)
+    _, m = gcpo.policy_loss(logp, logp, torch.zeros_like(w), torch.ones_like(w), ref_logp=ref, beta=1.0, kl_weights=w)
     assert m["kl_ref"] == pytest.approx((k3[0] * torch.tensor(factor, dtype=torch.float64)).mean().item(), rel=1e-12)
 
 
@@ -301,12 +302,14 @@ def test_defaults_are_the_documented_values():
     g = torch.Generator().manual_seed(4)
     logp, logp_neg = -torch.rand(3, 6, generator=g, dtype=torch.float64) * 3, -torch.rand(3, 6, generator=g) * 3
     mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]])
-    assert torch.equal(gcpo.token_scores(logp, logp_neg.double(), mask),
-                       gcpo.token_scores(logp, logp_neg.double(), mask, "kl"))
+    assert torch.equal(
+        gcpo.token_scores(logp, logp_neg.double(), mask), gcpo.token_scores(logp, logp_neg.double(), mask, "kl")
+    )
     assert gcpo.hist_alpha() == gcpo.hist_alpha(0.4, 0.8)
     s = gcpo.token_scores(logp, logp_neg.double(), mask, "abs")
-    assert torch.equal(gcpo.normalize_weights(s, mask, "softmax"),
-                       gcpo.normalize_weights(s, mask, "softmax", softmax_temp=1.0))
+    assert torch.equal(
+        gcpo.normalize_weights(s, mask, "softmax"), gcpo.normalize_weights(s, mask, "softmax", softmax_temp=1.0)
+    )
     ref = logp + torch.randn(3, 6, generator=g, dtype=torch.float64)
     assert torch.equal(gcpo.kl_penalty(logp, ref), gcpo.kl_penalty(logp, ref, "k3"))
     assert gcpo.aggregate(logp, mask).item() == gcpo.aggregate(logp, mask, "token-mean").item()
@@ -315,8 +318,17 @@ def test_defaults_are_the_documented_values():
     adv = torch.tensor([[1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]], dtype=torch.float64)
     lr = ratios.log().requires_grad_(True)
     loss, m = gcpo.policy_loss(lr, torch.zeros_like(lr), adv, torch.ones_like(adv))
-    want, m_want = gcpo.policy_loss(lr, torch.zeros_like(lr), adv, torch.ones_like(adv), eps_low=0.2, eps_high=0.28,
-                                    dual_clip=3.0, loss_agg="token-mean", surrogate="clip")
+    want, m_want = gcpo.policy_loss(
+        lr,
+        torch.zeros_like(lr),
+        adv,
+        torch.ones_like(adv),
+        eps_low=0.2,
+        eps_high=0.28,
+        dual_clip=3.0,
+        loss_agg="token-mean",
+        surrogate="clip",
+    )
     assert loss.item() == want.item() and m == m_want
     assert torch.equal(gcpo.surrogate_loss(lr, adv), gcpo.surrogate_loss(lr, adv, 0.2, 0.28, 3.0, "clip"))
 
@@ -341,11 +353,15 @@ def test_top_p_always_keeps_the_most_likely_token_and_only_it_when_it_suffices()
 
 
 # ---- rewards and advantages -------------------------------------------------------------------------------
-@pytest.mark.parametrize("call", [
-    lambda: gcpo.group_advantages(torch.zeros(0), 2, "median"),
-    lambda: gcpo.token_scores(torch.zeros(0, 3), torch.zeros(0, 3), torch.ones(0, 3), "js"),
-    lambda: gcpo.normalize_weights(torch.zeros(2, 0), torch.ones(2, 0), "rank"),
-], ids=["group_advantages-scale", "token_scores-divergence", "normalize_weights-normalization"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: gcpo.group_advantages(torch.zeros(0), 2, "median"),
+        lambda: gcpo.token_scores(torch.zeros(0, 3), torch.zeros(0, 3), torch.ones(0, 3), "js"),
+        lambda: gcpo.normalize_weights(torch.zeros(2, 0), torch.ones(2, 0), "rank"),
+    ],
+    ids=["group_advantages-scale", "token_scores-divergence", "normalize_weights-normalization"],
+)
 def test_an_unknown_option_name_is_an_error_even_on_an_empty_batch(call):
     with pytest.raises(ValueError, match="unknown"):
         call()
@@ -362,9 +378,18 @@ def test_integer_rewards_give_the_advantages_of_their_float_values():
     assert torch.equal(gcpo.group_advantages(r, 3), gcpo.group_advantages(r.float(), 3))
 
 
-@pytest.mark.parametrize("bad", [dict(buffer=0), dict(buffer=11), dict(buffer=2.5), dict(max_len=-3),
-                                 dict(lengths=torch.tensor([3.0, 4.0])), dict(lengths=torch.tensor([[3, 4]])),
-                                 dict(lengths=torch.tensor([3, -1]))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(buffer=0),
+        dict(buffer=11),
+        dict(buffer=2.5),
+        dict(max_len=-3),
+        dict(lengths=torch.tensor([3.0, 4.0])),
+        dict(lengths=torch.tensor([[3, 4]])),
+        dict(lengths=torch.tensor([3, -1])),
+    ],
+)
 def test_overlong_penalty_rejects_what_it_cannot_score(bad):
     args = {**dict(lengths=torch.tensor([0, 5, 12]), max_len=10, buffer=4), **bad}
     with pytest.raises(ValueError, match="max_len" if "max_len" in bad else "buffer" if "buffer" in bad else "lengths"):
@@ -427,8 +452,9 @@ def test_k3_gap_is_clamped_at_twenty_and_k1_is_the_plain_difference():
     ref = torch.tensor([[-25.0, 25.0, -3.0, 2.0]], dtype=torch.float64)
     clamped = ref.clamp(-20, 20)
     torch.testing.assert_close(gcpo.kl_penalty(logp, ref, "k3"), clamped.exp() - clamped - 1, rtol=1e-12, atol=0)
-    _, m = gcpo.policy_loss(logp, logp, torch.zeros_like(logp), torch.ones_like(logp), ref_logp=ref, beta=0.5,
-                            kl_estimator="k1")
+    _, m = gcpo.policy_loss(
+        logp, logp, torch.zeros_like(logp), torch.ones_like(logp), ref_logp=ref, beta=0.5, kl_estimator="k1"
+    )
     assert m["kl_ref"] == pytest.approx((logp - ref).mean().item(), rel=1e-12)
 
 

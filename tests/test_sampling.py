@@ -1,4 +1,5 @@
 """Sampler, log-prob recomputation, padding, and GCPO ≡ DAPO when the negative prompt equals the prompt."""
+
 import copy
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 import gcpo
-from tests.helpers import contrast_weights, micro_batch_loss
 import toy_envs
+from tests.helpers import contrast_weights, micro_batch_loss
 
 V, PAD, BOS, EOS = toy_envs.make_task("needle").vocab_size, 0, 1, 2
 
@@ -40,7 +41,9 @@ def test_left_padding_does_not_change_logprobs(model):
     resp = torch.randint(4, V, (len(rows), 6), generator=torch.Generator().manual_seed(0))
     padded, _ = gcpo.response_logprobs(model, ids, mask, resp)
     for i, r in enumerate(rows):
-        alone, _ = gcpo.response_logprobs(model, torch.tensor([r]), torch.ones(1, len(r), dtype=torch.long), resp[i:i + 1])
+        alone, _ = gcpo.response_logprobs(
+            model, torch.tensor([r]), torch.ones(1, len(r), dtype=torch.long), resp[i : i + 1]
+        )
         torch.testing.assert_close(padded[i], alone[0], atol=1e-5, rtol=0)
 
 
@@ -63,8 +66,8 @@ def test_eos_mask_and_truncation(model):
             assert len(eos_at) == 0 and rmask[i].sum() == 6
         else:
             e = int(eos_at[0])
-            assert rmask[i, :e + 1].all() and not rmask[i, e + 1:].any()  # mask includes EOS, not padding
-            assert (resp[i, e + 1:] == PAD).all() and (logp[i, e + 1:] == 0).all()
+            assert rmask[i, : e + 1].all() and not rmask[i, e + 1 :].any()  # mask includes EOS, not padding
+            assert (resp[i, e + 1 :] == PAD).all() and (logp[i, e + 1 :] == 0).all()
 
 
 def test_sampling_is_seeded(model):
@@ -80,11 +83,31 @@ def test_guided_sampling(model):
     neg[:, -1] = BOS
     neg_mask = (neg != PAD).long()
     plain = gcpo.sample(model, ids, mask, 8, EOS, PAD, generator=torch.Generator().manual_seed(2))
-    same = gcpo.sample(model, ids, mask, 8, EOS, PAD, generator=torch.Generator().manual_seed(2),
-                       neg_prompts=neg, neg_mask=neg_mask, guidance_scale=1.0)
+    same = gcpo.sample(
+        model,
+        ids,
+        mask,
+        8,
+        EOS,
+        PAD,
+        generator=torch.Generator().manual_seed(2),
+        neg_prompts=neg,
+        neg_mask=neg_mask,
+        guidance_scale=1.0,
+    )
     assert all(torch.equal(x, y) for x, y in zip(plain, same))  # s = 1 is plain sampling
-    resp, rmask, logp, _ = gcpo.sample(model, ids, mask, 8, EOS, PAD, generator=torch.Generator().manual_seed(2),
-                                       neg_prompts=neg, neg_mask=neg_mask, guidance_scale=4.0)
+    resp, rmask, logp, _ = gcpo.sample(
+        model,
+        ids,
+        mask,
+        8,
+        EOS,
+        PAD,
+        generator=torch.Generator().manual_seed(2),
+        neg_prompts=neg,
+        neg_mask=neg_mask,
+        guidance_scale=4.0,
+    )
     cond, _ = gcpo.response_logprobs(model, ids, mask, resp)
     torch.testing.assert_close(logp * rmask, cond * rmask, atol=1e-5, rtol=0)  # stored: conditional log-probs
     with pytest.raises(ValueError, match="neg_prompts"):
@@ -104,14 +127,23 @@ def toy_batch(model, task, cfg, same_negative):
     prompts_np = np.repeat(task.sample_prompts(4, rng), cfg.group_size, axis=0)
     ids = torch.as_tensor(prompts_np)
     mask = torch.ones_like(ids)
-    resp, rmask, logp, _ = gcpo.sample(model, ids, mask, task.max_new_tokens, EOS, PAD,
-                                       generator=torch.Generator().manual_seed(0))
+    resp, rmask, logp, _ = gcpo.sample(
+        model, ids, mask, task.max_new_tokens, EOS, PAD, generator=torch.Generator().manual_seed(0)
+    )
     neg = ids.clone() if same_negative else torch.as_tensor(task.negative_prompts(prompts_np, "null"))
     rewards = torch.as_tensor(task.score(prompts_np, resp.numpy()).reward).float()
-    return dict(prompts=ids, prompt_mask=mask, neg_prompts=neg, neg_mask=torch.ones_like(neg), responses=resp,
-                mask=rmask, logp_old=logp, rewards=rewards,
-                adv=torch.linspace(-1.5, 1.5, len(ids)),  # an untrained policy rarely scores: fixed, non-zero A
-                key_mask=torch.zeros_like(rmask, dtype=torch.bool))
+    return dict(
+        prompts=ids,
+        prompt_mask=mask,
+        neg_prompts=neg,
+        neg_mask=torch.ones_like(neg),
+        responses=resp,
+        mask=rmask,
+        logp_old=logp,
+        rewards=rewards,
+        adv=torch.linspace(-1.5, 1.5, len(ids)),  # an untrained policy rarely scores: fixed, non-zero A
+        key_mask=torch.zeros_like(rmask, dtype=torch.bool),
+    )
 
 
 def loss_and_grad(model, b, cfg):
@@ -125,7 +157,9 @@ def test_gcpo_equals_dapo_when_negative_is_prompt():
     task = toy_envs.make_task("needle")
     torch.manual_seed(0)
     cfg = gcpo.make_config("gcpo", max_new_tokens=task.max_new_tokens, device="cpu")
-    model = gcpo.build_policy(cfg, task.vocab_size, 16, dict(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)).eval()
+    model = gcpo.build_policy(
+        cfg, task.vocab_size, 16, dict(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    ).eval()
     b = toy_batch(model, task, cfg, same_negative=True)
     loss_g, grads_g, w = loss_and_grad(model, b, cfg)
     loss_d, grads_d, _ = loss_and_grad(model, b, gcpo.make_config("dapo", max_new_tokens=task.max_new_tokens))

@@ -1,5 +1,6 @@
 """PCPO's log-hinge surrogate against PPO-clip (docs/algorithm.md §5): gradients by autograd vs closed forms,
 first-order agreement as ρ → 1, and the aggregation properties every surrogate must keep."""
+
 import math
 
 import pytest
@@ -68,7 +69,9 @@ def test_log_hinge_agrees_with_the_hinge_form_to_first_order(sign):
     xi_log = math.log1p(EPS_HIGH) if sign > 0 else -math.log1p(-EPS_LOW)
     ratios = []
     for delta in (1e-1, 1e-2, 1e-3):
-        rho = torch.tensor([1 + delta * (-sign)], dtype=torch.float64)  # inside the region, toward improvement's opposite
+        rho = torch.tensor(
+            [1 + delta * (-sign)], dtype=torch.float64
+        )  # inside the region, toward improvement's opposite
         log_hinge = gcpo.surrogate_loss(rho.log(), adv, EPS_LOW, EPS_HIGH, 0.0, "log_hinge")
         # the constants ξ differ at O(ε²): compare the ρ-dependent parts
         diff = (log_hinge - xi_log * adv.abs()) - (hinge_ppo(rho, adv) - xi_hinge * adv.abs())
@@ -84,8 +87,9 @@ def test_log_hinge_microbatch_and_padding_invariance(loss_agg):
     logp_old = logp + torch.randn(N, T).double() * 0.2  # ratios on both sides of the trust region
     adv = torch.randn(N, T).double()
     mask = (torch.arange(T)[None] < torch.tensor([5, 3, 1, 4, 2, 5])[:, None]).long()
-    kw = dict(eps_low=EPS_LOW, eps_high=EPS_HIGH, dual_clip=0.0, loss_agg=loss_agg, max_len=L_max,
-              surrogate="log_hinge")
+    kw = dict(
+        eps_low=EPS_LOW, eps_high=EPS_HIGH, dual_clip=0.0, loss_agg=loss_agg, max_len=L_max, surrogate="log_hinge"
+    )
 
     def grad(lp, *args, **extra):
         lp = lp.clone().requires_grad_(True)
@@ -94,8 +98,10 @@ def test_log_hinge_microbatch_and_padding_invariance(loss_agg):
         return loss.detach(), lp.grad
 
     loss, g = grad(logp, logp_old, adv, mask)
-    parts = [grad(logp[i], logp_old[i], adv[i], mask[i], total_tokens=mask.sum(), total_seqs=N)
-             for i in (slice(0, 2), slice(2, 6))]
+    parts = [
+        grad(logp[i], logp_old[i], adv[i], mask[i], total_tokens=mask.sum(), total_seqs=N)
+        for i in (slice(0, 2), slice(2, 6))
+    ]
     torch.testing.assert_close(sum(p[0] for p in parts), loss, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torch.cat([p[1] for p in parts]), g, rtol=1e-12, atol=1e-12)
     pad = lambda t, v: torch.cat([t, torch.full((N, 2), v, dtype=t.dtype)], 1)

@@ -1,6 +1,7 @@
 """Text tasks and the pretrained-model path, offline: exact rewards and key masks on hand-written completions
 (with the built-in word tokenizer and with a byte-level BPE), and the real `--model DIR` loading path on a
 tiny GPT-2 that conftest builds and saves."""
+
 import os
 import subprocess
 import sys
@@ -8,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_gpt2
 
 import gcpo
-from tests.helpers import contrast_weights
-from gcpo_support import loading, render
 import toy_envs
-from conftest import save_tiny_gpt2
+from gcpo_support import loading, render
+from tests.helpers import contrast_weights
 from toy_envs.text import token_spans
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,10 +90,13 @@ def test_require_eos_and_noise():
 
 @pytest.mark.parametrize("tokenizer", ["word", "bpe"])
 def test_prompts_negatives_and_padding(tokenizer, bpe):
-    for name, expected in [("topic", {"notopic": "Here is a sentence:",
-                                      "other": "Here is a sentence about the space:"}),
-                           ("sentiment", {"opposite": "Here is a negative review of the film:",
-                                          "neutral": "Here is a review of the film:"})]:
+    for name, expected in [
+        ("topic", {"notopic": "Here is a sentence:", "other": "Here is a sentence about the space:"}),
+        (
+            "sentiment",
+            {"opposite": "Here is a negative review of the film:", "neutral": "Here is a review of the film:"},
+        ),
+    ]:
         t = toy_envs.make_task(name, tokenizer=None if tokenizer == "word" else bpe)
         label = "ocean" if name == "topic" else "positive"
         prompt = prompt_for(t, label)
@@ -163,18 +167,32 @@ def test_missing_model_directory_is_one_clear_error():
 
 
 def small_cfg(model, **kw):
-    return gcpo.make_config("gcpo", model=model, env="topic", batch_prompts=3, group_size=4, eval_prompts=4,
-                            max_new_tokens=10, device="cpu", **kw)
+    return gcpo.make_config(
+        "gcpo",
+        model=model,
+        env="topic",
+        batch_prompts=3,
+        group_size=4,
+        eval_prompts=4,
+        max_new_tokens=10,
+        device="cpu",
+        **kw,
+    )
 
 
 @pytest.mark.cpu_sensitive
 def test_pretrained_path_trains(tiny_gpt2, tmp_path):
     """The real loading path: from_pretrained on a saved model and tokenizer, a few GCPO steps that change the
     parameters, then save_pretrained of both and a reload."""
-    before = {k: v.clone() for k, v in loading.from_pretrained(__import__("transformers").AutoModelForCausalLM,
-                                                             tiny_gpt2).state_dict().items()}
-    cfg = small_cfg(tiny_gpt2, steps=3, lr=1e-2, dynamic_sampling=False, out=str(tmp_path / "run"),
-                    task_args="reward_noise=0.1")  # noisy rewards: nonzero advantages even for a random model
+    before = {
+        k: v.clone()
+        for k, v in loading.from_pretrained(__import__("transformers").AutoModelForCausalLM, tiny_gpt2)
+        .state_dict()
+        .items()
+    }
+    cfg = small_cfg(
+        tiny_gpt2, steps=3, lr=1e-2, dynamic_sampling=False, out=str(tmp_path / "run"), task_args="reward_noise=0.1"
+    )  # noisy rewards: nonzero advantages even for a random model
     result = gcpo.train(cfg, progress=False)
     assert result["cfg"].warm_steps == 0 and result["cfg"].negative == "notopic"  # pretrained: no warm start
     after = result["model"].state_dict()
@@ -222,18 +240,25 @@ def test_show_sample_with_negative_and_html(tiny_gpt2, tmp_path):
     cfg, task = result["cfg"], result["task"]
     prompts, pmask = gcpo.prompt_tensors(task, shown["prompts"], "cpu")
     neg, nmask = gcpo.prompt_tensors(task, shown["negatives"], "cpu")
-    b = dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=nmask,
-             responses=torch.as_tensor(shown["responses"]), mask=torch.as_tensor(shown["mask"]))
+    b = dict(
+        prompts=prompts,
+        prompt_mask=pmask,
+        neg_prompts=neg,
+        neg_mask=nmask,
+        responses=torch.as_tensor(shown["responses"]),
+        mask=torch.as_tensor(shown["mask"]),
+    )
     want = contrast_weights(result["model"], b, cfg).numpy()
     np.testing.assert_allclose(shown["weights"], want, atol=1e-6)
     assert (want.std(1) > 0.05).all()  # the weights are not uniform: a negative scored as the prompt would be
     for i in range(2):
         k = int(shown["mask"][i].sum())
         line = next(x for x in text.split("\n\n")[i].splitlines() if x.startswith("weights:"))
-        assert line.split()[1:1 + k] == [f"{x:.2f}" for x in want[i, :k]]
+        assert line.split()[1 : 1 + k] == [f"{x:.2f}" for x in want[i, :k]]
     titles = [float(t.split('"')[0].split()[0]) for t in page.split('title="w=')[1:]]
-    np.testing.assert_allclose(titles, np.concatenate([want[i, :int(shown["mask"][i].sum())] for i in range(2)]),
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        titles, np.concatenate([want[i, : int(shown["mask"][i].sum())] for i in range(2)]), atol=1e-3
+    )
 
 
 def test_bfloat16_autocast_smoke(tiny_gpt2):
@@ -257,8 +282,24 @@ def test_tiny_text_model_saves_and_reloads(tmp_path):
 def test_demo_command_on_a_saved_model(tiny_gpt2, tmp_path, capsys):
     """The README's GPT-2 demo command, on the tiny saved model: shaded completions for prompt vs negative."""
     html = tmp_path / "demo.html"
-    gcpo.main(["--model", tiny_gpt2, "--env", "sentiment", "--steps", "0", "--eval-prompts", "4", "--show", "2",
-               "--html", str(html), "--device", "cpu"])
+    gcpo.main(
+        [
+            "--model",
+            tiny_gpt2,
+            "--env",
+            "sentiment",
+            "--steps",
+            "0",
+            "--eval-prompts",
+            "4",
+            "--show",
+            "2",
+            "--html",
+            str(html),
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert "after 0 RL steps" in out and out.count("negative: Here is a") == 2  # the default negative: opposite
     assert html.read_text().count("negative (opposite)") == 2
@@ -288,11 +329,20 @@ def test_text_gym_envs_with_bpe(name, bpe):
 
 # ---- bad input and the machinery shared with the symbolic tasks ------------------------------------------------
 @pytest.mark.parametrize("name", ["topic", "sentiment"])
-@pytest.mark.parametrize("kwargs, arg", [
-    (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_new_tokens="16"), "max_new_tokens"),
-    (dict(max_new_tokens=16.0), "max_new_tokens"), (dict(max_new_tokens=True), "max_new_tokens"),
-    (dict(reward_noise=float("nan")), "reward_noise"), (dict(reward_noise=-1), "reward_noise"),
-    (dict(require_eos="no"), "require_eos"), (dict(tokenizer="gpt2"), "tokenizer"), (dict(max_tokens=8), "max_tokens")])
+@pytest.mark.parametrize(
+    "kwargs, arg",
+    [
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(max_new_tokens="16"), "max_new_tokens"),
+        (dict(max_new_tokens=16.0), "max_new_tokens"),
+        (dict(max_new_tokens=True), "max_new_tokens"),
+        (dict(reward_noise=float("nan")), "reward_noise"),
+        (dict(reward_noise=-1), "reward_noise"),
+        (dict(require_eos="no"), "require_eos"),
+        (dict(tokenizer="gpt2"), "tokenizer"),
+        (dict(max_tokens=8), "max_tokens"),
+    ],
+)
 def test_bad_text_task_arguments(name, kwargs, arg):
     with pytest.raises(ValueError, match=arg) as err:
         toy_envs.make_task(name, **kwargs)
@@ -305,14 +355,16 @@ def test_eos_rule_and_noise_are_the_same_for_text_and_symbolic_tasks(name):
     t = toy_envs.make_task(name, require_eos=True, reward_noise=0.5)
     rng = np.random.default_rng(0)
     prompts, completions = t.demonstrations(40, rng, accuracy=0.5, null_prob=0.0)
-    completions[::2] = np.where(completions[::2] == t.eos_id, t.pad_id + 4 if name == "copy" else 5,
-                                completions[::2])  # every other response loses its EOS
+    completions[::2] = np.where(
+        completions[::2] == t.eos_id, t.pad_id + 4 if name == "copy" else 5, completions[::2]
+    )  # every other response loses its EOS
     score = t.score(prompts, completions, rng=np.random.default_rng(3))
     ended = (completions == t.eos_id).any(1)
     assert not ended[::2].any() and ended[1::2].all()
     assert (score.parts["clean_reward"][~ended] == 0).all() and (score.parts["clean_reward"][ended] > 0).any()
-    np.testing.assert_array_equal(score.reward,
-                                  score.parts["clean_reward"] + 0.5 * np.random.default_rng(3).standard_normal(40))
+    np.testing.assert_array_equal(
+        score.reward, score.parts["clean_reward"] + 0.5 * np.random.default_rng(3).standard_normal(40)
+    )
     assert list(score.parts)[-2:] == ["ended", "clean_reward"]
 
 
@@ -322,10 +374,13 @@ def test_text_task_malformed_calls(tokenizer, bpe):
     prompt = prompt_for(t, "ocean")
     ids, _ = completion(t, [" the", " sea"])
     bad_calls = [  # (what the message must say, the call)
-        ("one response", lambda: t.response_text(ids)), ("outside", lambda: t.decode([t.vocab_size])),
-        ("outside", lambda: t.score(prompt, ids + t.vocab_size)), ("integer", lambda: t.prompt_mask(prompt * 1.0)),
-        ("prompts have", lambda: t.label(prompt[:, 1:])), ("not one of", lambda: t.label(ids[:, :1].repeat(
-            t.prompt_len, 1))), ("no negative", lambda: t.negative_prompts(prompt, "null")),
+        ("one response", lambda: t.response_text(ids)),
+        ("outside", lambda: t.decode([t.vocab_size])),
+        ("outside", lambda: t.score(prompt, ids + t.vocab_size)),
+        ("integer", lambda: t.prompt_mask(prompt * 1.0)),
+        ("prompts have", lambda: t.label(prompt[:, 1:])),
+        ("not one of", lambda: t.label(ids[:, :1].repeat(t.prompt_len, 1))),
+        ("no negative", lambda: t.negative_prompts(prompt, "null")),
     ]
     for match, call in bad_calls:
         with pytest.raises(ValueError, match=match):

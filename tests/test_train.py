@@ -1,4 +1,5 @@
 """End to end: learning thresholds from a fixed seed, the CLI, determinism, loading a saved model, bad input."""
+
 import json
 
 import pytest
@@ -32,8 +33,26 @@ def test_learning_raises_reward(warm_model, algo):
 
 def test_cli_smoke_writes_outputs(tmp_path, capsys):
     out, html = tmp_path / "run", tmp_path / "sample.html"
-    gcpo.main(["--steps", "2", "--warm-steps", "3", "--batch-prompts", "4", "--group-size", "4",
-               "--out", str(out), "--html", str(html), "--env", "toy_envs/GridPaint-v0", "--device", "cpu"])
+    gcpo.main(
+        [
+            "--steps",
+            "2",
+            "--warm-steps",
+            "3",
+            "--batch-prompts",
+            "4",
+            "--group-size",
+            "4",
+            "--out",
+            str(out),
+            "--html",
+            str(html),
+            "--env",
+            "toy_envs/GridPaint-v0",
+            "--device",
+            "cpu",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "eval reward" in printed and "key-token share" in printed
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -61,8 +80,10 @@ def test_same_seed_same_metrics_file(tmp_path):
 @pytest.mark.parametrize("algo", ["grpo", "dr_grpo"])
 def test_other_presets_run_and_follow_spec(algo):
     cfg = gcpo.make_config(algo, steps=2, warm_steps=5, batch_prompts=4, group_size=4, device="cpu")
-    assert (cfg.loss_agg, cfg.beta) == {"grpo": ("seq-mean-token-mean", 0.04),
-                                        "dr_grpo": ("seq-mean-token-sum-norm", 0.0)}[algo]
+    assert (cfg.loss_agg, cfg.beta) == {
+        "grpo": ("seq-mean-token-mean", 0.04),
+        "dr_grpo": ("seq-mean-token-sum-norm", 0.0),
+    }[algo]
     hist = gcpo.train(cfg, progress=False)["history"]
     assert all(torch.isfinite(torch.tensor(h["grad_norm"])) for h in hist)
     assert ("kl_ref" in hist[-1]) == (algo == "grpo")
@@ -73,9 +94,21 @@ def test_option_variants_smoke():
     """Smoke test: full_kl, rollout weights, micro-batches, mini-batches, overlong shaping and guided sampling
     run together, and every step trains: informative groups, a finite non-zero gradient, non-uniform weights,
     and a model that moved away from its warm start (each option is checked numerically in its own test)."""
-    opts = dict(warm_steps=5, batch_prompts=4, group_size=4, device="cpu", eval_prompts=16, divergence="full_kl",
-                weights_from="rollout", micro_batch=3, minibatches=2, overlong_buffer=3, overlong_filter=True,
-                guidance_scale=2.0, negative="wrong")
+    opts = dict(
+        warm_steps=5,
+        batch_prompts=4,
+        group_size=4,
+        device="cpu",
+        eval_prompts=16,
+        divergence="full_kl",
+        weights_from="rollout",
+        micro_batch=3,
+        minibatches=2,
+        overlong_buffer=3,
+        overlong_filter=True,
+        guidance_scale=2.0,
+        negative="wrong",
+    )
     result = gcpo.train(gcpo.make_config("gcpo", steps=2, **opts), progress=False)
     hist = result["history"]
     assert len(hist) == 2
@@ -95,19 +128,22 @@ def test_vocab_too_small(tmp_path):
         gcpo.train(gcpo.make_config("gcpo", model=str(tmp_path), steps=1, device="cpu"), progress=False)
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (dict(algo="ppo"), "unknown algo"),
-    (dict(loss_agg="sum"), "loss_agg"),
-    (dict(divergence="js"), "divergence"),
-    (dict(group_size=1), "group_size=1 is outside .*2, inf"),
-    (dict(batch_prompts=0), "batch_prompts=0 is outside"),
-    (dict(top_fraction=1.2), "top_fraction"),
-    (dict(target_mass=0.3), "target_mass"),
-    (dict(guidance_scale=-1.0), "guidance_scale=-1.0 is outside"),
-    (dict(bogus=1), "unknown option"),
-    (dict(max_new_tokens=-1), "max_new_tokens=-1 is outside"),
-    (dict(dtype="float16"), "dtype"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(algo="ppo"), "unknown algo"),
+        (dict(loss_agg="sum"), "loss_agg"),
+        (dict(divergence="js"), "divergence"),
+        (dict(group_size=1), "group_size=1 is outside .*2, inf"),
+        (dict(batch_prompts=0), "batch_prompts=0 is outside"),
+        (dict(top_fraction=1.2), "top_fraction"),
+        (dict(target_mass=0.3), "target_mass"),
+        (dict(guidance_scale=-1.0), "guidance_scale=-1.0 is outside"),
+        (dict(bogus=1), "unknown option"),
+        (dict(max_new_tokens=-1), "max_new_tokens=-1 is outside"),
+        (dict(dtype="float16"), "dtype"),
+    ],
+)
 def test_bad_config(overrides, match):
     algo = overrides.pop("algo", "gcpo")
     with pytest.raises(ValueError, match=match):

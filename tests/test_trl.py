@@ -2,6 +2,7 @@
 
 The optional extra (requirements-trl.txt) is installed in CI, where a missing trl is an error; elsewhere these
 tests are skipped without it."""
+
 import math
 import os
 import socket
@@ -27,12 +28,26 @@ from toy_envs.text import save_stand_in_gpt2  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPTS = ["Here is a sentence about the ocean:", "Here is a positive review of the film:"]
 NEGATIVES = ["Here is a sentence:", "Here is a negative review of the film:"]
-CHAT = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}assistant:{% endif %}")
+CHAT = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 # 2 prompts x 4 completions, 8 new tokens, one generation per optimizer step, float32 on CPU
-BASE = dict(per_device_train_batch_size=8, num_generations=4, max_completion_length=8, max_steps=2, use_cpu=True,
-            bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=1, save_strategy="no",
-            learning_rate=1e-2, seed=0, disable_dropout=True)
+BASE = dict(
+    per_device_train_batch_size=8,
+    num_generations=4,
+    max_completion_length=8,
+    max_steps=2,
+    use_cpu=True,
+    bf16=False,
+    gradient_checkpointing=False,
+    report_to="none",
+    logging_steps=1,
+    save_strategy="no",
+    learning_rate=1e-2,
+    seed=0,
+    disable_dropout=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +77,17 @@ def trainer(cls, tiny_dir, tmp_path, train_dataset, chat=False, **options):
     if chat:
         tokenizer.chat_template = CHAT
     extra = {"negative_prompt_fn": options.pop("fn")} if "fn" in options else {}
-    config = (GCPOConfig if cls is GCPOTrainer else GRPOConfig)(output_dir=str(tmp_path / cls.__name__), **BASE,
-                                                                **options)
-    return cls(model=AutoModelForCausalLM.from_pretrained(tiny_dir), reward_funcs=reward, args=config,
-               train_dataset=train_dataset, processing_class=tokenizer, **extra)
+    config = (GCPOConfig if cls is GCPOTrainer else GRPOConfig)(
+        output_dir=str(tmp_path / cls.__name__), **BASE, **options
+    )
+    return cls(
+        model=AutoModelForCausalLM.from_pretrained(tiny_dir),
+        reward_funcs=reward,
+        args=config,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        **extra,
+    )
 
 
 def generated_batch(t, train_dataset, shorten=False):
@@ -87,7 +109,7 @@ def plain_logps(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
     with entropy=True also H(π(· | prompt, y_<t)) = −Σ_v π log π (B, T)."""
     ids = torch.cat([prompt_ids, completion_ids], 1)
     attn = torch.cat([prompt_mask, completion_mask], 1)
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, prompt_ids.shape[1] - 1:-1].float()
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, prompt_ids.shape[1] - 1 : -1].float()
     logp_all = logits.log_softmax(-1)
     logp = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)
     return (logp, -(logp_all.exp() * logp_all).sum(-1)) if entropy else logp
@@ -118,8 +140,15 @@ def test_two_training_steps_smoke(tiny_dir, tmp_path, weights_from, chat):
     """Two steps through Trainer.train(): finite losses, moved parameters, GCPO weight metrics in TRL's logs.
     The rollout case also runs chat prompts with a negative_prompt_fn and TRL's shuffling of (B, T) advantages."""
     fn = {"fn": lambda p: [{"role": "user", "content": "Write anything."}]} if chat else {}
-    t = trainer(GCPOTrainer, tiny_dir, tmp_path, dataset(negative=not chat, chat=chat), chat=chat,
-                weights_from=weights_from, **fn)
+    t = trainer(
+        GCPOTrainer,
+        tiny_dir,
+        tmp_path,
+        dataset(negative=not chat, chat=chat),
+        chat=chat,
+        weights_from=weights_from,
+        **fn,
+    )
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     t.train()
     logs = [h for h in t.state.log_history if "loss" in h]
@@ -145,7 +174,7 @@ def test_negative_equal_to_prompt_is_grpo(tiny_dir, tmp_path, recorded):
     loss_g.backward()
     loss_r.backward()
 
-    (a, token_adv), = recorded
+    ((a, token_adv),) = recorded
     mask = batch["completion_mask"].bool()
     assert torch.equal(a, batch["advantages"])
     assert torch.equal(token_adv, torch.where(mask, a[:, None], torch.zeros_like(token_adv)))  # w ≡ 1
@@ -168,15 +197,16 @@ def test_token_advantages_are_w_times_A(tiny_dir, tmp_path, recorded, weights_fr
     if weights_from == "current":
         loss_g = g.compute_loss(g.model, batch)
         loss_g.backward()
-    (a, token_adv), = recorded
+    ((a, token_adv),) = recorded
     if weights_from == "rollout":
         assert torch.equal(batch["advantages"], token_adv)  # already (B, T) in the generation batch
 
     mask = batch["completion_mask"]
     with torch.no_grad():
         logp = plain_logps(g.model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], mask)
-        logp_neg = plain_logps(g.model, batch["neg_prompt_ids"], batch["neg_prompt_mask"], batch["completion_ids"],
-                               mask)
+        logp_neg = plain_logps(
+            g.model, batch["neg_prompt_ids"], batch["neg_prompt_mask"], batch["completion_ids"], mask
+        )
     w = gcpo.token_weights(logp, logp_neg, mask, divergence="kl", normalization="hist", ties="average")
     assert w[mask.bool()].max() > 1.5  # a real contrast, not w ≡ 1
     expected = a[:, None] * w
@@ -225,8 +255,9 @@ def peaked(model, scale=10.0):
 
 
 @pytest.mark.parametrize("weights_from", ["current", "rollout"])
-def test_entropy_scheme_gets_the_policy_entropy_and_needs_no_negative_prompt(tiny_dir, tmp_path, recorded,
-                                                                              monkeypatch, weights_from):
+def test_entropy_scheme_gets_the_policy_entropy_and_needs_no_negative_prompt(
+    tiny_dir, tmp_path, recorded, monkeypatch, weights_from
+):
     """gtpo_entropy (w ∝ H_t, mean 1 per completion) on a dataset without negative prompts: the advantages equal
     w·A_i with w from the entropy of a separate, ordinary forward pass, and no negative forward runs."""
     monkeypatch.setattr(GCPOTrainer, "_negative_logps", lambda *a, **k: pytest.fail("a negative forward ran"))
@@ -237,11 +268,12 @@ def test_entropy_scheme_gets_the_policy_entropy_and_needs_no_negative_prompt(tin
     assert not any(k.startswith("neg_") for k in batch)
     if weights_from == "current":
         g.compute_loss(g.model, batch).backward()
-    (a, token_adv), = recorded
+    ((a, token_adv),) = recorded
     mask = batch["completion_mask"]
     with torch.no_grad():
-        _, entropy = plain_logps(g.model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], mask,
-                                 entropy=True)
+        _, entropy = plain_logps(
+            g.model, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], mask, entropy=True
+        )
     w = schemes.gtpo_entropy(entropy, mask)
     assert w[mask.bool()].std() > 0.03  # a real signal, not w ≡ 1
     torch.testing.assert_close(token_adv, a[:, None] * w, rtol=1e-4, atol=1e-5)
@@ -255,7 +287,7 @@ def test_entropy_top20_keeps_the_batchs_top_fifth(tiny_dir, tmp_path, recorded):
     peaked(g.model)
     batch = generated_batch(g, ds, shorten=True)
     g.compute_loss(g.model, batch)
-    (a, token_adv), = recorded
+    ((a, token_adv),) = recorded
     valid = batch["completion_mask"].bool()
     w = token_adv / a[:, None]
     assert set(w[valid].unique().tolist()) == {0.0, 1.0} and not w[~valid].any()
@@ -300,10 +332,15 @@ def test_a_group_level_plugin_scheme_sees_whole_groups_once_per_generation(tiny_
     batch = generated_batch(g, ds)
     module = sys.modules["credit_plugin_group_scheme"]
     assert module.SEEN == [(8, 4)]
-    (a, token_adv), = recorded
+    ((a, token_adv),) = recorded
     assert torch.equal(batch["advantages"], token_adv)
-    rank = torch.tensor([sum(y < x or (y == x and j < i) for j, y in enumerate(group))  # by counting
-                         for group in a.view(-1, 4).tolist() for i, x in enumerate(group)])
+    rank = torch.tensor(
+        [
+            sum(y < x or (y == x and j < i) for j, y in enumerate(group))  # by counting
+            for group in a.view(-1, 4).tolist()
+            for i, x in enumerate(group)
+        ]
+    )
     torch.testing.assert_close(token_adv, a[:, None] * (1 + rank / 4)[:, None] * batch["completion_mask"])
     g.compute_loss(g.model, batch)
     assert module.SEEN == [(8, 4)]  # not scored again in the loss
@@ -383,7 +420,7 @@ def test_trl_tool_mask_reaches_the_scheme(tiny_dir, tmp_path, recorded, monkeypa
     batch = generated_batch(g, ds)
     if weights_from == "current":
         g.compute_loss(g.model, batch)
-    (a, token_adv), = recorded
+    ((a, token_adv),) = recorded
     own = batch["completion_mask"] * batch["tool_mask"]
     with torch.no_grad():
         args = (batch["completion_ids"], batch["completion_mask"])
@@ -401,47 +438,73 @@ def test_trl_tool_mask_reaches_the_scheme(tiny_dir, tmp_path, recorded, monkeypa
 def test_no_negative_prompt_source_is_an_error(tmp_path):
     """The error comes before the model is loaded: the model path does not even exist."""
     with pytest.raises(ValueError, match="no 'negative_prompt' column and no negative_prompt_fn"):
-        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, train_dataset=dataset(negative=False),
-                    args=GCPOConfig(output_dir=str(tmp_path), **BASE))
+        GCPOTrainer(
+            model=str(tmp_path / "not-loaded"),
+            reward_funcs=reward,
+            train_dataset=dataset(negative=False),
+            args=GCPOConfig(output_dir=str(tmp_path), **BASE),
+        )
 
 
 def test_two_negative_prompt_sources_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="keep one source"):
-        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, train_dataset=dataset(),
-                    args=GCPOConfig(output_dir=str(tmp_path), **BASE), negative_prompt_fn=lambda p: p)
+        GCPOTrainer(
+            model=str(tmp_path / "not-loaded"),
+            reward_funcs=reward,
+            train_dataset=dataset(),
+            args=GCPOConfig(output_dir=str(tmp_path), **BASE),
+            negative_prompt_fn=lambda p: p,
+        )
 
 
-@pytest.mark.parametrize("chat, fn, message", [
-    (False, lambda p: [p], "must be a string"),
-    (True, lambda p: p[0]["content"], "must be a list of"),
-    (False, "Give a wrong answer.", "must be a function"),
-])
+@pytest.mark.parametrize(
+    "chat, fn, message",
+    [
+        (False, lambda p: [p], "must be a string"),
+        (True, lambda p: p[0]["content"], "must be a list of"),
+        (False, "Give a wrong answer.", "must be a function"),
+    ],
+)
 def test_negative_prompt_fn_of_the_wrong_type_is_an_error(tmp_path, chat, fn, message):
     with pytest.raises(TypeError, match=message):
-        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward,
-                    train_dataset=dataset(negative=False, chat=chat),
-                    args=GCPOConfig(output_dir=str(tmp_path), **BASE), negative_prompt_fn=fn)
+        GCPOTrainer(
+            model=str(tmp_path / "not-loaded"),
+            reward_funcs=reward,
+            train_dataset=dataset(negative=False, chat=chat),
+            args=GCPOConfig(output_dir=str(tmp_path), **BASE),
+            negative_prompt_fn=fn,
+        )
 
 
-@pytest.mark.parametrize("option, message", [
-    (dict(divergence="kll"), "divergence='kll' is not an option"),
-    (dict(normalization="rank"), "normalization='rank' is not an option"),
-    (dict(weights_from="old"), "weights_from='old' is not an option"),
-    (dict(credit="oracle"), "'oracle' needs 'key_mask', which GCPOTrainer cannot supply"),
-    (dict(credit="oracel"), "unknown credit scheme 'oracel'"),
-    (dict(credit="no_such_module_xyz:scheme"), "cannot import no_such_module_xyz"),
-    (dict(ties="first"), "ties='first' is not an option"),
-    (dict(divergence="full_kl"), "'contrast' needs 'logp_all'.*use divergence='kl'"),
-    (dict(top_fraction=0.5, target_mass=0.3), "target_mass=0.3 < top_fraction=0.5"),
-    (dict(softmax_temp=0.0), "softmax_temp=0.0"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (dict(divergence="kll"), "divergence='kll' is not an option"),
+        (dict(normalization="rank"), "normalization='rank' is not an option"),
+        (dict(weights_from="old"), "weights_from='old' is not an option"),
+        (dict(credit="oracle"), "'oracle' needs 'key_mask', which GCPOTrainer cannot supply"),
+        (dict(credit="oracel"), "unknown credit scheme 'oracel'"),
+        (dict(credit="no_such_module_xyz:scheme"), "cannot import no_such_module_xyz"),
+        (dict(ties="first"), "ties='first' is not an option"),
+        (dict(divergence="full_kl"), "'contrast' needs 'logp_all'.*use divergence='kl'"),
+        (dict(top_fraction=0.5, target_mass=0.3), "target_mass=0.3 < top_fraction=0.5"),
+        (dict(softmax_temp=0.0), "softmax_temp=0.0"),
+    ],
+)
 def test_unknown_option_value_is_an_error(tmp_path, option, message):
     with pytest.raises(ValueError, match=message):
         GCPOConfig(output_dir=str(tmp_path), **option)
 
 
-@pytest.mark.parametrize("params, need", [("rewards, mask", "rewards"), ("logp_neg_all, mask", "logp_neg_all"),
-                                          ("key_mask, mask", "key_mask"), ("logp_all", "logp_all")])
+@pytest.mark.parametrize(
+    "params, need",
+    [
+        ("rewards, mask", "rewards"),
+        ("logp_neg_all, mask", "logp_neg_all"),
+        ("key_mask, mask", "key_mask"),
+        ("logp_all", "logp_all"),
+    ],
+)
 def test_a_scheme_naming_an_input_trl_lacks_is_an_error(tmp_path, params, need):
     (tmp_path / "lacking.py").write_text(f"def scheme({params}):\n    return mask.float()\n")
     with pytest.raises(ValueError, match=f"^credit scheme 'scheme' needs '{need}', which GCPOTrainer cannot supply"):
@@ -458,8 +521,12 @@ def test_a_scheme_returning_the_wrong_shape_is_one_line(tiny_dir, tmp_path):
 
 def test_grpo_config_is_refused(tmp_path):
     with pytest.raises(TypeError, match="needs a GCPOConfig"):
-        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, train_dataset=dataset(),
-                    args=GRPOConfig(output_dir=str(tmp_path), **BASE))
+        GCPOTrainer(
+            model=str(tmp_path / "not-loaded"),
+            reward_funcs=reward,
+            train_dataset=dataset(),
+            args=GRPOConfig(output_dir=str(tmp_path), **BASE),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -477,22 +544,67 @@ def test_two_processes_end_with_identical_parameters(tiny_dir, tmp_path):
     processes over gloo (accelerate's `--cpu` flag alone starts one process unless MPI is set up). Two steps of
     examples/gcpo_trl_math.py; each rank writes a SHA-256 of its parameters before and after."""
     digest = tmp_path / "params"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf_home"),  # no user accelerate config, no cache outside tmp_path
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()),
-           os.path.join(ROOT, "examples", "gcpo_trl_math.py"), "--model", tiny_dir, "--num_prompts", "16",
-           "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--per_device_train_batch_size", "8",
-           "--num_generations", "8", "--max_completion_length", "16", "--learning_rate", "1e-3",
-           "--use_cpu", "True", "--bf16", "False", "--gradient_checkpointing", "False", "--report_to", "none",
-           "--save_strategy", "no", "--param_digest", str(digest)]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),  # no user accelerate config, no cache outside tmp_path
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": ROOT,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        os.path.join(ROOT, "examples", "gcpo_trl_math.py"),
+        "--model",
+        tiny_dir,
+        "--num_prompts",
+        "16",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--num_generations",
+        "8",
+        "--max_completion_length",
+        "16",
+        "--learning_rate",
+        "1e-3",
+        "--use_cpu",
+        "True",
+        "--bf16",
+        "False",
+        "--gradient_checkpointing",
+        "False",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--param_digest",
+        str(digest),
+    ]
     try:
         proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"accelerate launch did not finish in 300 s; last output:\n{(e.stdout or '')[-3000:]}"
-                    f"\n{(e.stderr or '')[-3000:]}")
+        pytest.fail(
+            f"accelerate launch did not finish in 300 s; last output:\n{(e.stdout or '')[-3000:]}"
+            f"\n{(e.stderr or '')[-3000:]}"
+        )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"accelerate launch failed (exit {proc.returncode}):\n{output[-4000:]}"
     assert "2 process(es), MULTI_CPU, backend gloo" in proc.stdout, output[-4000:]
@@ -510,12 +622,18 @@ def test_example_math_reward():
     spec = importlib.util.spec_from_file_location("gcpo_trl_math", os.path.join(ROOT, "examples", "gcpo_trl_math.py"))
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    completions = ["3 * 4 = 12, so Answer: -5", [{"role": "assistant", "content": "Answer: 1,204"}], "no idea",
-                   "Answer: 7"]
+    completions = [
+        "3 * 4 = 12, so Answer: -5",
+        [{"role": "assistant", "content": "Answer: 1,204"}],
+        "no idea",
+        "Answer: 7",
+    ]
     assert example.correct(completions, answer=[-5, 1204, 0, 8]) == [1.0, 1.0, 0.0, 0.0]
     assert example.gives_number(completions) == [0.1, 0.1, 0.0, 0.1]
     questions, answers = example.arithmetic(50, seed=0)
-    assert all(eval(q[len("What is "):-1]) == a for q, a in zip(questions, answers))  # noqa: S307 (our own text)
+    assert all(eval(q[len("What is ") : -1]) == a for q, a in zip(questions, answers))  # noqa: S307 (our own text)
     questions, ds = example.arithmetic(3, seed=0)[0], example.build_dataset(3, seed=0, chat=False)
-    assert all(n.startswith(q) and "Give a wrong answer." in n and "Give a wrong answer." not in p
-               for q, p, n in zip(questions, ds["prompt"], ds["negative_prompt"]))
+    assert all(
+        n.startswith(q) and "Give a wrong answer." in n and "Give a wrong answer." not in p
+        for q, p, n in zip(questions, ds["prompt"], ds["negative_prompt"])
+    )

@@ -1,5 +1,6 @@
 """The weight statistics GCPOTrainer logs (gcpo_trl.weight_stats is gcpo_support.metrics.weight_metrics' three
 weight columns, which gcpo.py logs too), tested without trl: these guard code that runs without it."""
+
 import math
 
 import torch
@@ -14,10 +15,14 @@ def test_weight_statistics_by_hand_on_uneven_lengths_with_padding():
     values: max, std (population, over valid tokens) and the mass on the top ⌈0.4·n⌉ tokens, worked out by
     hand per completion and averaged over the three with a token. Counting padding, averaging over the empty
     completion too, or flooring 0.4·n each changes the numbers."""
-    w = torch.tensor([[2.0, 1.0, 0.5, 0.5, 9.0, 9.0],
-                      [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-                      [3.0, 0.0, 0.0, 5.0, 5.0, 5.0],
-                      [4.0, 4.0, 4.0, 4.0, 4.0, 4.0]])
+    w = torch.tensor(
+        [
+            [2.0, 1.0, 0.5, 0.5, 9.0, 9.0],
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            [3.0, 0.0, 0.0, 5.0, 5.0, 5.0],
+            [4.0, 4.0, 4.0, 4.0, 4.0, 4.0],
+        ]
+    )
     mask = (torch.arange(6)[None] < torch.tensor([4, 6, 3, 0])[:, None]).long()
     m = weight_metrics(w, NO_KEYS, mask)
     # per completion: max 2, 1, 3; std √(1.5/4), 0, √(6/3) about the mean 1; top ⌈1.6⌉ = 2 of 4 tokens carry

@@ -1,4 +1,6 @@
-"""Contrastive token weights (docs/algorithm.md §4) against their defining properties and independent float64 computations."""
+"""Contrastive token weights (docs/algorithm.md §4) against their defining properties and independent float64
+computations."""
+
 import math
 
 import numpy as np
@@ -65,7 +67,9 @@ def test_full_kl_matches_brute_force():
     eta = gcpo.token_scores(la[..., 0], lb[..., 0], mask, "full_kl", la, lb)
     for i in range(3):
         for t in range(5):
-            want = sum(math.exp(la[i, t, v]) * float(la[i, t, v] - lb[i, t, v]) for v in range(7)) if mask[i, t] else 0.0
+            want = (
+                sum(math.exp(la[i, t, v]) * float(la[i, t, v] - lb[i, t, v]) for v in range(7)) if mask[i, t] else 0.0
+            )
             assert eta[i, t].item() == pytest.approx(want, abs=1e-12)
     with pytest.raises(ValueError, match="full_kl"):
         gcpo.token_scores(la[..., 0], lb[..., 0], mask, "full_kl")
@@ -96,7 +100,7 @@ def test_hist_invariant_to_increasing_transform():
     logp, logp_neg, mask = random_batch(seed=4)
     s = gcpo.token_scores(logp, logp_neg, mask, "kl").double()
     w = gcpo.normalize_weights(s, mask, "hist")
-    for f in (torch.exp, lambda x: x ** 3 + 2 * x, lambda x: torch.log1p(x)):
+    for f in (torch.exp, lambda x: x**3 + 2 * x, lambda x: torch.log1p(x)):
         torch.testing.assert_close(gcpo.normalize_weights(f(s), mask, "hist"), w, rtol=0, atol=1e-12)
 
 
@@ -135,8 +139,7 @@ def test_masking_and_padding_invariance(norm, div):
     torch.testing.assert_close(w_junk, w, rtol=0, atol=0)
     # extra right padding changes nothing
     pad = lambda t, v: torch.nn.functional.pad(t, (0, 5), value=v)
-    w_pad = gcpo.token_weights(pad(logp, -1.0), pad(logp_neg, -7.0), pad(mask, 0),
-                             divergence=div, normalization=norm)
+    w_pad = gcpo.token_weights(pad(logp, -1.0), pad(logp_neg, -7.0), pad(mask, 0), divergence=div, normalization=norm)
     torch.testing.assert_close(w_pad[:, :12], w, rtol=0, atol=1e-6)
     assert (w_pad[:, 12:] == 0).all()
 
@@ -154,7 +157,7 @@ def test_rows_are_independent(norm):
     logp, logp_neg, mask = random_batch(seed=7)
     w = gcpo.token_weights(logp, logp_neg, mask, divergence="kl", normalization=norm)
     for i in range(len(mask)):
-        alone = gcpo.token_weights(logp[i:i + 1], logp_neg[i:i + 1], mask[i:i + 1], normalization=norm)
+        alone = gcpo.token_weights(logp[i : i + 1], logp_neg[i : i + 1], mask[i : i + 1], normalization=norm)
         torch.testing.assert_close(alone[0], w[i], rtol=0, atol=1e-6)
 
 

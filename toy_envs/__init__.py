@@ -7,6 +7,7 @@ reward are known, so a credit-assignment method's token weights can be checked a
     env = toy_envs.TokenStepEnv(gymnasium.make("toy_envs/Needle-v0"))  # one token per step
     task = toy_envs.make_task("topic", tokenizer=gpt2_tokenizer)   # text tasks take any HF tokenizer
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,8 +19,14 @@ from toy_envs.gym_env import TaskEnv, TokenStepEnv
 from toy_envs.tasks import ChainSum, Copy, GridPaint, Needle
 from toy_envs.text import Sentiment, TextTask, Topic, WordTokenizer
 
-TASKS: dict[str, type[Task]] = {"needle": Needle, "copy": Copy, "gridpaint": GridPaint, "chainsum": ChainSum,
-                                "topic": Topic, "sentiment": Sentiment}
+TASKS: dict[str, type[Task]] = {
+    "needle": Needle,
+    "copy": Copy,
+    "gridpaint": GridPaint,
+    "chainsum": ChainSum,
+    "topic": Topic,
+    "sentiment": Sentiment,
+}
 ENV_IDS = {name: f"toy_envs/{cls.__name__}-v0" for name, cls in TASKS.items()}
 
 
@@ -44,8 +51,10 @@ def make_task(name_or_id: str, **kwargs) -> Task:
     name = task_name(name_or_id)
     unknown = sorted(set(kwargs) - set(task_arguments(name)))
     if unknown:
-        raise ValueError(f"{name} has no argument(s) {unknown}; its arguments (default): "
-                         + ", ".join(f"{k}={v!r}" for k, v in task_arguments(name).items()))
+        raise ValueError(
+            f"{name} has no argument(s) {unknown}; its arguments (default): "
+            + ", ".join(f"{k}={v!r}" for k, v in task_arguments(name).items())
+        )
     return TASKS[name](**kwargs)
 
 
@@ -57,6 +66,26 @@ for _name, _id in ENV_IDS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point="toy_envs:_make_env", kwargs={"task": _name})
 
-__all__ = ["BOS", "EOS", "NULL", "PAD", "Score", "Task", "TaskEnv", "TokenStepEnv", "Needle", "Copy",
-           "GridPaint", "ChainSum", "TextTask", "Topic", "Sentiment", "WordTokenizer", "TASKS", "ENV_IDS",
-           "make_task", "task_name", "task_arguments"]
+__all__ = [
+    "BOS",
+    "EOS",
+    "NULL",
+    "PAD",
+    "Score",
+    "Task",
+    "TaskEnv",
+    "TokenStepEnv",
+    "Needle",
+    "Copy",
+    "GridPaint",
+    "ChainSum",
+    "TextTask",
+    "Topic",
+    "Sentiment",
+    "WordTokenizer",
+    "TASKS",
+    "ENV_IDS",
+    "make_task",
+    "task_name",
+    "task_arguments",
+]

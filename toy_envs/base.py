@@ -14,6 +14,7 @@ Token ids 0..3 are the same in every task:
 Arrays are numpy int64; `n` is a batch of prompts/responses, `P` the prompt length, `T` the number of
 response tokens handed to `score` (any T >= 0: the sampler's max_new_tokens), `L` the task's content length.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,14 @@ class Task:
     name: str = "task"
     negative_kinds: tuple[str, ...] = ("null",)
 
-    def __init__(self, vocab: list[str] | None, prompt_len: int, response_len: int, reward_noise: float = 0.0,
-                 require_eos: bool = True):
+    def __init__(
+        self,
+        vocab: list[str] | None,
+        prompt_len: int,
+        response_len: int,
+        reward_noise: float = 0.0,
+        require_eos: bool = True,
+    ):
         """vocab: the task's token strings after the four specials (None: a subclass with its own tokenizer)."""
         self.reward_noise = check_float(self.name, "reward_noise", reward_noise, 0.0)
         self.require_eos = check_bool(self.name, "require_eos", require_eos)
@@ -157,8 +164,10 @@ class Task:
         prompts = self._check_prompts(prompts)
         completions = self._check_tokens(completions, "completions")
         if completions.shape[0] != prompts.shape[0]:
-            raise ValueError(f"{self.name}: {prompts.shape[0]} prompts but {completions.shape[0]} completions; "
-                             "pass one prompt row per completion")
+            raise ValueError(
+                f"{self.name}: {prompts.shape[0]} prompts but {completions.shape[0]} completions; "
+                "pass one prompt row per completion"
+            )
         if self.reward_noise > 0:
             if rng is None:
                 raise ValueError(f"{self.name} has reward_noise={self.reward_noise}: pass rng= to score()")
@@ -180,8 +189,10 @@ class Task:
         valid = self._valid_prompts(prompts)
         if not valid.all():
             bad = np.flatnonzero(~valid)[:5].tolist()
-            raise ValueError(f"{self.name}: prompt rows {bad} are not {self.name} prompts (a negative prompt?); "
-                             "score each response against the prompt that asked for it")
+            raise ValueError(
+                f"{self.name}: prompt rows {bad} are not {self.name} prompts (a negative prompt?); "
+                "score each response against the prompt that asked for it"
+            )
         content, lengths = self.content(completions)
         reward, key_content, parts = self._score_content(prompts, content)
         n, T = completions.shape
@@ -191,8 +202,9 @@ class Task:
         return reward, key_mask, parts
 
     # ---- demonstrations (warm start) -------------------------------------------------------------------
-    def demonstrations(self, n: int, rng: np.random.Generator, accuracy: float = 0.5,
-                       null_prob: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    def demonstrations(
+        self, n: int, rng: np.random.Generator, accuracy: float = 0.5, null_prob: float = 0.1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Imperfect demonstrations for the supervised warm start.
 
         A fraction `accuracy` of responses is correct (reward 1); the rest carry a task-specific mistake.
@@ -229,8 +241,12 @@ class Task:
         """ANSI text: the prompt, then the response with each token shaded by `weights` (if given)."""
         from toy_envs.render import shade_tokens
 
-        return "prompt:   " + " ".join(self.decode(prompt)) + "\nresponse: " + shade_tokens(
-            self.decode(completion), weights)
+        return (
+            "prompt:   "
+            + " ".join(self.decode(prompt))
+            + "\nresponse: "
+            + shade_tokens(self.decode(completion), weights)
+        )
 
     # ---- validation -----------------------------------------------------------------------------------
     def _check_ids(self, arr, what: str) -> np.ndarray:
@@ -245,8 +261,7 @@ class Task:
     def _check_tokens(self, arr, what: str) -> np.ndarray:
         arr = np.asarray(arr)
         if arr.ndim != 2:
-            raise ValueError(f"{self.name}: {what} must be a 2-D (n, length) array of token ids, got shape "
-                             f"{arr.shape}")
+            raise ValueError(f"{self.name}: {what} must be a 2-D (n, length) array of token ids, got shape {arr.shape}")
         return self._check_ids(arr, what)
 
     def _check_prompts(self, prompts) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 Both follow the gymnasium contract strictly: `step` before `reset`, or after the episode has ended
 (terminated), raises `gymnasium.error.ResetNeeded` instead of silently scoring a stale episode."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -68,8 +69,9 @@ class TokenStepEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: TaskEnv):
         if not isinstance(getattr(env, "unwrapped", None), TaskEnv):
-            raise ValueError(f"TokenStepEnv wraps a toy_envs TaskEnv (gymnasium.make('toy_envs/Needle-v0')), "
-                             f"got {env!r}")
+            raise ValueError(
+                f"TokenStepEnv wraps a toy_envs TaskEnv (gymnasium.make('toy_envs/Needle-v0')), got {env!r}"
+            )
         gym.utils.RecordConstructorArgs.__init__(self)  # so gymnasium can rebuild it from env.spec
         gym.Wrapper.__init__(self, env)
         task = env.unwrapped.task
@@ -83,7 +85,7 @@ class TokenStepEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _response(self):
         resp = np.full(self.task.max_new_tokens, self.task.pad_id, dtype=np.int64)
-        resp[:len(self._tokens)] = self._tokens
+        resp[: len(self._tokens)] = self._tokens
         return resp
 
     def _obs(self):
@@ -98,8 +100,10 @@ class TokenStepEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self._prompt is None:
             raise ResetNeeded("call reset() before step()")
         if self._done:
-            raise ResetNeeded(f"the episode has ended (EOS or {self.task.max_new_tokens} tokens, terminated=True); "
-                              "call reset() before step()")
+            raise ResetNeeded(
+                f"the episode has ended (EOS or {self.task.max_new_tokens} tokens, terminated=True); "
+                "call reset() before step()"
+            )
         if not self.action_space.contains(action):
             raise ValueError(f"action must be a token id in [0, {self.task.vocab_size}), got {action!r}")
         self._tokens.append(int(action))

@@ -1,12 +1,19 @@
 """Terminal (ANSI) and HTML rendering of responses shaded by token weight."""
+
 from __future__ import annotations
 
 import html
 
 import numpy as np
 
-_ANSI_RGB = {"red": (200, 40, 40), "green": (40, 160, 60), "blue": (50, 80, 210), "yellow": (210, 190, 40),
-             "magenta": (190, 50, 190), "cyan": (40, 180, 190)}
+_ANSI_RGB = {
+    "red": (200, 40, 40),
+    "green": (40, 160, 60),
+    "blue": (50, 80, 210),
+    "yellow": (210, 190, 40),
+    "magenta": (190, 50, 190),
+    "cyan": (40, 180, 190),
+}
 
 
 def _heat(weights, n):
@@ -15,7 +22,7 @@ def _heat(weights, n):
         return np.zeros(n)
     w = np.zeros(n)
     given = np.asarray(weights, dtype=np.float64).reshape(-1)[:n]
-    w[:len(given)] = given  # tokens past a short response have no weight
+    w[: len(given)] = given  # tokens past a short response have no weight
     top = w.max() if w.size and w.max() > 0 else 1.0
     return np.clip(w / top, 0.0, 1.0)
 
@@ -42,12 +49,16 @@ def html_page(title: str, sections) -> str:
         spans = []
         for i, (tok, h) in enumerate(zip(tokens, heat)):
             g = int(255 - 200 * h)
-            spans.append(f'<span title="w={w[i]:.3f}" style="background:rgb(255,{g},{g});padding:2px;'
-                         f'margin:1px;font-family:monospace;white-space:pre">{html.escape(tok)}</span>')
+            spans.append(
+                f'<span title="w={w[i]:.3f}" style="background:rgb(255,{g},{g});padding:2px;'
+                f'margin:1px;font-family:monospace;white-space:pre">{html.escape(tok)}</span>'
+            )
         head = f"<p><b>{html.escape(heading)}</b></p>" if heading else ""
         body.append(f"{head}<p>{''.join(spans)}</p>")
-    return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<h3>{html.escape(title)}</h3>" + "\n".join(body))
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<h3>{html.escape(title)}</h3>" + "\n".join(body)
+    )
 
 
 def render_grid(pixels, height: int, width: int, colours: list[str], weights=None) -> str:

@@ -1,4 +1,5 @@
 """The toy tasks. Each docstring states the prompt format, the reward, the key tokens and the negatives."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,21 +25,34 @@ class Needle(Task):
     negative_kinds = ("null", "wrong")
     FILLER = [".", ",", ";", ":"]
 
-    def __init__(self, length: int = 8, num_symbols: int = 8, position: int | None = None,
-                 random_position: bool = False, reward_noise: float = 0.0, require_eos: bool = True):
+    def __init__(
+        self,
+        length: int = 8,
+        num_symbols: int = 8,
+        position: int | None = None,
+        random_position: bool = False,
+        reward_noise: float = 0.0,
+        require_eos: bool = True,
+    ):
         length = check_int(self.name, "length", length, 1)
         num_symbols = check_int(self.name, "num_symbols", num_symbols, 2)
         random_position = check_bool(self.name, "random_position", random_position)
         if position is not None and random_position:
-            raise ValueError(f"{self.name}: position={position!r} has no effect with random_position=True (each "
-                             "prompt draws its own); give one of the two")
-        position = length // 2 if position is None else check_int(
-            self.name, "position", position, 0, length - 1)
+            raise ValueError(
+                f"{self.name}: position={position!r} has no effect with random_position=True (each "
+                "prompt draws its own); give one of the two"
+            )
+        position = length // 2 if position is None else check_int(self.name, "position", position, 0, length - 1)
         self.length, self.num_symbols, self.position = length, num_symbols, position
         self.random_position = random_position
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
-        super().__init__(symbols + self.FILLER + [f"@{p}" for p in range(length)], prompt_len=3,
-                         response_len=length, reward_noise=reward_noise, require_eos=require_eos)
+        super().__init__(
+            symbols + self.FILLER + [f"@{p}" for p in range(length)],
+            prompt_len=3,
+            response_len=length,
+            reward_noise=reward_noise,
+            require_eos=require_eos,
+        )
         self.sym0 = 4  # first symbol id
         self.filler0 = self.sym0 + num_symbols
         self.pos0 = self.filler0 + len(self.FILLER)  # first position-token id
@@ -53,8 +67,13 @@ class Needle(Task):
 
     def _valid_prompts(self, prompts):
         pos, sym = self._target(prompts)
-        return (prompts[:, 0] == BOS) & (0 <= pos) & (pos < self.length) & (self.sym0 <= sym) & (
-            sym < self.sym0 + self.num_symbols)
+        return (
+            (prompts[:, 0] == BOS)
+            & (0 <= pos)
+            & (pos < self.length)
+            & (self.sym0 <= sym)
+            & (sym < self.sym0 + self.num_symbols)
+        )
 
     def solve(self, prompts, rng=None):
         pos, sym = self._target(prompts)
@@ -99,14 +118,21 @@ class Copy(Task):
     name = "copy"
     negative_kinds = ("null", "wrong")
 
-    def __init__(self, length: int = 6, num_symbols: int = 6, reverse: bool = False, reward_noise: float = 0.0,
-                 require_eos: bool = True):
+    def __init__(
+        self,
+        length: int = 6,
+        num_symbols: int = 6,
+        reverse: bool = False,
+        reward_noise: float = 0.0,
+        require_eos: bool = True,
+    ):
         length = check_int(self.name, "length", length, 1)
         num_symbols = check_int(self.name, "num_symbols", num_symbols, 2)
         self.length, self.num_symbols, self.reverse = length, num_symbols, check_bool(self.name, "reverse", reverse)
         symbols = [chr(ord("a") + i) if i < 26 else f"s{i}" for i in range(num_symbols)]
-        super().__init__(symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise,
-                         require_eos=require_eos)
+        super().__init__(
+            symbols, prompt_len=1 + length, response_len=length, reward_noise=reward_noise, require_eos=require_eos
+        )
         self.sym0 = 4
 
     def _sample_prompts(self, n, rng):
@@ -170,8 +196,9 @@ class GridPaint(Task):
     negative_kinds = ("null", "wrong")
     COLOURS = ["red", "green", "blue", "yellow", "magenta", "cyan"]
 
-    def __init__(self, height: int = 5, width: int = 5, num_colours: int = 3, reward_noise: float = 0.0,
-                 require_eos: bool = True):
+    def __init__(
+        self, height: int = 5, width: int = 5, num_colours: int = 3, reward_noise: float = 0.0, require_eos: bool = True
+    ):
         height = check_int(self.name, "height", height, 3)
         width = check_int(self.name, "width", width, 3)
         num_colours = check_int(self.name, "num_colours", num_colours, 2, len(self.COLOURS))
@@ -180,8 +207,13 @@ class GridPaint(Task):
         self.shape_names = list(self.shapes)
         self.masks = np.stack([m.reshape(-1) for m in self.shapes.values()])  # (num_shapes, H*W)
         colours = self.COLOURS[:num_colours]
-        super().__init__([f"={c}" for c in colours] + self.shape_names + ["."] + colours,
-                         prompt_len=3, response_len=height * width, reward_noise=reward_noise, require_eos=require_eos)
+        super().__init__(
+            [f"={c}" for c in colours] + self.shape_names + ["."] + colours,
+            prompt_len=3,
+            response_len=height * width,
+            reward_noise=reward_noise,
+            require_eos=require_eos,
+        )
         self.col0 = 4  # prompt colour tokens
         self.shape0 = self.col0 + num_colours
         self.bg = self.shape0 + len(self.shape_names)  # background pixel; colour pixels follow it
@@ -197,8 +229,13 @@ class GridPaint(Task):
 
     def _valid_prompts(self, prompts):
         colour, shape = prompts[:, 1] - self.col0, prompts[:, 2] - self.shape0
-        return (prompts[:, 0] == BOS) & (0 <= colour) & (colour < self.num_colours) & (0 <= shape) & (
-            shape < len(self.shape_names))
+        return (
+            (prompts[:, 0] == BOS)
+            & (0 <= colour)
+            & (colour < self.num_colours)
+            & (0 <= shape)
+            & (shape < len(self.shape_names))
+        )
 
     def _paint(self, colour, mask):
         return np.where(mask, self.bg + 1 + colour[:, None], self.bg)
@@ -231,8 +268,12 @@ class GridPaint(Task):
         from toy_envs.render import render_grid
 
         content, _ = self.content(np.asarray(completion).reshape(1, -1))
-        return "prompt: " + " ".join(self.decode(prompt)) + "\n" + render_grid(
-            content[0] - self.bg, self.height, self.width, self.COLOURS[:self.num_colours], weights)
+        return (
+            "prompt: "
+            + " ".join(self.decode(prompt))
+            + "\n"
+            + render_grid(content[0] - self.bg, self.height, self.width, self.COLOURS[: self.num_colours], weights)
+        )
 
 
 class ChainSum(Task):
@@ -254,15 +295,25 @@ class ChainSum(Task):
     negative_kinds = ("null", "wrong")
     FILLER = ["hmm", "so", "then", "ok"]
 
-    def __init__(self, num_terms: int = 3, filler: int = 2, wrong_prob: float = 0.1, reward_noise: float = 0.0,
-                 require_eos: bool = True):
+    def __init__(
+        self,
+        num_terms: int = 3,
+        filler: int = 2,
+        wrong_prob: float = 0.1,
+        reward_noise: float = 0.0,
+        require_eos: bool = True,
+    ):
         num_terms = check_int(self.name, "num_terms", num_terms, 2)
         filler = check_int(self.name, "filler", filler, 0)
         wrong_prob = check_float(self.name, "wrong_prob", wrong_prob, 0.0, 1.0)
         self.num_terms, self.filler, self.wrong_prob = num_terms, filler, wrong_prob
-        super().__init__([str(d) for d in range(10)] + ["solve", "wrong", "ans"] + self.FILLER,
-                         prompt_len=2 + num_terms, response_len=num_terms * (filler + 1) + 2,
-                         reward_noise=reward_noise, require_eos=require_eos)
+        super().__init__(
+            [str(d) for d in range(10)] + ["solve", "wrong", "ans"] + self.FILLER,
+            prompt_len=2 + num_terms,
+            response_len=num_terms * (filler + 1) + 2,
+            reward_noise=reward_noise,
+            require_eos=require_eos,
+        )
         self.digit0, self.solve_tok, self.wrong_tok, self.ans_tok = 4, 14, 15, 16
         self.filler0 = 17
         step = filler + 1
@@ -275,8 +326,11 @@ class ChainSum(Task):
 
     def _valid_prompts(self, prompts):
         digits = prompts[:, 2:] - self.digit0
-        return (prompts[:, 0] == BOS) & np.isin(prompts[:, 1], [self.solve_tok, self.wrong_tok]) & (
-            (0 <= digits) & (digits < 10)).all(1)
+        return (
+            (prompts[:, 0] == BOS)
+            & np.isin(prompts[:, 1], [self.solve_tok, self.wrong_tok])
+            & ((0 <= digits) & (digits < 10)).all(1)
+        )
 
     def _running_sums(self, prompts):
         return np.cumsum(prompts[:, 2:] - self.digit0, axis=1) % 10  # (n, k)

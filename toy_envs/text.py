@@ -14,6 +14,7 @@ Unlike the symbolic tasks, text tasks do not require EOS by default (`require_eo
 GPT-2 seldom emits `<|endoftext|>` within a sentence-sized budget, and a reward of 0 for every truncated
 response would leave it nothing to learn from.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,7 @@ class WordTokenizer:
             json.dump({"words": self.vocab[2:]}, f)
 
     @classmethod
-    def from_pretrained(cls, path: str) -> "WordTokenizer":
+    def from_pretrained(cls, path: str) -> WordTokenizer:
         with open(os.path.join(path, cls.FILE)) as f:
             return cls(json.load(f)["words"])
 
@@ -103,11 +104,18 @@ def stand_in_tokenizer(vocab_size: int = 600, filler_words: int = 0, seed: int =
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>")
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=["<|endoftext|>"],
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
 
 
 def save_stand_in_gpt2(path: str, width: int = 32, n_positions: int = 128) -> str:
@@ -120,8 +128,17 @@ def save_stand_in_gpt2(path: str, width: int = 32, n_positions: int = 128) -> st
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
     eos = tokenizer.eos_token_id
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=width, n_layer=2, n_head=2,
-                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(path)
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=n_positions,
+            n_embd=width,
+            n_layer=2,
+            n_head=2,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    ).save_pretrained(path)
     return path
 
 
@@ -137,41 +154,52 @@ class TextTask(Task):
     LEXICON: dict[str, list[str]] = {}
     FRAMES: list[str] = []
 
-    def __init__(self, tokenizer=None, max_new_tokens: int = 16, reward_noise: float = 0.0,
-                 require_eos: bool = False):
+    def __init__(self, tokenizer=None, max_new_tokens: int = 16, reward_noise: float = 0.0, require_eos: bool = False):
         max_new_tokens = check_int(self.name, "max_new_tokens", max_new_tokens, 1)
         self.labels = list(self.PROMPTS)
         self.tokenizer = tokenizer if tokenizer is not None else WordTokenizer(self._all_words())
-        missing = [a for a in ("encode", "decode", "eos_token_id", "pad_token_id", "__len__")
-                   if not hasattr(self.tokenizer, a)]
+        missing = [
+            a for a in ("encode", "decode", "eos_token_id", "pad_token_id", "__len__") if not hasattr(self.tokenizer, a)
+        ]
         if missing:
-            raise ValueError(f"{self.name}: tokenizer must be a tokenizer object with the Hugging Face interface "
-                             f"(encode, decode, eos_token_id, pad_token_id, len), got {self.tokenizer!r:.80}")
+            raise ValueError(
+                f"{self.name}: tokenizer must be a tokenizer object with the Hugging Face interface "
+                f"(encode, decode, eos_token_id, pad_token_id, len), got {self.tokenizer!r:.80}"
+            )
         if self.tokenizer.eos_token_id is None:
-            raise ValueError(f"{self.name}: the tokenizer has no EOS token; set tokenizer.eos_token (GPT-2: "
-                             "'<|endoftext|>') so responses can end")
+            raise ValueError(
+                f"{self.name}: the tokenizer has no EOS token; set tokenizer.eos_token (GPT-2: "
+                "'<|endoftext|>') so responses can end"
+            )
         self.eos_id = self.bos_id = int(self.tokenizer.eos_token_id)
         pad = self.tokenizer.pad_token_id
         self.pad_id = self.eos_id if pad is None else int(pad)  # GPT-2 convention: pad = eos
         # every prompt and negative prompt, encoded once; left-padded to one width
-        texts = {(label, kind): self._prompt_text(label, kind) for label in self.labels
-                 for kind in ("prompt",) + self.negative_kinds}
+        texts = {
+            (label, kind): self._prompt_text(label, kind)
+            for label in self.labels
+            for kind in ("prompt",) + self.negative_kinds
+        }
         encoded = {k: self.tokenizer.encode(t, add_special_tokens=False) for k, t in texts.items()}
         for k, ids in encoded.items():
             if not ids or ids[0] == self.pad_id:
                 raise ValueError(f"{self.name}: prompt {texts[k]!r} is empty or starts with the pad token")
         prompt_len = max(len(ids) for ids in encoded.values())
         super().__init__(None, prompt_len, max_new_tokens, reward_noise, require_eos)
-        self._ids = {k: np.array([self.pad_id] * (self.prompt_len - len(v)) + v, dtype=np.int64)
-                     for k, v in encoded.items()}
+        self._ids = {
+            k: np.array([self.pad_id] * (self.prompt_len - len(v)) + v, dtype=np.int64) for k, v in encoded.items()
+        }
         self._label_of = {tuple(self._ids[(label, "prompt")]): label for label in self.labels}
 
     @classmethod
     def texts(cls) -> list[str]:
         """Every text the task writes: prompts, negative prompts, demonstration frames, lexicon lines."""
-        return (list(cls.PROMPTS.values()) + [f.replace("{}", "") for f in cls.FRAMES]
-                + [" ".join(words) for words in cls.LEXICON.values()]
-                + [cls._negative_text(label, kind) for label in cls.PROMPTS for kind in cls.negative_kinds])
+        return (
+            list(cls.PROMPTS.values())
+            + [f.replace("{}", "") for f in cls.FRAMES]
+            + [" ".join(words) for words in cls.LEXICON.values()]
+            + [cls._negative_text(label, kind) for label in cls.PROMPTS for kind in cls.negative_kinds]
+        )
 
     @classmethod
     def _all_words(cls) -> list[str]:
@@ -208,8 +236,10 @@ class TextTask(Task):
         out = []
         for row in self._check_prompts(prompts):
             if tuple(row) not in self._label_of:
-                raise ValueError(f"{self.name}: prompt {decode(self.tokenizer, row[row != self.pad_id])!r} "
-                                 f"is not one of the task's prompts {list(self.PROMPTS.values())}")
+                raise ValueError(
+                    f"{self.name}: prompt {decode(self.tokenizer, row[row != self.pad_id])!r} "
+                    f"is not one of the task's prompts {list(self.PROMPTS.values())}"
+                )
             out.append(self._label_of[tuple(row)])
         return out
 
@@ -249,8 +279,9 @@ class TextTask(Task):
         raise NotImplementedError
 
     # ---- demonstrations (warm start of the tiny model) -------------------------------------------------
-    def demonstrations(self, n: int, rng: np.random.Generator, accuracy: float = 0.5,
-                       null_prob: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    def demonstrations(
+        self, n: int, rng: np.random.Generator, accuracy: float = 0.5, null_prob: float = 0.1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Template sentences filled with words of the target's lexicon (probability `accuracy`) or of another
         label's; then, with probability `null_prob`, the prompt drops to the `unconditional` negative prompt
         (prompt dropout, as in CFG training).
@@ -288,8 +319,12 @@ class TextTask(Task):
     def render(self, prompt, completion, weights=None) -> str:
         from toy_envs.render import shade_tokens
 
-        return "prompt:   " + self.prompt_string(prompt) + "\nresponse: " + shade_tokens(
-            [t.strip() or repr(t) for t in self.decode(completion)], weights)
+        return (
+            "prompt:   "
+            + self.prompt_string(prompt)
+            + "\nresponse: "
+            + shade_tokens([t.strip() or repr(t) for t in self.decode(completion)], weights)
+        )
 
 
 class Topic(TextTask):
@@ -307,15 +342,43 @@ class Topic(TextTask):
     PROMPTS = {t: f"Here is a sentence about the {t}:" for t in ("ocean", "space", "food", "music", "forest")}
     LEXICON = {
         "ocean": ["sea", "wave", "waves", "fish", "ship", "boat", "beach", "water", "whale", "coral", "sand", "tide"],
-        "space": ["star", "stars", "moon", "planet", "rocket", "orbit", "sun", "galaxy", "earth", "sky", "mars",
-                  "comet"],
+        "space": [
+            "star",
+            "stars",
+            "moon",
+            "planet",
+            "rocket",
+            "orbit",
+            "sun",
+            "galaxy",
+            "earth",
+            "sky",
+            "mars",
+            "comet",
+        ],
         "food": ["bread", "cheese", "soup", "rice", "apple", "cake", "dinner", "meal", "cook", "eat", "taste", "fruit"],
-        "music": ["song", "songs", "band", "guitar", "piano", "sing", "drum", "music", "melody", "note", "concert",
-                  "dance"],
+        "music": [
+            "song",
+            "songs",
+            "band",
+            "guitar",
+            "piano",
+            "sing",
+            "drum",
+            "music",
+            "melody",
+            "note",
+            "concert",
+            "dance",
+        ],
         "forest": ["tree", "trees", "wood", "leaf", "leaves", "bird", "birds", "deer", "moss", "pine", "path", "wolf"],
     }
-    FRAMES = ["I like the {} , the {} and the {} .", "We saw a {} and a {} near the {} .",  # CAP slots each
-              "The {} was next to the {} and the {} today .", "My friend loves the {} , the {} and the {} ."]
+    FRAMES = [
+        "I like the {} , the {} and the {} .",
+        "We saw a {} and a {} near the {} .",  # CAP slots each
+        "The {} was next to the {} and the {} today .",
+        "My friend loves the {} , the {} and the {} .",
+    ]
     CAP = 3
 
     @classmethod
@@ -344,13 +407,39 @@ class Sentiment(TextTask):
     name = "sentiment"
     negative_kinds = ("opposite", "neutral")
     unconditional = "neutral"
-    PROMPTS = {"positive": "Here is a positive review of the film:",
-               "negative": "Here is a negative review of the film:"}
+    PROMPTS = {
+        "positive": "Here is a positive review of the film:",
+        "negative": "Here is a negative review of the film:",
+    }
     LEXICON = {
-        "positive": ["good", "great", "love", "loved", "best", "fun", "beautiful", "wonderful", "amazing", "enjoyed",
-                     "brilliant", "perfect"],
-        "negative": ["bad", "boring", "awful", "worst", "hate", "hated", "terrible", "dull", "poor", "waste",
-                     "ugly", "mess"],
+        "positive": [
+            "good",
+            "great",
+            "love",
+            "loved",
+            "best",
+            "fun",
+            "beautiful",
+            "wonderful",
+            "amazing",
+            "enjoyed",
+            "brilliant",
+            "perfect",
+        ],
+        "negative": [
+            "bad",
+            "boring",
+            "awful",
+            "worst",
+            "hate",
+            "hated",
+            "terrible",
+            "dull",
+            "poor",
+            "waste",
+            "ugly",
+            "mess",
+        ],
     }
     FRAMES = ["The film was {} and {} .", "I thought the story was {} , really {} .", "It is a {} film with a {} end ."]
 
