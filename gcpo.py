@@ -43,7 +43,7 @@ from gcpo_support.checks import (check_aggregate_inputs, check_groups, check_his
                                  check_rewards_for_groups, check_sample_inputs, check_score_inputs,
                                  check_task_options, check_weight_inputs, validate_config)
 from gcpo_support.cli import parse_args
-from gcpo_support.kernels import ChosenLogProbs, Decoder, fuse_gelu
+from gcpo_support.kernels import CACHE, ChosenLogProbs, fuse_gelu
 from gcpo_support.loading import build_task, from_pretrained, load_object
 from gcpo_support.metrics import RunOutput, clip_fractions, token_moves, weight_metrics
 from gcpo_support.render import show_sample, summarize
@@ -268,9 +268,7 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         ids, attn = prompts, prompt_mask
     pos = position_ids(attn)
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1)
-    logits, next_pos = out.logits[:, -1], pos[:, -1] + 1
-    decode = Decoder(model, out, attn, max_new_tokens)  # next-token logits from the prefill's KV cache
-    del out  # (the decoder keeps what it needs of the cache)
+    logits, past, next_pos = out.logits[:, -1], out[CACHE], pos[:, -1] + 1  # past: the prefill's KV cache
 
     device = prompts.device
     responses = torch.full((N, max_new_tokens), pad_id, dtype=torch.long, device=device)  # (N, T)
@@ -286,15 +284,17 @@ def sample(model, prompts, prompt_mask, max_new_tokens, eos_id, pad_id, temperat
         else:
             draw_from = cond
         probs = top_p_filter(draw_from, top_p).softmax(-1)  # (N, V)
-        tok = draw(probs, generator)  # (N,)
-        tok = tok.masked_fill(done, pad_id)
+        tok = draw(probs, generator).masked_fill(done, pad_id)  # (N,)
         responses[:, t] = tok
         logp[:, t] = cond.gather(-1, tok.unsqueeze(-1)).squeeze(-1).masked_fill(done, 0.0)
         mask[:, t] = (~done).long()
         done = done | (tok == eos_id)
         if t == max_new_tokens - 1 or bool(done.all()):
             break  # (no forward for logits that would never be used)
-        logits, next_pos = decode(torch.cat([tok, tok]) if guided else tok, next_pos), next_pos + 1
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)  # (R, P' + t + 1): the new token is real
+        out = model(input_ids=(torch.cat([tok, tok]) if guided else tok)[:, None], attention_mask=attn,
+                    position_ids=next_pos[:, None], use_cache=True, **{CACHE: past})
+        logits, past, next_pos = out.logits[:, -1], out[CACHE], next_pos + 1
     T = int(mask.sum(1).max()) if N else 0  # drop all-padding columns
     return responses[:, :T], mask[:, :T], logp[:, :T], ~done
 

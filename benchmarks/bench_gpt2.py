@@ -123,8 +123,7 @@ def parameter_split(model):
 class ForwardRecorder:
     """Records (phase, rows, width, kept LM-head positions, grad enabled) for every forward of the hooked
     models, from what passes through their token embedding (rows R, width S) and then their LM head (K kept
-    positions): so it also counts kernels.Decoder's GPT-2 decode steps, which run the model's modules
-    without its forward. `phase` (rollout | update | contrast) is set by whoever drives the step."""
+    positions). `phase` (rollout | update | contrast) is set by whoever drives the step."""
 
     def __init__(self, *models):
         self.calls, self.phase = [], "rollout"
@@ -269,9 +268,9 @@ def timed_step(model, optimizer, ref_model, task, cfg, step: int, timer: Contras
 
 def decode_rollout(model, ids, attn, max_new_tokens: int, cache: str, generator) -> torch.Tensor:
     """gcpo.sample's loop without its bookkeeping: a prefill, then max_new_tokens − 1 forwards of one token per
-    row (drawn with gcpo.draw; no stop at EOS, so every way does the same work), with the KV cache `cache`:
-    dynamic (the model's forward with Hugging Face's default cache, which grows by concatenation), static (its
-    forward with a StaticCache allocated for prompt + max_new_tokens) or decoder (kernels.Decoder). (R, T) tokens."""
+    row (drawn with gcpo.draw; no stop at EOS, so every way does the same work), through the model's forward with
+    the KV cache `cache`: dynamic (Hugging Face's default cache, which grows by concatenation: what gcpo.sample
+    uses) or static (a StaticCache allocated for prompt + max_new_tokens). (R, T) tokens."""
     from transformers import StaticCache
 
     pos = gcpo.position_ids(attn)
@@ -285,26 +284,21 @@ def decode_rollout(model, ids, attn, max_new_tokens: int, cache: str, generator)
         **(extra if cache == "static" else {}),
     )
     logits, nxt, past = out.logits[:, -1], pos[:, -1] + 1, out[CACHE]
-    decode = kernels.Decoder(model, out, attn, max_new_tokens) if cache == "decoder" else None
     del out
     tokens = []
     for t in range(max_new_tokens):
         tokens.append(gcpo.draw(torch.softmax(logits.float(), -1), generator))  # (R,)
         if t == max_new_tokens - 1:
             break
-        if decode is not None:
-            logits = decode(tokens[-1], nxt)
-        else:
-            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
-            out = model(
-                input_ids=tokens[-1][:, None],
-                attention_mask=attn,
-                position_ids=nxt[:, None],
-                use_cache=True,
-                **{CACHE: past},
-            )
-            logits, past = out.logits[:, -1], out[CACHE]
-        nxt = nxt + 1
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
+        out = model(
+            input_ids=tokens[-1][:, None],
+            attention_mask=attn,
+            position_ids=nxt[:, None],
+            use_cache=True,
+            **{CACHE: past},
+        )
+        logits, past, nxt = out.logits[:, -1], out[CACHE], nxt + 1
     return torch.stack(tokens, 1)
 
 
@@ -321,8 +315,8 @@ def decode_model(tiny: bool):
 
 def decode_bench(model, B: int, G: int, prompt_len: int, max_new_tokens: int, repeats: int) -> list[str]:
     """Seconds per rollout of B prompts x G responses with each KV cache, the caches taking turns: the median over
-    `repeats` and its ratio to the Decoder's. Prompts are random tokens left-padded by 0..7 positions."""
-    ways = ("decoder", "dynamic", "static")
+    `repeats` and the ratio static / dynamic. Prompts are random tokens left-padded by 0..7 positions."""
+    ways = ("dynamic", "static")
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, model.config.vocab_size, (B, prompt_len), generator=g)
     attn = (torch.arange(prompt_len) >= (torch.arange(B) % 8)[:, None]).long()  # (B, P): left padding
@@ -342,10 +336,8 @@ def decode_bench(model, B: int, G: int, prompt_len: int, max_new_tokens: int, re
         f"rollout of {B} prompts x {G} responses x {max_new_tokens} new tokens, prompts of {prompt_len} positions "
         f"(left padding 0-7), {torch.get_num_threads()} threads, median of {repeats} (load average "
         f"{load_average()}):",
-        " | ".join(f"{w + ' s':>10}" for w in ways) + " | " + " | ".join(f"{w} / decoder" for w in ways[1:]),
-        " | ".join(f"{med[w]:10.3f}" for w in ways)
-        + " | "
-        + " | ".join(f"{med[w] / med['decoder']:{len(w) + 10}.2f}" for w in ways[1:]),
+        f"dynamic s | static s | static / dynamic\n{med['dynamic']:9.3f} | {med['static']:8.3f} | "
+        f"{med['static'] / med['dynamic']:16.2f}",
     ]
 
 

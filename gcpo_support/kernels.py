@@ -4,7 +4,6 @@ and a test pins their equality (tests/test_logprob_equiv.py). A reader of gcpo.p
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class ChosenLogProbs(torch.autograd.Function):
@@ -48,73 +47,6 @@ def cache_name() -> str:
 
 
 CACHE = cache_name()
-
-
-class Decoder:
-    """Next-token logits after a prefill, one token per row per call: the loop of gcpo.sample.
-
-    decoder = Decoder(model, prefill_output, attention_mask (R, P), max_new_tokens)
-    decoder(tokens (R,), positions (R,)) → logits (R, V) of the token after `tokens`.
-
-    Any causal LM runs its own forward with its cache. A GPT-2 on CPU (GPT2LMHeadModel in eval mode with SDPA
-    attention and no hooks on the modules whose forward this skips: what gcpo builds for toy tasks and loads for
-    `gpt2`) runs the same modules and the same operations, with one change: each layer's keys and values go into
-    one buffer allocated for the whole response, where the Hugging Face cache concatenates, i.e. copies, the
-    whole cache at every token (the README's speed section measures the rollout with and without it). The
-    logits are the same bit for bit (tests/test_logprob_equiv.py, on CPU, which is why other devices keep the
-    model's own forward)."""
-
-    def __init__(self, model, prefill, attention_mask: torch.Tensor, max_new_tokens: int):
-        past = prefill[CACHE]  # the prefill's KV cache
-        self.model, self.past, self.attn = model, past, attention_mask
-        if not self.plain_gpt2(model) or not hasattr(past, "layers"):  # (older transformers: another cache API)
-            return
-        keys = [layer.keys for layer in past.layers]  # each (R, H, P, D)
-        values = [layer.values for layer in past.layers]
-        R, H, P, D = keys[0].shape
-        self.kv = keys[0].new_empty(len(keys), 2, R, H, P + max_new_tokens, D)  # every layer's K and V, allocated once
-        self.kv[:, 0, :, :, :P] = torch.stack(keys)
-        self.kv[:, 1, :, :, :P] = torch.stack(values)
-        self.length, self.past = P, None
-        pad = attention_mask == 0  # (R, P); Hugging Face passes SDPA no mask when no prompt has padding
-        self.mask = None if not bool(pad.any()) else F.pad(~pad, (0, max_new_tokens), value=True)[:, None, None, :]
-
-    @staticmethod
-    def plain_gpt2(model) -> bool:
-        from transformers import GPT2LMHeadModel
-
-        if type(model) is not GPT2LMHeadModel or model.training or model.device.type != "cpu":
-            return False
-        c = model.config
-        skipped = [model, model.transformer, *model.transformer.h, *(block.attn for block in model.transformer.h)]
-        hooked = any(m._forward_hooks or m._forward_pre_hooks or "forward" in vars(m) for m in skipped)
-        return (c._attn_implementation == "sdpa" and not c.add_cross_attention and not hooked
-                and hasattr(model.transformer.h[0].attn, "scaling"))  # (older transformers scale elsewhere)
-
-    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        if self.past is not None:  # any model: its own forward
-            self.attn = torch.cat([self.attn, torch.ones_like(self.attn[:, :1])], dim=1)
-            out = self.model(input_ids=tokens[:, None], attention_mask=self.attn, position_ids=positions[:, None],
-                             use_cache=True, **{CACHE: self.past})
-            self.past = out[CACHE]
-            return out.logits[:, -1]
-        gpt, S, R = self.model.transformer, self.length + 1, tokens.shape[0]  # S: keys after this token
-        if S > self.kv.shape[-2]:
-            raise ValueError(f"Decoder was built for {self.kv.shape[-2]} positions (prompt + max_new_tokens); "
-                             "build it with a larger max_new_tokens")
-        mask = None if self.mask is None else self.mask[..., :S]  # (R, 1, 1, S)
-        x = gpt.wte(tokens[:, None]) + gpt.wpe(positions[:, None])  # (R, 1, C)
-        for kv, block in zip(self.kv, gpt.h):
-            attn = block.attn
-            q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)  # (R, 1, C) each
-            q, k, v = (t.view(R, 1, -1, attn.head_dim).transpose(1, 2) for t in (q, k, v))  # (R, H, 1, D)
-            kv[0, :, :, S - 1:S], kv[1, :, :, S - 1:S] = k, v
-            a = F.scaled_dot_product_attention(q, kv[0, :, :, :S], kv[1, :, :, :S], attn_mask=mask,
-                                               scale=attn.scaling)  # (R, H, 1, D)
-            x = x + attn.c_proj(a.transpose(1, 2).reshape(R, 1, -1))
-            x = x + block.mlp(block.ln_2(x))
-        self.length = S
-        return self.model.lm_head(gpt.ln_f(x))[:, -1]  # (R, V)
 
 
 def fuse_gelu(model):

@@ -13,13 +13,14 @@ uniform next-token distributions, so contrast scores would sit within rounding o
 ranks, hence the hist weights, would be decided by rounding). Every weight comparison first checks that no
 two valid scores of a response are within 1e-4 of each other, so equal weights are the expected outcome.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import gcpo
-from tests.helpers import contrast_weights, micro_batch_loss
 from gcpo_support import kernels, loading
+from tests.helpers import contrast_weights, micro_batch_loss
 
 pytestmark = pytest.mark.cpu_sensitive  # bit-for-bit equalities: they must hold with every CPU's kernels
 
@@ -31,9 +32,19 @@ def tiny_model(vocab_size=V, n_positions=64, std=0.3, seed=0, n_head=2):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    conf = GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=32, n_layer=2, n_head=n_head,
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    conf = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+    )
     model = GPT2LMHeadModel(conf).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -59,7 +70,7 @@ def padded_batch(n_pad=(0, 1, 3, 6, 2, 0), P=7, T=9, eos_at=(8, 2, 5, 0, 9, 4), 
     for i, (k, e) in enumerate(zip(n_pad, eos_at)):
         prompts[i, :k], pmask[i, :k] = PAD, 0
         if e < T:
-            responses[i, e], responses[i, e + 1:], mask[i, e + 1:] = EOS, PAD, 0
+            responses[i, e], responses[i, e + 1 :], mask[i, e + 1 :] = EOS, PAD, 0
     return prompts, pmask, responses, mask
 
 
@@ -72,7 +83,7 @@ def full_logprobs(model, prompts, pmask, responses, temperature=1.0):
     attn = torch.cat([pmask, torch.ones_like(responses)], 1)
     pos = (attn.cumsum(1) - 1).clamp(min=0)  # left padding does not shift positions
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits  # (N, P+T, V)
-    logp_all = F.log_softmax(logits[:, P - 1:-1].float() / temperature, dim=-1)  # (N, T, V)
+    logp_all = F.log_softmax(logits[:, P - 1 : -1].float() / temperature, dim=-1)  # (N, T, V)
     return logp_all.gather(-1, responses[..., None]).squeeze(-1), logp_all
 
 
@@ -105,8 +116,10 @@ def test_sliced_logprobs_keep_the_gradient(model):
     prompts, pmask, responses, mask = padded_batch()
     probe = torch.randn(responses.shape, generator=torch.Generator().manual_seed(5)) * mask
     grads = []
-    for compute in (lambda: gcpo.response_logprobs(model, prompts, pmask, responses, 0.7)[0],
-                    lambda: full_logprobs(model, prompts, pmask, responses, 0.7)[0]):
+    for compute in (
+        lambda: gcpo.response_logprobs(model, prompts, pmask, responses, 0.7)[0],
+        lambda: full_logprobs(model, prompts, pmask, responses, 0.7)[0],
+    ):
         model.zero_grad(set_to_none=True)
         (compute() * probe).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
@@ -166,9 +179,8 @@ def contrast_batch():
     neg_mask = torch.zeros_like(neg)
     for i in range(len(prompts)):
         real = prompts[i][pmask[i].bool()][-3:]
-        neg[i, 4 - len(real):], neg_mask[i, 4 - len(real):] = real, 1
-    return dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=neg_mask, responses=responses,
-                mask=mask)
+        neg[i, 4 - len(real) :], neg_mask[i, 4 - len(real) :] = real, 1
+    return dict(prompts=prompts, prompt_mask=pmask, neg_prompts=neg, neg_mask=neg_mask, responses=responses, mask=mask)
 
 
 @pytest.mark.parametrize("divergence", ["kl", "full_kl"])
@@ -181,8 +193,14 @@ def test_contrast_weights_with_given_logprobs_equal_recomputed_and_full(model, d
     ref_neg, ref_neg_all = full_logprobs(model, b["neg_prompts"], b["neg_mask"], b["responses"], 0.8)
     full = divergence == "full_kl"
     assert_no_near_ties(ref, ref_neg, b["mask"], divergence, ref_all, ref_neg_all)
-    before = gcpo.token_weights(ref, ref_neg, b["mask"], divergence=divergence,
-                                logp_all=ref_all if full else None, logp_neg_all=ref_neg_all if full else None)
+    before = gcpo.token_weights(
+        ref,
+        ref_neg,
+        b["mask"],
+        divergence=divergence,
+        logp_all=ref_all if full else None,
+        logp_neg_all=ref_neg_all if full else None,
+    )
     inside = contrast_weights(model, b, cfg)
     handed = contrast_weights(model, b, cfg, ref, ref_all if full else None)
     assert not torch.equal(before, b["mask"].float())  # not the trivial all-ones weights
@@ -191,8 +209,7 @@ def test_contrast_weights_with_given_logprobs_equal_recomputed_and_full(model, d
 
 
 class ForwardLog:
-    """Records (input ids, grad enabled) for every forward of a model (the hook also sends kernels.Decoder
-    to the model's own forward, so decode steps are forwards too)."""
+    """Records (input ids, grad enabled) for every forward of a model (the sampler's decode steps included)."""
 
     def __init__(self, model):
         self.calls = []
@@ -210,9 +227,17 @@ def runs(ids, prompts, responses):
 def rollout_setup(weights_from, divergence="kl", temperature=0.8):
     """gcpo's needle task with a tiny wide-init model, a resolved gcpo config (4 prompts x 4 responses, one
     rollout), its batch, and the model's forwards during the rollout."""
-    cfg = gcpo.make_config("gcpo", env="needle", batch_prompts=4, group_size=4, dynamic_sampling=False,
-                           weights_from=weights_from, divergence=divergence, temperature=temperature,
-                           device="cpu")
+    cfg = gcpo.make_config(
+        "gcpo",
+        env="needle",
+        batch_prompts=4,
+        group_size=4,
+        dynamic_sampling=False,
+        weights_from=weights_from,
+        divergence=divergence,
+        temperature=temperature,
+        device="cpu",
+    )
     task, _ = loading.build_task(cfg)
     cfg = gcpo.resolve(cfg, task)
     model = tiny_model(task.vocab_size, task.prompt_len + cfg.max_new_tokens, std=0.3, seed=2)
@@ -232,11 +257,13 @@ def test_rollout_weights_from_sampler_logprobs_equal_recomputed():
     assert runs(calls[-1][0], batch["neg_prompts"], batch["responses"])
     valid = batch["mask"].bool()
     assert valid.sum() > 20 and (~valid).any()  # responses of different lengths: padding is exercised
-    recomputed, _ = gcpo.response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
-                                           cfg.temperature)
+    recomputed, _ = gcpo.response_logprobs(
+        model, batch["prompts"], batch["prompt_mask"], batch["responses"], cfg.temperature
+    )
     torch.testing.assert_close(batch["logp_old"][valid], recomputed[valid], atol=1e-5, rtol=0)
-    logp_neg, _ = gcpo.response_logprobs(model, batch["neg_prompts"], batch["neg_mask"], batch["responses"],
-                                         cfg.temperature)
+    logp_neg, _ = gcpo.response_logprobs(
+        model, batch["neg_prompts"], batch["neg_mask"], batch["responses"], cfg.temperature
+    )
     assert_no_near_ties(recomputed, logp_neg, batch["mask"], "kl")
     w_recomputed = contrast_weights(model, batch, cfg)  # no logp handed in: both branches run here
     assert not torch.equal(w_recomputed, batch["mask"].float())
@@ -259,10 +286,12 @@ def test_training_pass_weights_equal_recomputed(divergence):
     assert [grad for _, grad in log.calls] == [True, False]  # the training pass, then only the negative branch
     assert runs(log.calls[0][0], batch["prompts"], batch["responses"])
     assert runs(log.calls[1][0], batch["neg_prompts"], batch["responses"])
-    logp, logp_all = gcpo.response_logprobs(model, batch["prompts"], batch["prompt_mask"], batch["responses"],
-                                            cfg.temperature, full=True)
-    logp_neg, logp_neg_all = gcpo.response_logprobs(model, batch["neg_prompts"], batch["neg_mask"],
-                                                    batch["responses"], cfg.temperature, full=True)
+    logp, logp_all = gcpo.response_logprobs(
+        model, batch["prompts"], batch["prompt_mask"], batch["responses"], cfg.temperature, full=True
+    )
+    logp_neg, logp_neg_all = gcpo.response_logprobs(
+        model, batch["neg_prompts"], batch["neg_mask"], batch["responses"], cfg.temperature, full=True
+    )
     assert (logp - batch["logp_old"]).abs()[batch["mask"].bool()].max() > 1e-2  # the policy has moved
     assert_no_near_ties(logp, logp_neg, batch["mask"], divergence, logp_all, logp_neg_all)
     if divergence == "kl":  # (full_kl reads only the full log-softmax) the rollout policy's weights differ
@@ -276,6 +305,7 @@ def reference_sample(model, prompts, pmask, T, temperature, generator, neg=None,
     through the model and the logits of all positions are computed; the last one's are used. Guidance
     (scale != 1) runs the prompt and the negative prompt as two separate batches. Draws like gcpo.sample
     (one gcpo.draw per step from the same generator), stops when every row has emitted EOS."""
+
     def last_logp(ids, attn):
         logits = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(1) - 1).clamp(min=0)).logits
         assert logits.shape[1] == ids.shape[1]  # every position's logits
@@ -297,8 +327,10 @@ def reference_sample(model, prompts, pmask, T, temperature, generator, neg=None,
         logps.append(cond.gather(-1, tok[:, None]).squeeze(-1).masked_fill(done, 0.0))
         masks.append((~done).long())
         done = done | (tok == EOS)
-        seqs = [(torch.cat([ids, tok[:, None]], 1), torch.cat([attn, torch.ones(N, 1, dtype=attn.dtype)], 1))
-                for ids, attn in seqs]
+        seqs = [
+            (torch.cat([ids, tok[:, None]], 1), torch.cat([attn, torch.ones(N, 1, dtype=attn.dtype)], 1))
+            for ids, attn in seqs
+        ]
         if done.all():
             break
     return torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(logps, 1), ~done
@@ -310,8 +342,9 @@ def test_sampler_prefill_with_last_logits_samples_like_full_logits(scale):
     b = contrast_batch()
     prompts, pmask, neg, neg_mask = b["prompts"], b["prompt_mask"], b["neg_prompts"], b["neg_mask"]
     kwargs = dict(neg_prompts=neg, neg_mask=neg_mask, guidance_scale=scale) if scale != 1.0 else {}
-    got = gcpo.sample(model, prompts, pmask, 12, EOS, PAD, temperature=0.9,
-                      generator=torch.Generator().manual_seed(7), **kwargs)
+    got = gcpo.sample(
+        model, prompts, pmask, 12, EOS, PAD, temperature=0.9, generator=torch.Generator().manual_seed(7), **kwargs
+    )
     ref = reference_sample(model, prompts, pmask, 12, 0.9, torch.Generator().manual_seed(7), neg, neg_mask, scale)
     responses, mask, logp, truncated = got
     assert mask.sum(1).min() < mask.shape[1] and mask.sum() > 20  # some responses end early, most do not
@@ -327,8 +360,9 @@ def test_fused_gelu_is_gpt2s_gelu_new():
     from transformers.activations import NewGELUActivation
 
     torch.manual_seed(0)
-    conf = GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0,
-                      attn_pdrop=0.0)
+    conf = GPT2Config(
+        vocab_size=V, n_positions=32, n_embd=32, n_layer=2, n_head=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0
+    )
     assert conf.activation_function == "gelu_new"
     model = GPT2LMHeadModel(conf).eval()
     ids = torch.randint(0, V, (4, 9))
@@ -344,8 +378,9 @@ def test_fused_gelu_is_gpt2s_gelu_new():
     after.square().sum().backward()
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model.transformer.h[0].mlp.c_fc.weight.grad, grad_before, rtol=1e-4, atol=1e-5)
-    relu = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=1, n_head=2,
-                                      activation_function="relu"))
+    relu = GPT2LMHeadModel(
+        GPT2Config(vocab_size=V, n_positions=32, n_embd=32, n_layer=1, n_head=2, activation_function="relu")
+    )
     acts = [type(m) for m in relu.modules()]
     assert [type(m) for m in kernels.fuse_gelu(relu).modules()] == acts
     assert relu.config.activation_function == "relu"
@@ -383,73 +418,3 @@ def test_draw_never_returns_a_zero_probability_token_at_the_ends(monkeypatch, u)
     tok = gcpo.draw(probs)
     assert (probs.gather(1, tok[:, None]) > 0).all()
     assert tok.tolist() == ([1, 2] if u == 0.0 else [3, 3])
-
-
-def decode_logits(model, prompts, pmask, T, autocast=False):
-    """Prefill, then T − 1 greedy decode steps through kernels.Decoder: (N, T, V) next-token logits, and
-    whether the decoder took its GPT-2 path."""
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        pos = gcpo.position_ids(pmask)
-        out = model(input_ids=prompts, attention_mask=pmask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        decode = kernels.Decoder(model, out, pmask, T)
-        logits, pos, steps = out.logits[:, -1], pos[:, -1] + 1, [out.logits[:, -1]]
-        for _ in range(T - 1):
-            logits, pos = decode(logits.argmax(-1), pos), pos + 1
-            steps.append(logits)
-    return torch.stack(steps, 1), decode.past is None
-
-
-@pytest.mark.parametrize("padded", [True, False])
-@pytest.mark.parametrize("autocast", [False, True])
-@pytest.mark.parametrize("heads", [2, 4])
-def test_gpt2_decoder_logits_equal_the_models_own_forward(padded, autocast, heads):
-    """The decoder's GPT-2 path (its own loop over the model's modules, keys and values written into one buffer)
-    gives the logits Hugging Face's forward with its cache gives, bit for bit: with and without left padding,
-    in bfloat16 autocast, at head widths 16 and 8 (with 4 heads, also GPT-2's option to scale attention by
-    1/(layer + 1)). The same model in train mode (no dropout, so the same function) takes the generic path, the
-    reference here."""
-    model = tiny_model(std=0.15, seed=heads, n_head=heads)
-    if heads == 4:
-        model.config.scale_attn_by_inverse_layer_idx = True
-        for i, block in enumerate(model.transformer.h):
-            block.attn.scale_attn_by_inverse_layer_idx, block.attn.scaling = True, block.attn.scaling / (i + 1)
-    prompts, pmask, _, _ = padded_batch(n_pad=(0, 1, 3, 6, 2, 0) if padded else (0,) * 6)
-    fast, took_fast = decode_logits(model, prompts, pmask, 8, autocast)
-    ref, took_ref = decode_logits(model.train(), prompts, pmask, 8, autocast)
-    model.eval()
-    assert took_fast and not took_ref
-    assert torch.equal(fast, ref)
-    assert fast.dtype == (torch.bfloat16 if autocast else torch.float32)
-
-
-def test_decoder_keeps_the_models_forward_where_its_loop_would_skip_something():
-    """A forward hook on a block (e.g. activation steering) would not run in the decoder's own loop, so a model
-    with one keeps its own forward, and the hook sees every decode step; a decoder asked for more tokens than it
-    was built for says so."""
-    model = tiny_model(std=0.15, seed=3)
-    b = contrast_batch()
-    calls = []
-    handle = model.transformer.h[1].register_forward_hook(lambda module, args, out: calls.append(1))
-    _, took_fast = decode_logits(model, b["prompts"], b["prompt_mask"], 4)
-    handle.remove()
-    assert not took_fast and len(calls) == 4  # the prefill and three decode steps
-    with torch.no_grad():
-        out = model(input_ids=b["prompts"], attention_mask=b["prompt_mask"], use_cache=True)
-        decode = kernels.Decoder(model, out, b["prompt_mask"], 1)
-        decode(b["prompts"][:, -1], b["prompt_mask"].sum(1))
-        with pytest.raises(ValueError, match="larger max_new_tokens"):
-            decode(b["prompts"][:, -1], b["prompt_mask"].sum(1) + 1)
-
-
-def test_decoder_takes_the_generic_path_for_other_models():
-    """Anything but a GPT2LMHeadModel in eval mode with SDPA attention runs its own forward (here: eager
-    attention), and gcpo.sample still draws the reference sampler's tokens with it."""
-    model = tiny_model(std=0.15, seed=3)
-    assert kernels.Decoder.plain_gpt2(model)
-    model.config._attn_implementation = "eager"
-    b = contrast_batch()
-    _, took_fast = decode_logits(model, b["prompts"], b["prompt_mask"], 4)
-    assert not took_fast
-    got = gcpo.sample(model, b["prompts"], b["prompt_mask"], 10, EOS, PAD, generator=torch.Generator().manual_seed(2))
-    ref = reference_sample(model, b["prompts"], b["prompt_mask"], 10, 1.0, torch.Generator().manual_seed(2))
-    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
