@@ -11,6 +11,7 @@ every task); key_token_auc.png
 (how well GCPO's contrast weights rank the true key tokens over training); sentiment_mechanism.png (entropy,
 the high- vs low-weight tokens' −log π, response length and the informative-group share over steps on sentiment).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,29 +27,52 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study import AXIS, VARIANTS, bootstrap_mean_ci, collect, paired, variant_order  # noqa: E402
 
-COLOURS = {"grpo": "#8c8c8c", "dr_grpo": "#bcbd22", "dapo": "#1f77b4", "gcpo": "#d62728", "pcpo": "#17becf",
-           "gcpo+shuffled": "#ff7f0e", "gcpo+oracle": "#2ca02c", "gcpo+full_kl": "#9467bd",
-           "dapo+entropy_top20": "#e377c2", "dapo+gtpo_entropy": "#8c564b", "dapo+vppo_top40": "#17becf",
-           "gcpo+log_hinge": "#7f7f7f", "gcpo+entropy0.02": "#c49c94", "gcpo+entropy0.16": "#7f7f7f",
-           "gcpo+rollout_w": "#000000"}
-CREDIT = {"gcpo": "contrast (gcpo)", "gcpo+shuffled": "shuffled contrast (control)",
-          "gcpo+oracle": "oracle (true key tokens)", "dapo+entropy_top20": "top-20% entropy mask",
-          "dapo+gtpo_entropy": "entropy weights (GTPO)", "dapo+vppo_top40": "top-40% contrast mask (VPPO)"}
+COLOURS = {
+    "grpo": "#8c8c8c",
+    "dr_grpo": "#bcbd22",
+    "dapo": "#1f77b4",
+    "gcpo": "#d62728",
+    "pcpo": "#17becf",
+    "gcpo+shuffled": "#ff7f0e",
+    "gcpo+oracle": "#2ca02c",
+    "gcpo+full_kl": "#9467bd",
+    "dapo+entropy_top20": "#e377c2",
+    "dapo+gtpo_entropy": "#8c564b",
+    "dapo+vppo_top40": "#17becf",
+    "gcpo+log_hinge": "#7f7f7f",
+    "gcpo+entropy0.02": "#c49c94",
+    "gcpo+entropy0.16": "#7f7f7f",
+    "gcpo+rollout_w": "#000000",
+}
+CREDIT = {
+    "gcpo": "contrast (gcpo)",
+    "gcpo+shuffled": "shuffled contrast (control)",
+    "gcpo+oracle": "oracle (true key tokens)",
+    "dapo+entropy_top20": "top-20% entropy mask",
+    "dapo+gtpo_entropy": "entropy weights (GTPO)",
+    "dapo+vppo_top40": "top-40% contrast mask (VPPO)",
+}
 BAND_RESAMPLES = 2000  # bands are drawn at every eval point; the report's intervals use 10,000
 
 
 def task_order(tasks):
     """Needle lengths in increasing order, then the others as written by the study."""
+
     def key(t):
         return (0, int(t.split("-")[1])) if t.startswith("needle-") else (1, 0)
+
     return sorted(tasks, key=key)
 
 
 def mean_band(rows):
     """rows (seeds, points) → mean, lo, hi per point (95% percentile bootstrap over seeds)."""
     rows = np.asarray(rows, dtype=float)
-    stats = [bootstrap_mean_ci(rows[:, j][np.isfinite(rows[:, j])], resamples=BAND_RESAMPLES)
-             if np.isfinite(rows[:, j]).any() else (np.nan,) * 3 for j in range(rows.shape[1])]
+    stats = [
+        bootstrap_mean_ci(rows[:, j][np.isfinite(rows[:, j])], resamples=BAND_RESAMPLES)
+        if np.isfinite(rows[:, j]).any()
+        else (np.nan,) * 3
+        for j in range(rows.shape[1])
+    ]
     return tuple(np.array(s) for s in zip(*stats))
 
 
@@ -69,11 +93,13 @@ def learning_curves(runs, path):
         for variant in [v for v in variant_order(runs[task]) if v not in VARIANTS or VARIANTS[v].tasks is None]:
             by_seed = runs[task][variant]
             steps = [s for s, _ in next(iter(by_seed.values()))["evals"]]
-            curves = [[r for _, r in by_seed[s]["evals"]] for s in sorted(by_seed)
-                      if len(by_seed[s]["evals"]) == len(steps)]
+            curves = [
+                [r for _, r in by_seed[s]["evals"]] for s in sorted(by_seed) if len(by_seed[s]["evals"]) == len(steps)
+            ]
             m, lo, hi = mean_band(curves)
-            (line,) = ax.plot(steps, m, color=COLOURS.get(variant), lw=1.6 if variant in ("dapo", "gcpo") else 1.0,
-                              label=variant)
+            (line,) = ax.plot(
+                steps, m, color=COLOURS.get(variant), lw=1.6 if variant in ("dapo", "gcpo") else 1.0, label=variant
+            )
             ax.fill_between(steps, lo, hi, color=COLOURS.get(variant), alpha=0.12, lw=0)
             handles[variant] = line
         ax.set_title(f"{task} ({len(next(iter(runs[task].values())))} seeds)")
@@ -99,8 +125,16 @@ def paired_difference(runs, path):
             for ax, metric in zip(axes, ("auc", "final")):
                 m, lo, hi = bootstrap_mean_ci([by_seed[s][metric] - ref[s][metric] for s in common])
                 colour = COLOURS.get(variant)
-                ax.errorbar(m, -y, xerr=[[m - lo], [hi - m]], fmt="o", color=colour, ms=4, capsize=2,
-                            mfc=colour if lo > 0 or hi < 0 else "white")
+                ax.errorbar(
+                    m,
+                    -y,
+                    xerr=[[m - lo], [hi - m]],
+                    fmt="o",
+                    color=colour,
+                    ms=4,
+                    capsize=2,
+                    mfc=colour if lo > 0 or hi < 0 else "white",
+                )
             labels.append(f"{task}  {variant}")
             y += 1
         y += 0.6
@@ -132,8 +166,11 @@ def credit_difficulty(runs, path):
     lengths = sorted(int(t.split("-")[1]) for t in runs if t.startswith("needle-") and "dapo" in runs[t])
     if not lengths:
         return False
-    schemes = [v for v in variant_order({v for L in lengths for v in runs[f"needle-{L}"]}) if v in AXIS or
-               (v.startswith("dapo+") and v not in VARIANTS)]
+    schemes = [
+        v
+        for v in variant_order({v for L in lengths for v in runs[f"needle-{L}"]})
+        if v in AXIS or (v.startswith("dapo+") and v not in VARIANTS)
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for ax, metric, name in zip(axes, ("auc", "final"), ("area under the eval curve", "final eval reward")):
         for k, variant in enumerate(schemes):
@@ -144,9 +181,18 @@ def credit_difficulty(runs, path):
             x = np.array([L for L, _ in pts]) * (1 + 0.025 * (k - (len(schemes) - 1) / 2))  # keeps bars apart
             m = np.array([d[0] for _, d in pts])
             err = np.array([[d[0] - d[1], d[2] - d[0]] for _, d in pts]).T
-            ax.errorbar(x, m, yerr=err, marker="o", ms=4, capsize=3, color=COLOURS.get(variant),
-                        lw=2.0 if variant in ("gcpo", "gcpo+oracle") else 1.2,
-                        ls="--" if variant == "gcpo+shuffled" else "-", label=CREDIT.get(variant, variant))
+            ax.errorbar(
+                x,
+                m,
+                yerr=err,
+                marker="o",
+                ms=4,
+                capsize=3,
+                color=COLOURS.get(variant),
+                lw=2.0 if variant in ("gcpo", "gcpo+oracle") else 1.2,
+                ls="--" if variant == "gcpo+shuffled" else "-",
+                label=CREDIT.get(variant, variant),
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(lengths, [str(L) for L in lengths])
@@ -154,8 +200,11 @@ def credit_difficulty(runs, path):
         ax.set_ylabel(f"{name} minus dapo's")
         ax.grid(alpha=0.3)
     axes[0].legend(title="token credit (vs uniform, dapo)", fontsize=8, title_fontsize=8)
-    fig.suptitle("Does contrastive credit help more as the key token gets sparser? Difference to uniform credit "
-                 "(dapo)\non the same seeds, mean with 95% paired bootstrap interval, per needle length", fontsize=11)
+    fig.suptitle(
+        "Does contrastive credit help more as the key token gets sparser? Difference to uniform credit "
+        "(dapo)\non the same seeds, mean with 95% paired bootstrap interval, per needle length",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -185,13 +234,23 @@ def key_token_auc(runs, path):
     plt.close(fig)
 
 
-SENTIMENT_PANELS = (("eval", "eval reward"), ("entropy", "entropy estimate (mean −log π)"),
-                    ("neglogp_high_w", "−log π on high-weight tokens (w > 1)"),
-                    ("neglogp_low_w", "−log π on low-weight tokens (w ≤ 1)"),
-                    ("response_len", "response length (tokens)"),
-                    ("zero_std_frac", "share of groups with equal rewards"))
-SENTIMENT_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "gcpo+entropy0.02", "gcpo+entropy0.16",
-                      "gcpo+rollout_w")
+SENTIMENT_PANELS = (
+    ("eval", "eval reward"),
+    ("entropy", "entropy estimate (mean −log π)"),
+    ("neglogp_high_w", "−log π on high-weight tokens (w > 1)"),
+    ("neglogp_low_w", "−log π on low-weight tokens (w ≤ 1)"),
+    ("response_len", "response length (tokens)"),
+    ("zero_std_frac", "share of groups with equal rewards"),
+)
+SENTIMENT_VARIANTS = (
+    "dapo",
+    "gcpo",
+    "gcpo+shuffled",
+    "gcpo+oracle",
+    "gcpo+entropy0.02",
+    "gcpo+entropy0.16",
+    "gcpo+rollout_w",
+)
 
 
 def sentiment_mechanism(runs, path):
@@ -234,15 +293,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     runs = collect(args.results, "report")
     if not runs:
-        print(f"plots.py: error: no run files under {args.results}/runs/report; run benchmarks/study.py first",
-              file=sys.stderr)
+        print(
+            f"plots.py: error: no run files under {args.results}/runs/report; run benchmarks/study.py first",
+            file=sys.stderr,
+        )
         return 2
     out = args.figures or os.path.join(args.results, "figures")
     os.makedirs(out, exist_ok=True)
     written = []
-    for name, fn in (("credit_difficulty", credit_difficulty), ("learning_curves", learning_curves),
-                     ("paired_difference", paired_difference), ("key_token_auc", key_token_auc),
-                     ("sentiment_mechanism", sentiment_mechanism)):
+    for name, fn in (
+        ("credit_difficulty", credit_difficulty),
+        ("learning_curves", learning_curves),
+        ("paired_difference", paired_difference),
+        ("key_token_auc", key_token_auc),
+        ("sentiment_mechanism", sentiment_mechanism),
+    ):
         path = os.path.join(out, f"{name}.png")
         if fn(runs, path) is not False:
             written.append(path)

@@ -41,6 +41,7 @@ it ran under: an interrupted study resumes and skips every run whose file matche
 models (not results; safe to delete: a run that needs one rebuilds it). `benchmarks/plots.py` draws the figures
 from these files alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,6 +77,7 @@ TEXT_LRS = (1e-4, 3e-4, 1e-3)  # the README's sentiment runs: unstable at 1e-3, 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """One task of the study and its budget, the same for every variant on it."""
+
     env: str
     task_args: str = ""
     steps: int = 60
@@ -108,6 +110,7 @@ TASKS = {
 class Variant:
     """A reported configuration: a preset, the options it overrides, whose selected learning rate it runs at
     (its own name for a tuned variant) and the tasks it runs on (None: all)."""
+
     preset: str
     overrides: tuple = ()  # ((option, value), ...)
     lr_from: str = ""
@@ -139,26 +142,63 @@ VARIANTS = {
     "gcpo+entropy0.16": Variant("gcpo", (("entropy_penalty", 0.16),), "gcpo", ("sentiment",)),
     "gcpo+rollout_w": Variant("gcpo", (("weights_from", "rollout"),), "gcpo", ("sentiment",)),
 }
-DEFAULT_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "dapo+entropy_top20", "dapo+gtpo_entropy",
-                    "dapo+vppo_top40", "grpo", "dr_grpo", "gcpo+full_kl")
+DEFAULT_VARIANTS = (
+    "dapo",
+    "gcpo",
+    "gcpo+shuffled",
+    "gcpo+oracle",
+    "dapo+entropy_top20",
+    "dapo+gtpo_entropy",
+    "dapo+vppo_top40",
+    "grpo",
+    "dr_grpo",
+    "gcpo+full_kl",
+)
 PEERS = ("dapo+entropy_top20", "dapo+gtpo_entropy", "dapo+vppo_top40")
 AXIS = ("gcpo", "gcpo+shuffled", "gcpo+oracle", *PEERS)  # compared with dapo along the needle axis
 
 # --quick: a tiny grid that exercises every phase, both task families, a peer scheme and a sentiment-only variant
 QUICK_TASKS = {
-    "needle-8": TaskSpec("needle", "length=8", steps=4, batch_prompts=4, group_size=4, eval_every=2,
-                         eval_prompts=16, warm_steps=20, lrs=(1e-3, 3e-3)),
-    "sentiment": TaskSpec("sentiment", steps=4, batch_prompts=4, group_size=4, eval_every=2, eval_prompts=16,
-                          warm_steps=20, lrs=(3e-4, 1e-3)),
+    "needle-8": TaskSpec(
+        "needle",
+        "length=8",
+        steps=4,
+        batch_prompts=4,
+        group_size=4,
+        eval_every=2,
+        eval_prompts=16,
+        warm_steps=20,
+        lrs=(1e-3, 3e-3),
+    ),
+    "sentiment": TaskSpec(
+        "sentiment",
+        steps=4,
+        batch_prompts=4,
+        group_size=4,
+        eval_every=2,
+        eval_prompts=16,
+        warm_steps=20,
+        lrs=(3e-4, 1e-3),
+    ),
 }
 QUICK_VARIANTS = ("dapo", "gcpo", "gcpo+shuffled", "gcpo+oracle", "dapo+entropy_top20", "gcpo+entropy0.02")
 QUICK_TUNE_SEEDS, QUICK_REPORT_SEEDS = (101, 102), (1, 2)
 
 # per-step metrics kept as whole curves in each run file (the rest only as first/last-10-step means)
 CURVE_KEYS = ("reward_mean", "entropy", "key_weight_auc", "key_weight_share", "key_token_frac")
-SENTIMENT_CURVE_KEYS = ("weight_max", "weight_std", "logp_move_high_w", "logp_move_low_w",
-                        "neglogp_high_w", "neglogp_low_w", "response_len", "zero_std_frac", "grad_norm",
-                        "clipfrac_low", "clipfrac_high")
+SENTIMENT_CURVE_KEYS = (
+    "weight_max",
+    "weight_std",
+    "logp_move_high_w",
+    "logp_move_low_w",
+    "neglogp_high_w",
+    "neglogp_low_w",
+    "response_len",
+    "zero_std_frac",
+    "grad_norm",
+    "clipfrac_low",
+    "clipfrac_high",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -272,8 +312,10 @@ def resolve_variants(names) -> dict:
             name, v = scheme_variant(n)
             out[name] = v
         else:
-            raise ValueError(f"--variants {n!r}: not a variant ({', '.join(VARIANTS)}) nor a credit scheme "
-                             "(entropy_top20, gtpo_entropy, vppo_top40, module:function or path/file.py:function)")
+            raise ValueError(
+                f"--variants {n!r}: not a variant ({', '.join(VARIANTS)}) nor a credit scheme "
+                "(entropy_top20, gtpo_entropy, vppo_top40, module:function or path/file.py:function)"
+            )
     return out
 
 
@@ -337,9 +379,12 @@ def make_plan(quick=False, tasks=None, variants=None, seeds=None, tune_seeds=Non
         if unknown:
             raise ValueError(f"--tasks {','.join(unknown)}: unknown; choose from {', '.join(all_tasks)}")
     chosen = resolve_variants(variants or (QUICK_VARIANTS if quick else DEFAULT_VARIANTS))
-    return Plan({t: s for t, s in all_tasks.items() if not tasks or t in tasks}, chosen,
-                tuple(tune_seeds or (QUICK_TUNE_SEEDS if quick else TUNE_SEEDS)),
-                tuple(seeds or (QUICK_REPORT_SEEDS if quick else REPORT_SEEDS)))
+    return Plan(
+        {t: s for t, s in all_tasks.items() if not tasks or t in tasks},
+        chosen,
+        tuple(tune_seeds or (QUICK_TUNE_SEEDS if quick else TUNE_SEEDS)),
+        tuple(seeds or (QUICK_REPORT_SEEDS if quick else REPORT_SEEDS)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,38 +421,65 @@ def run_job(job: Job, spec: TaskSpec, variant: Variant | None, out: str, lr: flo
 
     torch.set_num_threads(1)
     t0, c0 = time.time(), time.process_time()
-    common = dict(env=spec.env, task_args=spec.task_args, seed=job.seed, device="cpu", eval_prompts=spec.eval_prompts,
-                  show=0)
+    common = dict(
+        env=spec.env, task_args=spec.task_args, seed=job.seed, device="cpu", eval_prompts=spec.eval_prompts, show=0
+    )
     if job.phase == "warm":
         final = warm_dir(out, job.task, job.seed)
         tmp = f"{final}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        r = gcpo.train(gcpo.make_config("gcpo", steps=0, out=tmp, warm_steps=spec.warm_steps, **common),
-                       progress=False)
+        r = gcpo.train(gcpo.make_config("gcpo", steps=0, out=tmp, warm_steps=spec.warm_steps, **common), progress=False)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        res = {"phase": "warm", "task": job.task, "seed": job.seed, "budget": spec.budget(),
-               "warm_steps": spec.warm_steps, "warm_loss": rounded(r["warm_loss"]), "reward_before": r["reward_before"]}
+        res = {
+            "phase": "warm",
+            "task": job.task,
+            "seed": job.seed,
+            "budget": spec.budget(),
+            "warm_steps": spec.warm_steps,
+            "warm_loss": rounded(r["warm_loss"]),
+            "reward_before": r["reward_before"],
+        }
     else:
         options = variant.options
         credit = {**gcpo.PRESETS[variant.preset], **options}.get("credit")
-        cfg = gcpo.make_config(variant.preset, steps=spec.steps, model=os.path.join(warm_dir(out, job.task, job.seed),
-                               "model"), warm_steps=0, lr=lr, batch_prompts=spec.batch_prompts,
-                               group_size=spec.group_size, eval_every=spec.eval_every,
-                               log_token_moves=spec.env == "sentiment" and credit != "uniform", **common, **options)
+        cfg = gcpo.make_config(
+            variant.preset,
+            steps=spec.steps,
+            model=os.path.join(warm_dir(out, job.task, job.seed), "model"),
+            warm_steps=0,
+            lr=lr,
+            batch_prompts=spec.batch_prompts,
+            group_size=spec.group_size,
+            eval_every=spec.eval_every,
+            log_token_moves=spec.env == "sentiment" and credit != "uniform",
+            **common,
+            **options,
+        )
         r = gcpo.train(cfg, progress=False)
         hist = r["history"]
         keys = CURVE_KEYS + (SENTIMENT_CURVE_KEYS if spec.env == "sentiment" else ())
         curves = {k: [rounded(h.get(k, float("nan"))) for h in hist] for k in keys if any(k in h for h in hist)}
         config = dataclasses.asdict(r["cfg"])
         config["model"] = os.path.relpath(config["model"], out)  # the cache, relative to --out
-        res = {"phase": job.phase, "task": job.task, "variant": job.variant, "algo": variant.preset,
-               "overrides": options, "seed": job.seed, "lr": lr, "budget": spec.budget(),
-               "evals": [[int(s), float(v)] for s, v in r["evals"]],
-               "reward_before": r["reward_before"], "final": r["reward_after"], "auc": curve_auc(r["evals"]),
-               "first10": {k: rounded(v) for k, v in nanmean_keys(hist[:10]).items()},
-               "last10": {k: rounded(v) for k, v in nanmean_keys(hist[-10:]).items()},
-               "curves": curves, "config": config}
+        res = {
+            "phase": job.phase,
+            "task": job.task,
+            "variant": job.variant,
+            "algo": variant.preset,
+            "overrides": options,
+            "seed": job.seed,
+            "lr": lr,
+            "budget": spec.budget(),
+            "evals": [[int(s), float(v)] for s, v in r["evals"]],
+            "reward_before": r["reward_before"],
+            "final": r["reward_after"],
+            "auc": curve_auc(r["evals"]),
+            "first10": {k: rounded(v) for k, v in nanmean_keys(hist[:10]).items()},
+            "last10": {k: rounded(v) for k, v in nanmean_keys(hist[-10:]).items()},
+            "curves": curves,
+            "config": config,
+        }
     res["seconds"], res["cpu_seconds"] = round(time.time() - t0, 3), round(time.process_time() - c0, 3)
     write_json(job.path(out), res)
     return res
@@ -455,10 +527,15 @@ def select_lrs(plan: Plan, task: str, out: str, owners=None) -> dict:
     Returns {owner: {"lr": chosen, "mean_auc": {lr: mean AUC}, "tune_seeds": [...]}}."""
     spec, sel = plan.tasks[task], {}
     for owner in owners or plan.tuned_of(task):
-        mean_auc = {lr: float(np.mean([load_json(Job("tune", task, owner, s, lr).path(out))["auc"]
-                                       for s in plan.tune_seeds])) for lr in spec.lrs}
-        sel[owner] = {"lr": select_lr(mean_auc), "mean_auc": {f"{lr:g}": round(a, 5) for lr, a in mean_auc.items()},
-                      "tune_seeds": list(plan.tune_seeds)}
+        mean_auc = {
+            lr: float(np.mean([load_json(Job("tune", task, owner, s, lr).path(out))["auc"] for s in plan.tune_seeds]))
+            for lr in spec.lrs
+        }
+        sel[owner] = {
+            "lr": select_lr(mean_auc),
+            "mean_auc": {f"{lr:g}": round(a, 5) for lr, a in mean_auc.items()},
+            "tune_seeds": list(plan.tune_seeds),
+        }
     return sel
 
 
@@ -489,16 +566,25 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
         for who in plan.tuned_of(t):
             if tuned(t, who):
                 select(t, who)
-    done |= {j for j in jobs if j.phase == "report" and owner(j) in selection.get(j.task, {}) and
-             matches(j, plan, out, selection)}
+    done |= {
+        j
+        for j in jobs
+        if j.phase == "report" and owner(j) in selection.get(j.task, {}) and matches(j, plan, out, selection)
+    }
 
     # task by task: the tuning seeds' warm starts, the tuning runs, then seed by seed a reporting seed's warm start
     # and its runs (so that a study stopped early has whole seeds, every variant on each)
     task_rank = {t: i for i, t in enumerate(plan.tasks)}
     stage = {"warm": 0, "tune": 1, "report": 2}
-    pending = sorted((j for j in jobs if j not in done),
-                     key=lambda j: (task_rank[j.task], 2 if j.phase == "warm" and j.seed not in plan.tune_seeds
-                                    else stage[j.phase], j.seed, j.variant))
+    pending = sorted(
+        (j for j in jobs if j not in done),
+        key=lambda j: (
+            task_rank[j.task],
+            2 if j.phase == "warm" and j.seed not in plan.tune_seeds else stage[j.phase],
+            j.seed,
+            j.variant,
+        ),
+    )
 
     def ready(j):
         if j.phase == "warm":
@@ -619,8 +705,10 @@ def oracle_share(runs: dict, variant: str, metric: str):
     if len(common) < 2:
         return None
     d = runs["dapo"]
-    return bootstrap_ratio_ci([runs[variant][s][metric] - d[s][metric] for s in common],
-                              [runs["gcpo+oracle"][s][metric] - d[s][metric] for s in common])
+    return bootstrap_ratio_ci(
+        [runs[variant][s][metric] - d[s][metric] for s in common],
+        [runs["gcpo+oracle"][s][metric] - d[s][metric] for s in common],
+    )
 
 
 def cell_mark(cells: set, task: str, variant: str) -> str:
@@ -640,42 +728,73 @@ def write_report(out: str) -> str:
     tune_seeds = sorted({s for t in selection.values() for o in t.values() for s in o["seeds"]})
     report_seeds = sorted({s for t in runs.values() for v in t.values() for s in v})
     invocations = meta.get("invocations", [])
-    lines = ["# GCPO study: results", "",
-             "Rebuilt from the run files under runs/ by `python benchmarks/study.py --report-only`; figures: "
-             "`python benchmarks/plots.py`. † marks the cells (task, variant) that the last invocation "
-             f"(`{meta.get('last_invocation', {}).get('command', '-')}`) computed or recomputed.", "",
-             "## Cost", "",
-             f"- Hardware: {HARDWARE}; {meta.get('workers', 2)} worker processes of one torch thread each.",
-             (f"- Wall time: {sum(i['wall_seconds'] for i in invocations) / 3600:.2f} h over {len(invocations)} "
-              "finished invocation(s) (other work shared the two cores for part of it)." if invocations else
-              "- Wall time: no invocation has finished yet (each records its wall time in study.json when it ends)."),
-             f"- Compute: {cpu_h:.3f} CPU-hours (process CPU time summed over the {len(files)} run files: "
-             f"warm starts, tuning and reporting runs); the runs' wall times add up to {busy_h:.3f} worker-hours.", "",
-             f"Tuning seeds: {', '.join(map(str, tune_seeds)) or '-'} (learning-rate selection only); reporting seeds: "
-             f"{', '.join(map(str, report_seeds)) or '-'}.", "",
-             "## Design", "", __doc__.split("Design\n", 1)[1].split("\nOutputs")[0].strip(), "",
-             "## Budget per task (the same for every variant on a task)", "",
-             "| task | env | task args | warm-start steps | RL steps | prompts x group | eval every | eval prompts |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# GCPO study: results",
+        "",
+        "Rebuilt from the run files under runs/ by `python benchmarks/study.py --report-only`; figures: "
+        "`python benchmarks/plots.py`. † marks the cells (task, variant) that the last invocation "
+        f"(`{meta.get('last_invocation', {}).get('command', '-')}`) computed or recomputed.",
+        "",
+        "## Cost",
+        "",
+        f"- Hardware: {HARDWARE}; {meta.get('workers', 2)} worker processes of one torch thread each.",
+        (
+            f"- Wall time: {sum(i['wall_seconds'] for i in invocations) / 3600:.2f} h over {len(invocations)} "
+            "finished invocation(s) (other work shared the two cores for part of it)."
+            if invocations
+            else "- Wall time: no invocation has finished yet (each records its wall time in study.json when it ends)."
+        ),
+        f"- Compute: {cpu_h:.3f} CPU-hours (process CPU time summed over the {len(files)} run files: "
+        f"warm starts, tuning and reporting runs); the runs' wall times add up to {busy_h:.3f} worker-hours.",
+        "",
+        f"Tuning seeds: {', '.join(map(str, tune_seeds)) or '-'} (learning-rate selection only); reporting seeds: "
+        f"{', '.join(map(str, report_seeds)) or '-'}.",
+        "",
+        "## Design",
+        "",
+        __doc__.split("Design\n", 1)[1].split("\nOutputs")[0].strip(),
+        "",
+        "## Budget per task (the same for every variant on a task)",
+        "",
+        "| task | env | task args | warm-start steps | RL steps | prompts x group | eval every | eval prompts |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for t in tasks:
         s = budgets[t]
-        lines.append(f"| {t} | {s['env']} | {s['task_args'] or '-'} | {s['warm_steps']} | {s['steps']} | "
-                     f"{s['batch_prompts']} x {s['group_size']} | {s['eval_every']} | {s['eval_prompts']} |")
+        lines.append(
+            f"| {t} | {s['env']} | {s['task_args'] or '-'} | {s['warm_steps']} | {s['steps']} | "
+            f"{s['batch_prompts']} x {s['group_size']} | {s['eval_every']} | {s['eval_prompts']} |"
+        )
     lines += ["", "## Selected learning rates (mean AUC over the tuning seeds; ties: the smaller rate)", ""]
     for t in task_order(selection):
-        lines.append(f"- {t}: " + "; ".join(
-            f"{o} **{s['lr']:g}** (" + ", ".join(f"{lr:g}: {a:.3f}" for lr, a in sorted(s['mean_auc'].items())) + ")"
-            for o, s in sorted(selection[t].items(), key=lambda kv: variant_order([kv[0]]))))
+        lines.append(
+            f"- {t}: "
+            + "; ".join(
+                f"{o} **{s['lr']:g}** ("
+                + ", ".join(f"{lr:g}: {a:.3f}" for lr, a in sorted(s["mean_auc"].items()))
+                + ")"
+                for o, s in sorted(selection[t].items(), key=lambda kv: variant_order([kv[0]]))
+            )
+        )
     lines += needle_section(runs, recent)
-    lines += ["## Results per task", "",
-              "Mean over the reporting seeds with its 95% bootstrap interval; Δ: the paired difference to dapo on the "
-              "same seeds (positive: better than dapo), its 95% interval, and whether that interval excludes 0.", ""]
+    lines += [
+        "## Results per task",
+        "",
+        "Mean over the reporting seeds with its 95% bootstrap interval; Δ: the paired difference to dapo on the "
+        "same seeds (positive: better than dapo), its 95% interval, and whether that interval excludes 0.",
+        "",
+    ]
     for t in tasks:
         by_variant = runs[t]
         before = [r["reward_before"] for r in next(iter(by_variant.values())).values()]
-        lines += [f"### {t}", "", f"Eval reward of the warm start: {np.mean(before):.3f} (mean over seeds).", "",
-                  "| variant | n | lr | final reward | Δ final vs dapo | | AUC | Δ AUC vs dapo | |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {t}",
+            "",
+            f"Eval reward of the warm start: {np.mean(before):.3f} (mean over seeds).",
+            "",
+            "| variant | n | lr | final reward | Δ final vs dapo | | AUC | Δ AUC vs dapo | |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for v in variant_order(by_variant):
             rs = by_variant[v]
             lrs = sorted({r["lr"] for r in rs.values()})
@@ -701,11 +820,16 @@ def needle_section(runs: dict, recent: set) -> list[str]:
     lengths = sorted(int(t.split("-")[1]) for t in runs if t.startswith("needle-") and t in TASKS)
     if not lengths:
         return []
-    lines = ["", "## The credit-difficulty axis: needle, one key token among L", "",
-             f"Is the budget long enough to learn with perfect credit? Criterion: gcpo+oracle's mean final eval "
-             f"reward ≥ the warm start's + {ORACLE_MARGIN}.", "",
-             "| L | seeds | warm start | gcpo+oracle final | gain [95% interval] | criterion | dapo final |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "## The credit-difficulty axis: needle, one key token among L",
+        "",
+        f"Is the budget long enough to learn with perfect credit? Criterion: gcpo+oracle's mean final eval "
+        f"reward ≥ the warm start's + {ORACLE_MARGIN}.",
+        "",
+        "| L | seeds | warm start | gcpo+oracle final | gain [95% interval] | criterion | dapo final |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for L in lengths:
         r = runs[f"needle-{L}"]
         if "gcpo+oracle" not in r:
@@ -714,14 +838,21 @@ def needle_section(runs: dict, recent: set) -> list[str]:
         gain = bootstrap_mean_ci([o[s]["final"] - o[s]["reward_before"] for s in sorted(o)])
         before = np.mean([o[s]["reward_before"] for s in o])
         dapo = f"{np.mean([x['final'] for x in r['dapo'].values()]):.3f}" if "dapo" in r else "-"
-        lines.append(f"| {L} | {len(o)} | {before:.3f} | {np.mean([o[s]['final'] for s in o]):.3f} | "
-                     f"{fmt_ci(*gain)} | {'met' if gain[0] >= ORACLE_MARGIN else 'NOT met'} | {dapo} |")
-    lines += ["", "Per length: the paired difference to dapo on the same seeds (95% interval), and the share of the "
-              "oracle's gain over dapo that the scheme recovers, (scheme − dapo)/(oracle − dapo), with a paired "
-              "bootstrap interval ('-' where some resample of the oracle's gain over dapo is 0 or negative: the "
-              "ratio is then unbounded). A share is only as stable as the oracle's gain is large.", "",
-              "| L | variant | Δ AUC vs dapo | | Δ final vs dapo | | share of oracle gain (AUC) | "
-              "share of oracle gain (final) |", "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {L} | {len(o)} | {before:.3f} | {np.mean([o[s]['final'] for s in o]):.3f} | "
+            f"{fmt_ci(*gain)} | {'met' if gain[0] >= ORACLE_MARGIN else 'NOT met'} | {dapo} |"
+        )
+    lines += [
+        "",
+        "Per length: the paired difference to dapo on the same seeds (95% interval), and the share of the "
+        "oracle's gain over dapo that the scheme recovers, (scheme − dapo)/(oracle − dapo), with a paired "
+        "bootstrap interval ('-' where some resample of the oracle's gain over dapo is 0 or negative: the "
+        "ratio is then unbounded). A share is only as stable as the oracle's gain is large.",
+        "",
+        "| L | variant | Δ AUC vs dapo | | Δ final vs dapo | | share of oracle gain (AUC) | "
+        "share of oracle gain (final) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for L in lengths:
         r = runs[f"needle-{L}"]
         for v in variant_order(v for v in r if v != "dapo"):
@@ -733,18 +864,29 @@ def needle_section(runs: dict, recent: set) -> list[str]:
                 sh = oracle_share(r, v, metric) if v != "gcpo+oracle" else None
                 cells.append(fmt_ci(*sh) if sh else "-")
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Mechanism, from the controls (paired differences on the same seeds, 95% intervals): the weight law "
-              "without information (gcpo+shuffled − dapo: GCPO's uneven step sizes, placed at random), the value of "
-              "GCPO's placement (gcpo − gcpo+shuffled: the same step sizes, on the tokens the contrast picks) and of "
-              "perfect placement (gcpo+oracle − gcpo+shuffled); then GCPO against each peer scheme (gcpo − peer).", "",
-              "| L | comparison | Δ AUC | | Δ final | |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Mechanism, from the controls (paired differences on the same seeds, 95% intervals): the weight law "
+        "without information (gcpo+shuffled − dapo: GCPO's uneven step sizes, placed at random), the value of "
+        "GCPO's placement (gcpo − gcpo+shuffled: the same step sizes, on the tokens the contrast picks) and of "
+        "perfect placement (gcpo+oracle − gcpo+shuffled); then GCPO against each peer scheme (gcpo − peer).",
+        "",
+        "| L | comparison | Δ AUC | | Δ final | |",
+        "|---|---|---|---|---|---|",
+    ]
     for L in lengths:
         r = runs[f"needle-{L}"]
-        peers = [("GCPO vs a peer", "gcpo", v) for v in variant_order(r) if v in PEERS or
-                 (v.startswith("dapo+") and v not in VARIANTS)]
-        for label, a, b in (("step sizes without information", "gcpo+shuffled", "dapo"),
-                            ("GCPO's placement", "gcpo", "gcpo+shuffled"),
-                            ("perfect placement", "gcpo+oracle", "gcpo+shuffled"), *peers):
+        peers = [
+            ("GCPO vs a peer", "gcpo", v)
+            for v in variant_order(r)
+            if v in PEERS or (v.startswith("dapo+") and v not in VARIANTS)
+        ]
+        for label, a, b in (
+            ("step sizes without information", "gcpo+shuffled", "dapo"),
+            ("GCPO's placement", "gcpo", "gcpo+shuffled"),
+            ("perfect placement", "gcpo+oracle", "gcpo+shuffled"),
+            *peers,
+        ):
             cells = [str(L), f"{label}: {a} − {b}"]
             for metric in ("auc", "final"):
                 d, _ = paired(r, a, b, metric)
@@ -760,21 +902,35 @@ def needle_section(runs: dict, recent: set) -> list[str]:
 def print_plan(plan: Plan) -> None:
     print(f"{'task':>11} | warm | steps | B x G  | eval every | eval prompts | lr grid")
     for t, s in plan.tasks.items():
-        print(f"{t:>11} | {s.warm_steps:4d} | {s.steps:5d} | {s.batch_prompts:2d} x {s.group_size:<2d}"
-              f"| {s.eval_every:10d} | {s.eval_prompts:12d} | {', '.join(f'{x:g}' for x in s.lrs)}")
-    print(f"variants: {', '.join(plan.variants)}; tuning seeds {', '.join(map(str, plan.tune_seeds))}; "
-          f"reporting seeds {', '.join(map(str, plan.report_seeds))}; {len(plan.jobs())} runs in the plan")
+        print(
+            f"{t:>11} | {s.warm_steps:4d} | {s.steps:5d} | {s.batch_prompts:2d} x {s.group_size:<2d}"
+            f"| {s.eval_every:10d} | {s.eval_prompts:12d} | {', '.join(f'{x:g}' for x in s.lrs)}"
+        )
+    print(
+        f"variants: {', '.join(plan.variants)}; tuning seeds {', '.join(map(str, plan.tune_seeds))}; "
+        f"reporting seeds {', '.join(map(str, plan.report_seeds))}; {len(plan.jobs())} runs in the plan"
+    )
 
 
 def record_invocation(out: str, command: str, workers: int, res: dict) -> dict:
     """study.json: every invocation's command and wall time, and the cells the last one computed."""
     meta_path = os.path.join(out, "study.json")
     meta = load_json(meta_path) if os.path.exists(meta_path) else {}
-    meta.setdefault("invocations", []).append({"command": command, "wall_seconds": round(res["wall"], 1),
-                                               "runs": len(res["ran"]), "interrupted": res.get("interrupted", False)})
+    meta.setdefault("invocations", []).append(
+        {
+            "command": command,
+            "wall_seconds": round(res["wall"], 1),
+            "runs": len(res["ran"]),
+            "interrupted": res.get("interrupted", False),
+        }
+    )
     cells = sorted({f"{j.task}/{j.variant}" for j in res["ran"] if j.phase != "warm"})
-    meta.update(workers=workers, hardware=HARDWARE, last_invocation={"command": command, "cells": cells},
-                failed=[f"{j.phase} {j.task} {j.variant} seed {j.seed}: {e}" for j, e in res["failed"]])
+    meta.update(
+        workers=workers,
+        hardware=HARDWARE,
+        last_invocation={"command": command, "cells": cells},
+        failed=[f"{j.phase} {j.task} {j.variant} seed {j.seed}: {e}" for j, e in res["failed"]],
+    )
     write_json(meta_path, meta)
     return meta
 
@@ -783,9 +939,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=None, help="results folder (default results/, or results_quick/ with --quick)")
     p.add_argument("--tasks", default="", help=f"comma-separated tasks (default all: {','.join(TASKS)})")
-    p.add_argument("--variants", default="", help="comma-separated variants or credit schemes: "
-                   f"{','.join(VARIANTS)}; entropy_top20, gtpo_entropy, vppo_top40, module:function or "
-                   f"path/file.py:function (as dapo+<name>) (default: {','.join(DEFAULT_VARIANTS)})")
+    p.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated variants or credit schemes: "
+        f"{','.join(VARIANTS)}; entropy_top20, gtpo_entropy, vppo_top40, module:function or "
+        f"path/file.py:function (as dapo+<name>) (default: {','.join(DEFAULT_VARIANTS)})",
+    )
     p.add_argument("--seeds", default="", help="reporting seeds, e.g. 1-10 or 1,4,7 (default 1-10)")
     p.add_argument("--tune-seeds", default="", help="tuning seeds, never reported (default 101,102)")
     p.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each")
@@ -802,10 +962,13 @@ def main(argv=None) -> int:
             write_report(out)
             print(f"wrote {os.path.join(out, 'report.md')}")
             return 0
-        plan = make_plan(args.quick, [t for t in args.tasks.split(",") if t],
-                         [v for v in args.variants.split(",") if v],
-                         args.seeds and parse_seeds(args.seeds, "--seeds"),
-                         args.tune_seeds and parse_seeds(args.tune_seeds, "--tune-seeds"))
+        plan = make_plan(
+            args.quick,
+            [t for t in args.tasks.split(",") if t],
+            [v for v in args.variants.split(",") if v],
+            args.seeds and parse_seeds(args.seeds, "--seeds"),
+            args.tune_seeds and parse_seeds(args.tune_seeds, "--tune-seeds"),
+        )
         if set(plan.tune_seeds) & set(plan.report_seeds):
             raise ValueError("--tune-seeds and --seeds overlap; tuning seeds are never reported")
     except ValueError as e:
@@ -813,11 +976,14 @@ def main(argv=None) -> int:
         return 2
     print_plan(plan)
     res = run_study(plan, out, args.workers)
-    command = "python benchmarks/study.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
-                                                                                  else sys.argv[1:]))
+    command = "python benchmarks/study.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     record_invocation(out, command.strip(), args.workers, res)
-    print(f"ran {len(res['ran'])} runs in {res['wall'] / 60:.1f} min wall; {len(res['failed'])} failed"
-          + ("; interrupted (run the same command to resume)" if res["interrupted"] else ""))
+    print(
+        f"ran {len(res['ran'])} runs in {res['wall'] / 60:.1f} min wall; {len(res['failed'])} failed"
+        + ("; interrupted (run the same command to resume)" if res["interrupted"] else "")
+    )
     if os.path.isdir(os.path.join(out, "runs", "report")):
         write_report(out)
         print(f"wrote {os.path.join(out, 'report.md')}")

@@ -12,6 +12,7 @@ dapo or gcpo cell already there under the same budget is reused, and an interrup
 stopped. Prints, per task, the final eval reward and AUC with their paired 95% bootstrap intervals against dapo
 and against gcpo, and writes a figure (OUT/figures/compare_<scheme>.png).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,21 +31,28 @@ def table(plan: study.Plan, name: str, out: str) -> str:
     runs = study.collect(out, "report")
     lines = []
     for task in plan.tasks:
-        r = {v: {s: x for s, x in runs.get(task, {}).get(v, {}).items() if s in plan.report_seeds}
-             for v in (name, "gcpo", "dapo")}
+        r = {
+            v: {s: x for s, x in runs.get(task, {}).get(v, {}).items() if s in plan.report_seeds}
+            for v in (name, "gcpo", "dapo")
+        }
         if not all(r.values()):
             lines.append(f"{task}: incomplete (see the failed runs above)")
             continue
         lines += [f"{task} ({len(r[name])} seeds)", f"  {'variant':<28} {'final reward':>26} {'AUC':>26}"]
         for v in (name, "gcpo", "dapo"):
-            cells = [study.fmt_ci(*study.bootstrap_mean_ci([r[v][s][m] for s in sorted(r[v])]))
-                     for m in ("final", "auc")]
+            cells = [
+                study.fmt_ci(*study.bootstrap_mean_ci([r[v][s][m] for s in sorted(r[v])])) for m in ("final", "auc")
+            ]
             lines.append(f"  {v:<28} {cells[0]:>26} {cells[1]:>26}")
         for ref in ("dapo", "gcpo"):
             diffs = [study.paired(r, name, ref, m)[0] for m in ("final", "auc")]
-            lines.append(f"  {'Δ ' + name + ' − ' + ref:<28} " + " ".join(
-                f"{study.fmt_ci(*d) + ' ' + ('*' if study.in_words(*d[1:]) == 'excludes 0' else ' '):>26}"
-                for d in diffs))
+            lines.append(
+                f"  {'Δ ' + name + ' − ' + ref:<28} "
+                + " ".join(
+                    f"{study.fmt_ci(*d) + ' ' + ('*' if study.in_words(*d[1:]) == 'excludes 0' else ' '):>26}"
+                    for d in diffs
+                )
+            )
         lines.append("")
     return "\n".join(lines + ["Δ: paired difference on the same seeds; *: its 95% interval excludes 0."])
 
@@ -62,13 +70,19 @@ def figure(plan: study.Plan, name: str, out: str) -> str:
     for ax, metric, label in zip(axes, ("auc", "final"), ("area under the eval curve", "final eval reward")):
         for k, (ref, colour) in enumerate((("dapo", "#1f77b4"), ("gcpo", "#d62728"))):
             for i, task in enumerate(tasks):
-                r = {v: {s: x for s, x in runs[task][v].items() if s in plan.report_seeds}
-                     for v in (name, ref)}
+                r = {v: {s: x for s, x in runs[task][v].items() if s in plan.report_seeds} for v in (name, ref)}
                 d = study.paired(r, name, ref, metric)[0]
                 if d is None:
                     continue
-                ax.errorbar(d[0], -i - 0.15 + 0.3 * k, xerr=[[d[0] - d[1]], [d[2] - d[0]]], fmt="o", capsize=3,
-                            color=colour, label=f"{name} − {ref}" if i == 0 else None)
+                ax.errorbar(
+                    d[0],
+                    -i - 0.15 + 0.3 * k,
+                    xerr=[[d[0] - d[1]], [d[2] - d[0]]],
+                    fmt="o",
+                    capsize=3,
+                    color=colour,
+                    label=f"{name} − {ref}" if i == 0 else None,
+                )
         ax.axvline(0, color="k", lw=0.8)
         ax.set_xlabel(f"difference in {label} (same seeds)")
         ax.grid(axis="x", alpha=0.3)
@@ -98,9 +112,13 @@ def main(argv=None) -> int:
         if args.workers < 1:
             raise ValueError(f"--workers {args.workers}: use 1 or more")
         name, _ = study.scheme_variant(args.scheme)
-        plan = study.make_plan(args.quick, [t for t in args.tasks.split(",") if t], ["dapo", "gcpo", args.scheme],
-                               study.parse_seeds(args.seeds, "--seeds"),
-                               study.parse_seeds(args.tune_seeds, "--tune-seeds"))
+        plan = study.make_plan(
+            args.quick,
+            [t for t in args.tasks.split(",") if t],
+            ["dapo", "gcpo", args.scheme],
+            study.parse_seeds(args.seeds, "--seeds"),
+            study.parse_seeds(args.tune_seeds, "--tune-seeds"),
+        )
         if set(plan.tune_seeds) & set(plan.report_seeds):
             raise ValueError("--tune-seeds and --seeds overlap; tuning seeds are never reported")
     except ValueError as e:

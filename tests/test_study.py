@@ -1,6 +1,7 @@
 """The study (benchmarks/study.py): its statistics, learning-rate selection, narrowing flags, its warm-start cache,
 the --quick grid end to end with the figures drawn from its output, `credit_kit compare` on top of it, and the
 committed report rebuilt from the committed run files."""
+
 import json
 import os
 import re
@@ -61,11 +62,11 @@ def test_lr_selection_averages_the_tuning_seeds_and_breaks_ties_to_the_smaller_r
     assert study.select_lr({2e-3: 0.5, 1e-3: 0.4}) == 2e-3
     plan = study.make_plan(tasks=["needle-8"], variants=["dapo"], seeds=(1,), tune_seeds=(101, 102))
     # seed 101 alone would pick 2e-3, seed 102 alone 5e-4; the mean over both ties 5e-4 with 1e-3 (0.3)
-    aucs = {(101, 5e-4): 0.1, (102, 5e-4): 0.5, (101, 1e-3): 0.3, (102, 1e-3): 0.3, (101, 2e-3): 0.6,
-            (102, 2e-3): -0.1}
+    aucs = {(101, 5e-4): 0.1, (102, 5e-4): 0.5, (101, 1e-3): 0.3, (102, 1e-3): 0.3, (101, 2e-3): 0.6, (102, 2e-3): -0.1}
     for (seed, lr), auc in aucs.items():
-        study.write_json(study.Job("tune", "needle-8", "dapo", seed, lr).path(str(tmp_path)),
-                         {"seed": seed, "lr": lr, "auc": auc})
+        study.write_json(
+            study.Job("tune", "needle-8", "dapo", seed, lr).path(str(tmp_path)), {"seed": seed, "lr": lr, "auc": auc}
+        )
     sel = study.select_lrs(plan, "needle-8", str(tmp_path))["dapo"]
     assert sel["lr"] == 5e-4 and sel["tune_seeds"] == [101, 102]
     assert sel["mean_auc"] == {"0.0005": 0.3, "0.001": 0.3, "0.002": 0.25}
@@ -89,17 +90,24 @@ def test_default_plan_tunes_every_lr_owner_on_two_seeds_and_reports_every_varian
 
 
 def test_narrowing_flags_select_exactly_the_requested_cells():
-    plan = study.make_plan(tasks=["needle-16", "copy"], variants=["gcpo+oracle", "vppo_top40"], seeds=(3, 5),
-                           tune_seeds=(201, 202))
+    plan = study.make_plan(
+        tasks=["needle-16", "copy"], variants=["gcpo+oracle", "vppo_top40"], seeds=(3, 5), tune_seeds=(201, 202)
+    )
     jobs = plan.jobs()
     assert {(j.task, j.variant, j.seed) for j in jobs if j.phase == "report"} == {
-        (t, v, s) for t in ("needle-16", "copy") for v in ("gcpo+oracle", "dapo+vppo_top40") for s in (3, 5)}
+        (t, v, s) for t in ("needle-16", "copy") for v in ("gcpo+oracle", "dapo+vppo_top40") for s in (3, 5)
+    }
     # tuning: exactly the owners of the requested variants' learning rates, on the tuning seeds, over the grid
     assert {(j.task, j.variant, j.seed, j.lr) for j in jobs if j.phase == "tune"} == {
-        (t, a, s, lr) for t in ("needle-16", "copy") for a in ("gcpo", "dapo+vppo_top40") for s in (201, 202)
-        for lr in study.TASKS[t].lrs}
+        (t, a, s, lr)
+        for t in ("needle-16", "copy")
+        for a in ("gcpo", "dapo+vppo_top40")
+        for s in (201, 202)
+        for lr in study.TASKS[t].lrs
+    }
     assert {(j.task, j.seed) for j in jobs if j.phase == "warm"} == {
-        (t, s) for t in ("needle-16", "copy") for s in (3, 5, 201, 202)}
+        (t, s) for t in ("needle-16", "copy") for s in (3, 5, 201, 202)
+    }
     assert plan.variants["dapo+vppo_top40"].options == {"credit": "vppo_top40"}
     assert plan.variants["dapo+vppo_top40"].preset == "dapo"
 
@@ -125,14 +133,24 @@ def test_a_scheme_from_a_file_becomes_a_dapo_variant_tuned_on_its_own(tmp_path):
         study.resolve_variants(["gcpo+typo"])
 
 
-@pytest.mark.parametrize("args, words", [(["--variants", "nosuch.py:f"], "no file"),
-                                         (["--tasks", "needle-7"], "unknown"),
-                                         (["--seeds", "3-1"], "--seeds"),
-                                         (["--seeds", "1-3", "--tune-seeds", "2,101"], "overlap"),
-                                         (["--report-only"], "no run files")])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--variants", "nosuch.py:f"], "no file"),
+        (["--tasks", "needle-7"], "unknown"),
+        (["--seeds", "3-1"], "--seeds"),
+        (["--seeds", "1-3", "--tune-seeds", "2,101"], "overlap"),
+        (["--report-only"], "no run files"),
+    ],
+)
 def test_cli_mistakes_are_one_line(tmp_path, args, words):
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--out", str(tmp_path),
-                          *args], capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--out", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and words in run.stderr, run.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -141,11 +159,21 @@ def test_cli_mistakes_are_one_line(tmp_path, args, words):
 def test_cached_warm_start_reproduces_the_uncached_run(tmp_path):
     """Every run starts from a saved warm start (model=DIR/model, warm_steps=0): it must be the same run as
     warm-starting in-process."""
-    common = dict(env="needle", task_args="length=8", seed=3, device="cpu", eval_prompts=32, batch_prompts=4,
-                  group_size=4, eval_every=2)
+    common = dict(
+        env="needle",
+        task_args="length=8",
+        seed=3,
+        device="cpu",
+        eval_prompts=32,
+        batch_prompts=4,
+        group_size=4,
+        eval_every=2,
+    )
     gcpo.train(gcpo.make_config("gcpo", steps=0, warm_steps=30, out=str(tmp_path / "warm"), **common), progress=False)
-    cached = gcpo.train(gcpo.make_config("gcpo", steps=4, warm_steps=0, model=str(tmp_path / "warm" / "model"),
-                                         **common), progress=False)
+    cached = gcpo.train(
+        gcpo.make_config("gcpo", steps=4, warm_steps=0, model=str(tmp_path / "warm" / "model"), **common),
+        progress=False,
+    )
     direct = gcpo.train(gcpo.make_config("gcpo", steps=4, warm_steps=30, **common), progress=False)
     assert cached["evals"] == direct["evals"]
     for a, b in zip(cached["history"], direct["history"]):
@@ -157,11 +185,21 @@ def quick(tmp_path_factory):
     """`study.py --quick` into a temporary folder, then `plots.py` on its output."""
     out = tmp_path_factory.mktemp("study")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--quick", "--out", str(out)],
-                         capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    plots = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "plots.py"), "--results", str(out)],
-                           capture_output=True, text=True, env=env, timeout=300)
+    plots = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "plots.py"), "--results", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert plots.returncode == 0, plots.stderr[-3000:]
     return out, run.stdout
 
@@ -202,8 +240,15 @@ def test_quick_selects_the_best_mean_tuning_auc(quick):
     selection = json.loads((out / "lr_selection.json").read_text())
     for task, algos in selection.items():
         for algo, s in algos.items():
-            aucs = {float(lr): np.mean([study.load_json(study.Job("tune", task, algo, seed, float(lr)).path(str(out)))
-                                        ["auc"] for seed in study.QUICK_TUNE_SEEDS]) for lr in s["mean_auc"]}
+            aucs = {
+                float(lr): np.mean(
+                    [
+                        study.load_json(study.Job("tune", task, algo, seed, float(lr)).path(str(out)))["auc"]
+                        for seed in study.QUICK_TUNE_SEEDS
+                    ]
+                )
+                for lr in s["mean_auc"]
+            }
             assert aucs[s["lr"]] == max(aucs.values())
 
 
@@ -218,8 +263,11 @@ def test_quick_report_states_budget_lrs_and_paired_differences(quick):
     assert "Hardware:" in report and "Wall time:" in report and "--quick" in report
     # the paired difference in the report is the mean over seeds of (variant − dapo)
     diff = np.mean([runs["sentiment"]["gcpo"][s]["final"] - runs["sentiment"]["dapo"][s]["final"] for s in (1, 2)])
-    row = next(line for line in report.splitlines()[report.splitlines().index("### sentiment"):]
-               if re.match(r"\| gcpo( †)? \|", line))
+    row = next(
+        line
+        for line in report.splitlines()[report.splitlines().index("### sentiment") :]
+        if re.match(r"\| gcpo( †)? \|", line)
+    )
     assert f"{diff:.3f} [" in row.split("|")[5] and row.split("|")[6].strip() in ("excludes 0", "includes 0")
     assert "| gcpo † |" in row  # the last invocation computed it
     assert "ran " in stdout and "min wall" in stdout
@@ -229,8 +277,13 @@ def test_quick_resumes_without_rerunning(quick):
     out, _ = quick
     files = sorted(str(p) for p in out.rglob("runs/**/*.json"))
     mtimes = [os.path.getmtime(f) for f in files]
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--quick", "--out", str(out)],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ran 0 runs" in run.stdout
     assert [os.path.getmtime(f) for f in files] == mtimes
@@ -247,8 +300,11 @@ def test_quick_plots_are_pngs(quick):
 
 
 def test_plots_without_runs_is_a_one_line_error(tmp_path):
-    run = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "plots.py"), "--results", str(tmp_path)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "plots.py"), "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "study.py" in run.stderr
 
 
@@ -259,8 +315,19 @@ def test_compare_races_a_scheme_reusing_the_study_cells(quick, tmp_path):
     shutil.copytree(quick[0], out)
     dapo = out / "runs" / "report" / "needle-8" / "dapo" / "seed1.json"
     before = dapo.stat().st_mtime
-    cmd = [sys.executable, "-m", "credit_kit.compare", "gtpo_entropy", "--quick", "--tasks", "needle-8",
-           "--seeds", "1-2", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "credit_kit.compare",
+        "gtpo_entropy",
+        "--quick",
+        "--tasks",
+        "needle-8",
+        "--seeds",
+        "1-2",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -274,8 +341,13 @@ def test_compare_races_a_scheme_reusing_the_study_cells(quick, tmp_path):
 
 
 def test_compare_bad_scheme_is_one_line(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "credit_kit.compare", "nosuch:fn", "--out", str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "credit_kit.compare", "nosuch:fn", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "nosuch" in run.stderr, run.stderr
 
 
