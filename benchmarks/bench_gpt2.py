@@ -78,7 +78,9 @@ def random_gpt2(path: str) -> str:
     tokenizer.save_pretrained(path)
     torch.manual_seed(0)
     eos = tokenizer.eos_token_id
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos)).save_pretrained(path)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos))
+    with loading.quiet_transformers():  # no "Writing model shards" bar
+        model.save_pretrained(path)
     return path
 
 
@@ -92,7 +94,9 @@ def tiny_bpe_gpt2(path: str) -> str:
     torch.manual_seed(0)
     eos = tokenizer.eos_token_id
     special = dict(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    gcpo.build_policy(gcpo.make_config(model="tiny"), len(tokenizer), 128, special).save_pretrained(path)
+    model = gcpo.build_policy(gcpo.make_config(model="tiny"), len(tokenizer), 128, special)
+    with loading.quiet_transformers():
+        model.save_pretrained(path)
     return path
 
 
