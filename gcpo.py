@@ -9,7 +9,7 @@ GRPO and DAPO give every token of a response the same group advantage A_i. GCPO 
 between tokens: each token's advantage becomes w_{i,t}·A_i, where w measures how much the token's log-prob
 changes when the prompt x is swapped for a negative prompt x⁻ (the CFG null prompt, or "answer wrongly").
 
-    python gcpo.py                               # warm start + GCPO on the Needle toy task (~25 s, 2 CPU cores)
+    python gcpo.py                               # warm start + GCPO on the Needle toy task (~40 CPU-seconds)
     python gcpo.py --algo dapo --env chainsum    # a baseline on another task; --help lists every knob
     python gcpo.py --model gpt2 --env topic --steps 0 --show 4   # GPT-2 completions shaded by GCPO weight
 
