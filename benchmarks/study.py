@@ -288,11 +288,12 @@ def scheme_variant(spec: str) -> tuple[str, Variant]:
     dapo+<scheme name> (module:function → dapo+module.function; path/file.py:function → dapo+file.function).
     The scheme is loaded here, so that a bad spec fails before anything runs, with a one-line error."""
     from gcpo_support import schemes
+    from gcpo_support.loading import load_object
 
     if spec in schemes.PEERS:
         name = spec
     else:
-        fn = schemes.load_object(spec, "credit scheme")
+        fn = load_object(spec, "credit scheme")
         if not callable(fn):
             raise ValueError(f"credit scheme {spec!r} is not a function")
         target, _, attr = spec.rpartition(":")

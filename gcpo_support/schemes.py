@@ -11,8 +11,6 @@ import math
 
 import torch
 
-from gcpo_support.loading import load_object  # noqa: F401 (benchmarks/study.py reads it from here)
-
 INPUTS = {  # what a scheme may name; the trainer computes only what it names
     "logp": "(N, T) float: log π(y_t | x, y_<t), each response token under the prompt",
     "logp_neg": "(N, T) float: the same under the negative prompt x⁻ (one more forward pass)",
