@@ -5,7 +5,7 @@
 
 Writes: credit_difficulty.png (THE question: does contrastive credit help more as the key token gets sparser?
 AUC and final reward minus dapo's on the same seeds vs needle length L, 95% paired intervals, one line per credit
-scheme); learning_curves.png (eval reward vs RL steps, mean over the reporting seeds with a 95% bootstrap band,
+scheme); learning_curves.png (eval reward vs RL steps, mean over the reporting seeds with a 95% t band,
 one panel per task); paired_difference.png (AUC and final reward minus dapo's on the same seeds, 95% intervals,
 every task); key_token_auc.png
 (how well GCPO's contrast weights rank the true key tokens over training); sentiment_mechanism.png (entropy,
@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from study import AXIS, VARIANTS, bootstrap_mean_ci, collect, paired, variant_order  # noqa: E402
+from study import AXIS, VARIANTS, collect, paired, t_mean_ci, variant_order  # noqa: E402
 
 COLOURS = {
     "grpo": "#8c8c8c",
@@ -52,7 +52,6 @@ CREDIT = {
     "dapo+gtpo_entropy": "entropy weights (GTPO)",
     "dapo+vppo_top40": "top-40% contrast mask (VPPO)",
 }
-BAND_RESAMPLES = 2000  # bands are drawn at every eval point; the report's intervals use 10,000
 
 
 def task_order(tasks):
@@ -65,12 +64,10 @@ def task_order(tasks):
 
 
 def mean_band(rows):
-    """rows (seeds, points) → mean, lo, hi per point (95% percentile bootstrap over seeds)."""
+    """rows (seeds, points) → mean, lo, hi per point (95% Student-t interval over seeds)."""
     rows = np.asarray(rows, dtype=float)
     stats = [
-        bootstrap_mean_ci(rows[:, j][np.isfinite(rows[:, j])], resamples=BAND_RESAMPLES)
-        if np.isfinite(rows[:, j]).any()
-        else (np.nan,) * 3
+        t_mean_ci(rows[:, j][np.isfinite(rows[:, j])]) if np.isfinite(rows[:, j]).any() else (np.nan,) * 3
         for j in range(rows.shape[1])
     ]
     return tuple(np.array(s) for s in zip(*stats))
@@ -106,7 +103,7 @@ def learning_curves(runs, path):
         ax.set_xlabel("RL steps")
         ax.set_ylabel("eval reward")
         ax.grid(alpha=0.3)
-    fig.suptitle("Learning curves: mean eval reward over the reporting seeds, 95% bootstrap band", y=0.995)
+    fig.suptitle("Learning curves: mean eval reward over the reporting seeds, 95% t band", y=0.995)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 9), frameon=False)
     fig.tight_layout(rect=(0, 0.07 if len(tasks) > 4 else 0.12, 1, 0.97))
     fig.savefig(path, dpi=110)
@@ -123,7 +120,7 @@ def paired_difference(runs, path):
             ref, by_seed = runs[task]["dapo"], runs[task][variant]
             common = sorted(set(ref) & set(by_seed))
             for ax, metric in zip(axes, ("auc", "final")):
-                m, lo, hi = bootstrap_mean_ci([by_seed[s][metric] - ref[s][metric] for s in common])
+                m, lo, hi = t_mean_ci([by_seed[s][metric] - ref[s][metric] for s in common])
                 colour = COLOURS.get(variant)
                 ax.errorbar(
                     m,
@@ -154,7 +151,7 @@ def paired_difference(runs, path):
     axes[0].set_yticks(ticks, labels, fontsize=8)
     axes[0].set_title("AUC − dapo's AUC")
     axes[1].set_title("final reward − dapo's")
-    fig.suptitle("Paired difference to dapo with 95% bootstrap interval (filled: the interval excludes 0)", y=0.998)
+    fig.suptitle("Paired difference to dapo with 95% t interval (filled: the interval excludes 0)", y=0.998)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -202,7 +199,7 @@ def credit_difficulty(runs, path):
     axes[0].legend(title="token credit (vs uniform, dapo)", fontsize=8, title_fontsize=8)
     fig.suptitle(
         "Does contrastive credit help more as the key token gets sparser? Difference to uniform credit "
-        "(dapo)\non the same seeds, mean with 95% paired bootstrap interval, per needle length",
+        "(dapo)\non the same seeds, mean with 95% paired t interval, per needle length",
         fontsize=11,
     )
     fig.tight_layout()

@@ -9,7 +9,7 @@ scheme runs on the dapo preset with credit=SCHEME and picks its own learning rat
 curve over the tuning seeds (never reported); dapo and gcpo pick theirs the same way; every run on a (task, seed)
 starts from the same cached warm start. Run files go under --out (default results/, the committed study): a
 dapo or gcpo cell already there under the same budget is reused, and an interrupted comparison resumes where it
-stopped. Prints, per task, the final eval reward and AUC with their paired 95% bootstrap intervals against dapo
+stopped. Prints, per task, the final eval reward and AUC with their paired 95% t intervals against dapo
 and against gcpo, and writes a figure (OUT/figures/compare_<scheme>.png).
 """
 
@@ -40,9 +40,7 @@ def table(plan: study.Plan, name: str, out: str) -> str:
             continue
         lines += [f"{task} ({len(r[name])} seeds)", f"  {'variant':<28} {'final reward':>26} {'AUC':>26}"]
         for v in (name, "gcpo", "dapo"):
-            cells = [
-                study.fmt_ci(*study.bootstrap_mean_ci([r[v][s][m] for s in sorted(r[v])])) for m in ("final", "auc")
-            ]
+            cells = [study.fmt_ci(*study.t_mean_ci([r[v][s][m] for s in sorted(r[v])])) for m in ("final", "auc")]
             lines.append(f"  {v:<28} {cells[0]:>26} {cells[1]:>26}")
         for ref in ("dapo", "gcpo"):
             diffs = [study.paired(r, name, ref, m)[0] for m in ("final", "auc")]
@@ -88,7 +86,7 @@ def figure(plan: study.Plan, name: str, out: str) -> str:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks([-i for i in range(len(tasks))], tasks)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{name}: paired difference to dapo and to gcpo, mean with 95% bootstrap interval", fontsize=10)
+    fig.suptitle(f"{name}: paired difference to dapo and to gcpo, mean with 95% t interval", fontsize=10)
     fig.tight_layout()
     path = os.path.join(out, "figures", f"compare_{name.replace('/', '_')}.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
