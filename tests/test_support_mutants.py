@@ -1,0 +1,266 @@
+"""Support code: properties that mutation testing showed the other tests leave unchecked.
+
+GridPaint's grid picture (cells, colours, weight digits, layout), the hub check (offline switch, host, failure),
+the KV-cache name for either transformers generation, the official-reference hist weights, the integer ranges
+of the option checks, the overlong-penalty error message, and the gymnasium envs' render/reset contracts.
+Expected values are drawn or computed by hand (or with plain Python), never copied from running the code; the
+network is never touched (the connection is monkeypatched)."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gcpo
+import toy_envs
+from gcpo_support import checks, kernels, loading
+from gcpo_support.variants import hist_official, official_hist_loop
+from toy_envs.render import render_grid
+
+
+# ---- render_grid: the picture, cell by cell -------------------------------------------------------------------
+def coloured(rgb, mark):
+    """A coloured cell as drawn by hand: background rgb, white foreground, the mark then a space, reset."""
+    return f"\x1b[48;2;{rgb[0]};{rgb[1]};{rgb[2]}m\x1b[38;2;255;255;255m{mark} \x1b[0m"
+
+
+RED, GREEN = (200, 40, 40), (40, 160, 60)  # the palette's red and green (green's three channels all differ)
+# 2×3 grid in raster order: red, background, green / missing, an unknown colour (3 > 2 colours), background
+GRID = [1, 0, 2, -1, 3, 0]
+
+
+@pytest.mark.parametrize("shape", [(6,), (2, 3)])
+def test_render_grid_without_weights_is_the_hand_drawn_picture(shape):
+    """Without weights: colour c+1 is a blank cell on colours[c] (1 and len(colours) both coloured), 0 is '. ',
+    a negative or unknown value is '? ', cells of a row are joined directly and rows by one newline, raster order
+    (row r, column c = pixel r·W + c); the pixels may come flat or as an (H, W) array."""
+    pixels = np.array(GRID).reshape(shape)
+    want = coloured(RED, " ") + ". " + coloured(GREEN, " ") + "\n" + "? " + "? " + ". "
+    assert render_grid(pixels, 2, 3, ["red", "green"]) == want
+
+
+def test_render_grid_with_weights_shows_one_digit_per_cell():
+    """With weights, every cell shows floor(10·w/max w) (9 at the max) in place of the blank: coloured cells keep
+    their colour, a background cell is digit + '.', a missing or unknown one digit + '?'. Heats 0, .15, .55, .75,
+    1, 1 sit away from digit boundaries, so a scale of 9.999 or 10 gives the same digits 0, 1, 5, 7, 9, 9."""
+    weights = [0, 3, 11, 15, 20, 20]
+    want = coloured(RED, "0") + "1." + coloured(GREEN, "5") + "\n" + "7?" + "9?" + "9."
+    assert render_grid(GRID, 2, 3, ["red", "green"], weights) == want
+
+
+# ---- hub_reachable: the offline switch, the host, a failed connection -----------------------------------------
+class FakeConnection:
+    """Stands in for socket.create_connection: records (address, timeout); raises `error` if given."""
+
+    def __init__(self, error=None):
+        self.calls, self.error = [], error
+
+    def __call__(self, address, timeout=None):
+        self.calls.append((address, timeout))
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("offline", [None, "0", ""])
+def test_hub_reachable_when_not_offline_and_the_connection_opens(monkeypatch, offline):
+    """HF_HUB_OFFLINE unset, '0' or '' means online: the hub (huggingface.co, port 443) is tried, with the
+    caller's timeout, and an open connection means reachable."""
+    conn = FakeConnection()
+    monkeypatch.setattr(loading.socket, "create_connection", conn)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    if offline is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    assert loading.hub_reachable(timeout=0.25) is True
+    assert conn.calls == [(("huggingface.co", 443), 0.25)]
+
+
+@pytest.mark.parametrize("offline", ["1", "true"])
+def test_hub_unreachable_when_offline_without_trying(monkeypatch, offline):
+    """Any other HF_HUB_OFFLINE value means offline: not reachable, and no connection is even attempted."""
+    conn = FakeConnection()
+    monkeypatch.setattr(loading.socket, "create_connection", conn)
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    assert loading.hub_reachable() is False
+    assert conn.calls == []
+
+
+def test_hub_reachable_uses_the_endpoint_host_and_reports_a_failed_connection(monkeypatch):
+    """HF_ENDPOINT's host (scheme and path dropped) is the one tried; a connection error means not reachable."""
+    conn = FakeConnection(error=OSError("no route"))
+    monkeypatch.setattr(loading.socket, "create_connection", conn)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example/some/path")
+    assert loading.hub_reachable(timeout=1.5) is False
+    assert conn.calls == [(("hf-mirror.example", 443), 1.5)]
+
+
+# ---- cache_name: which transformers generation is installed -----------------------------------------------------
+@pytest.mark.parametrize(
+    "fields, want", [(("logits", "cache"), "cache"), (("logits", "past_key_values"), "past_key_values")]
+)
+def test_cache_name_follows_the_output_class_fields(monkeypatch, fields, want):
+    """The KV cache is called `cache` exactly when the model-output class has a `cache` field (transformers 5),
+    else `past_key_values` (4.x); checked on fake output classes with and without the field."""
+    import transformers.modeling_outputs as outputs
+
+    fake = dataclasses.make_dataclass("CausalLMOutputWithPast", [(f, object, None) for f in fields])
+    monkeypatch.setattr(outputs, "CausalLMOutputWithPast", fake)
+    assert kernels.cache_name() == want
+
+
+# ---- the official hist weights against plain Python ---------------------------------------------------------------
+def plain_hist(row_scores, row_mask, alpha):
+    """The official law in plain Python on one row: ranks 1..n of the valid scores (distinct) in ascending order,
+    u = (rank/n)^α, w = u/Σu·n on the valid positions, 0 elsewhere."""
+    pos = [t for t, m in enumerate(row_mask) if m]
+    n = len(pos)
+    out = [0.0] * len(row_mask)
+    if n == 0:
+        return out
+    order = sorted(pos, key=lambda t: row_scores[t])
+    u = {t: ((k + 1) / n) ** alpha for k, t in enumerate(order)}
+    total = math.fsum(u.values())
+    for t in pos:
+        out[t] = u[t] / total * n
+    return out
+
+
+def hist_case():
+    """float64 scores (all distinct) and a mask with rows of 5 (with holes), 1, 0, 3, 3 and 6 valid tokens."""
+    scores = [
+        [0.3, 2.5, 1.25, 9.0, 0.7, 4.0],
+        [5.0, 1.5, 2.0, 0.1, 0.2, 0.3],
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        [3.5, 0.25, 8.0, 1.0, 2.0, 7.0],
+        [6.0, 5.0, 4.5, 3.0, 2.25, 1.0],
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+    ]
+    mask = [
+        [1, 1, 0, 1, 1, 1],
+        [0, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [0, 1, 0, 1, 0, 1],
+        [1, 1, 1, 1, 1, 1],
+    ]
+    return scores, mask
+
+
+@pytest.mark.parametrize("fn", [official_hist_loop, hist_official], ids=["loop", "vectorised"])
+def test_official_hist_weights_match_plain_python(fn):
+    """Both official-hist implementations give the plain-Python weights in float64 (to float64 rounding): a lone
+    valid token weighs exactly 1, an empty row is all 0, padding is 0, and equal-length rows with holes in
+    different places are each ranked on their own valid tokens."""
+    scores, mask = hist_case()
+    alpha = 2.15
+    w = fn(torch.tensor(scores, dtype=torch.float64), torch.tensor(mask), alpha)
+    assert w.dtype == torch.float64
+    want = [plain_hist(s, m, alpha) for s, m in zip(scores, mask)]
+    np.testing.assert_allclose(w.numpy(), np.array(want), rtol=1e-13, atol=0)
+    assert w[1].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+# ---- option ranges: integer ranges ---------------------------------------------------------------------------------
+def test_int_range_holds_exactly_the_integers_between_its_ends():
+    """_int(lo, hi) holds the ints lo..hi, both ends included; not lo − 1 or hi + 1, not a float of an in-range
+    integer, not a bool; without hi, every int from lo up."""
+    r = checks._int(2, 5)
+    assert [x in r for x in (1, 2, 3, 5, 6)] == [False, True, True, True, False]
+    assert 3.0 not in r and True not in r
+    up = checks._int(-1)
+    assert -1 in up and 10**12 in up and -2 not in up and 4.0 not in up
+
+
+def test_overlong_penalty_names_max_len_when_it_is_out_of_range():
+    """A negative L_max is a ValueError that names the argument `max_len` and its value."""
+    with pytest.raises(ValueError, match=r"^max_len=-1 "):
+        gcpo.overlong_penalty(torch.tensor([1, 2]), -1, 1)
+
+
+# ---- gymnasium envs: render and reset ---------------------------------------------------------------------------
+def needle():
+    """Needle with 4 positions, symbols a b c, the needle at position 2; responses are 4 tokens + EOS."""
+    return toy_envs.make_task("needle", length=4, num_symbols=3, position=2)
+
+
+def words(task, ids):
+    return " ".join(task.vocab[i] for i in ids)
+
+
+def test_task_render_is_prompt_line_then_response_line():
+    """Task.render: 'prompt:   ' + prompt tokens joined by single spaces, a newline, 'response: ' + response
+    tokens; with weights each response token is shaded white → red by weight/max (g = 255 − 200·w/max)."""
+    t = needle()
+    prompt = [t.token_id[s] for s in ("<bos>", "@2", "b")]
+    response = [t.token_id[s] for s in (".", ",", "b")]
+    assert t.render(prompt, response) == "prompt:   <bos> @2 b\nresponse: . , b"
+
+    def shaded(tok, g):
+        return f"\x1b[48;2;255;{g};{g}m\x1b[38;2;0;0;0m{tok}\x1b[0m"
+
+    want = "prompt:   <bos> @2 b\nresponse: " + " ".join([shaded(".", 255), shaded(",", 155), shaded("b", 55)])
+    assert t.render(prompt, response, [0.0, 1.0, 2.0]) == want
+
+
+def test_task_env_renders_nothing_without_ansi_or_before_reset():
+    """render() is None when render_mode is not 'ansi' (even mid-episode) and before the first reset."""
+    plain = toy_envs.TaskEnv(needle())
+    plain.reset(seed=0)
+    assert plain.render() is None
+    plain.step(np.full(5, 2))
+    assert plain.render() is None
+    assert toy_envs.TaskEnv(needle(), render_mode="ansi").render() is None
+
+
+def test_task_env_render_shows_the_last_response():
+    """After reset the response line is empty; after step it is the response just scored."""
+    t = needle()
+    env = toy_envs.TaskEnv(t, render_mode="ansi")
+    obs, _ = env.reset(seed=0)
+    assert env.render() == f"prompt:   {words(t, obs)}\nresponse: "
+    action = [t.token_id[s] for s in (".", ".", "b", ".", "<eos>")]
+    env.step(np.array(action))
+    assert env.render() == f"prompt:   {words(t, obs)}\nresponse: . . b . <eos>"
+
+
+def test_token_step_env_renders_nothing_without_ansi_or_before_reset():
+    """The token-per-step wrapper renders only in 'ansi' mode and only after reset; in 'ansi' mode it shows the
+    tokens chosen so far."""
+    t = needle()
+    plain = toy_envs.TokenStepEnv(toy_envs.TaskEnv(t))
+    plain.reset(seed=0)
+    plain.step(t.token_id["."])
+    assert plain.render() is None
+    ansi = toy_envs.TokenStepEnv(toy_envs.TaskEnv(t, render_mode="ansi"))
+    assert ansi.render() is None
+    obs, _ = ansi.reset(seed=0)
+    ansi.step(t.token_id[","])
+    ansi.step(t.token_id["."])
+    assert ansi.render() == f"prompt:   {words(t, obs[:3])}\nresponse: , ."
+
+
+def test_token_step_env_reset_passes_seed_and_options_to_the_wrapped_env():
+    """reset(seed, options) hands both to the wrapped env (gymnasium's wrapper contract), and returns
+    (observation, info) with the observation in the observation space: prompt + PAD-filled response."""
+    import gymnasium as gym
+
+    class Recorder(gym.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            self.seen = (seed, options)
+            return self.env.reset(seed=seed, options=options)
+
+    t = needle()
+    rec = Recorder(toy_envs.TaskEnv(t))
+    env = toy_envs.TokenStepEnv(rec)
+    obs, info = env.reset(seed=7, options={"note": 1})
+    assert rec.seen == (7, {"note": 1})
+    assert isinstance(info, dict) and env.observation_space.contains(obs)
+    assert obs[3:].tolist() == [t.pad_id] * 5
