@@ -10,6 +10,7 @@ import importlib.util
 import os
 import socket
 import sys
+import urllib.parse
 
 
 def parse_task_args(text: str) -> dict:
@@ -105,9 +106,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub answers a TCP connection within `timeout` seconds (HF_HUB_OFFLINE=1: no)."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", ""):
         return False
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (80 if url.scheme == "http" else 443)  # a mirror such as http://localhost:8080 keeps its port
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
         return True
     except OSError:
         return False

@@ -102,6 +102,24 @@ def test_hub_reachable_uses_the_endpoint_host_and_reports_a_failed_connection(mo
     assert conn.calls == [(("hf-mirror.example", 443), 1.5)]
 
 
+@pytest.mark.parametrize(
+    "endpoint, address",
+    [
+        ("http://localhost:8080", ("localhost", 8080)),  # a local mirror keeps its own port
+        ("http://mirror.example/hf", ("mirror.example", 80)),  # plain http: port 80
+        ("https://mirror.example:8443/x", ("mirror.example", 8443)),
+    ],
+)
+def test_hub_reachable_connects_to_the_endpoints_own_port(monkeypatch, endpoint, address):
+    """The port comes from HF_ENDPOINT (or its scheme's default), not a fixed 443: a mirror that is up counts."""
+    conn = FakeConnection()
+    monkeypatch.setattr(loading.socket, "create_connection", conn)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    assert loading.hub_reachable(timeout=2.0) is True
+    assert conn.calls == [(address, 2.0)]
+
+
 # ---- cache_name: which transformers generation is installed -----------------------------------------------------
 @pytest.mark.parametrize(
     "fields, want", [(("logits", "cache"), "cache"), (("logits", "past_key_values"), "past_key_values")]
