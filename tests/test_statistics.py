@@ -1,9 +1,9 @@
 """The statistics behind every number of the study's report (benchmarks/study.py), each against an independent
 computation: the learning-curve area by hand and in closed form, the Student-t intervals of means and paired
-differences against closed forms, tables and their coverage at ten seeds, the bootstrap intervals (of a mean and of a ratio
-of paired means) against the exact bootstrap distribution (all n^n resamples of a small sample) and against their
-level (coverage of a known mean over many samples), the paired difference and the oracle share by hand, and the
-learning-rate selection on run files written here."""
+differences against closed forms, tables and their coverage at ten seeds, the bootstrap intervals (of a mean and of
+a ratio of paired means) against the exact bootstrap distribution (all n^n resamples of a small sample) and against
+their level (coverage of a known mean over many samples), the paired difference and the oracle share by hand, and
+the learning-rate selection on run files written here."""
 
 import itertools
 import json

@@ -63,13 +63,15 @@ def test_lr_selection_averages_the_tuning_seeds_and_breaks_ties_to_the_smaller_r
     plan = study.make_plan(tasks=["needle-8"], variants=["dapo"], seeds=(1,), tune_seeds=(101, 102))
     # seed 101 alone would pick 2e-3, seed 102 alone 5e-4; the mean over both ties 5e-4 with 1e-3 (0.3)
     aucs = {(101, 5e-4): 0.1, (102, 5e-4): 0.5, (101, 1e-3): 0.3, (102, 1e-3): 0.3, (101, 2e-3): 0.6, (102, 2e-3): -0.1}
+    aucs.update({(101, 4e-3): 0.2, (102, 4e-3): 0.0})  # needle's grid has a fourth rate
+    assert {lr for _, lr in aucs} == set(study.TASKS["needle-8"].lrs)
     for (seed, lr), auc in aucs.items():
         study.write_json(
             study.Job("tune", "needle-8", "dapo", seed, lr).path(str(tmp_path)), {"seed": seed, "lr": lr, "auc": auc}
         )
     sel = study.select_lrs(plan, "needle-8", str(tmp_path))["dapo"]
     assert sel["lr"] == 5e-4 and sel["tune_seeds"] == [101, 102]
-    assert sel["mean_auc"] == {"0.0005": 0.3, "0.001": 0.3, "0.002": 0.25}
+    assert sel["mean_auc"] == {"0.0005": 0.3, "0.001": 0.3, "0.002": 0.25, "0.004": 0.1}
     assert study.selections_from_files(str(tmp_path))["needle-8"]["dapo"]["lr"] == 5e-4  # the report agrees
 
 
