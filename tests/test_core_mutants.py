@@ -1,0 +1,202 @@
+"""Properties of gcpo.update's derived randomness, the quality bootstrap, load_tokenizer's pad token and
+GCPOTrainer._rollout_logps that the other tests leave open: each expected value comes from a hand count or an
+independent plain computation (numpy / a direct forward), never from the code under test."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import gcpo
+from credit_kit.quality import bootstrap
+from gcpo_support import loading
+from tests.test_pipeline import POLICY, TASK, PromptLookupLM, RecordingOptimizer, config, handmade_batch
+from toy_envs.text import stand_in_tokenizer
+
+
+# ---- update: the mini-batch order and the credit scheme's generator ---------------------------------------
+def stream(seed, *keys):
+    """The documented derivation of seeded(cfg, *keys)'s torch generator, written out independently: numpy's
+    default_rng over [seed, *keys] draws a 62-bit integer that seeds a CPU torch.Generator."""
+    return torch.Generator().manual_seed(int(np.random.default_rng([seed, *keys]).integers(2**62)))
+
+
+def run_update(step, cfg, global_seed=0):
+    """One gcpo.update (lr 0) on 8 hand-made responses, each carrying its row number; returns the rows of the
+    micro-batches in the order update visits them, and the state of the credit generator the first micro-batch
+    gets (before anything has drawn from it)."""
+    model, batch = handmade_batch(n=8)
+    batch["row"] = torch.arange(8)
+    rows, states = [], []
+    original = gcpo.micro_batch_loss
+
+    def spy(model, ref_model, b, cfg, scheme, total_tokens, total_seqs, generator=None):
+        rows.append(b["row"].clone())
+        states.append(generator.get_state().clone())
+        return original(model, ref_model, b, cfg, scheme, total_tokens, total_seqs, generator)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gcpo, "micro_batch_loss", spy)
+        torch.manual_seed(global_seed)
+        gcpo.update(model, RecordingOptimizer(model.parameters()), None, batch, cfg, step=step)
+    return torch.cat(rows), states[0]
+
+
+def test_update_order_is_the_steps_own_derived_permutation_each_epoch():
+    """Two epochs of 4 mini-batches of 1-row micro-batches: the rows are visited in the two successive
+    permutations of the (seed, step, 1_000_003) stream, so a run reproduces; the order changes with the step,
+    ignores torch's global seed, and is not the rollout's sampling stream (seed, step, 0)."""
+    cfg = config(minibatches=4, micro_batch=1, epochs=2, seed=5)
+    for step in (0, 3):
+        order, _ = run_update(step, cfg)
+        gen = stream(5, step, 1_000_003)
+        want = torch.cat([torch.randperm(8, generator=gen) for _ in range(2)])
+        assert torch.equal(order, want), (step, order, want)
+        sampling = stream(5, step, 0)
+        assert not torch.equal(order, torch.cat([torch.randperm(8, generator=sampling) for _ in range(2)]))
+    assert not torch.equal(run_update(0, cfg)[0], run_update(3, cfg)[0])  # the step is part of the stream
+    assert torch.equal(run_update(3, cfg, global_seed=0)[0], run_update(3, cfg, global_seed=123)[0])
+
+
+def rollout_credit_generator(step, cfg):
+    """The state of the generator gcpo.rollout hands to the credit scheme (weights from the rollout policy)."""
+    seen, original = [], gcpo.credit_weights
+
+    def spy(model, b, cfg, scheme, generator=None, logp=None, logp_all=None):
+        seen.append(generator.get_state().clone())
+        return original(model, b, cfg, scheme, generator, logp, logp_all)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gcpo, "credit_weights", spy)
+        gcpo.rollout(PromptLookupLM(POLICY), TASK, cfg, step)
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_update_credit_generator_is_the_one_the_rollout_scores_with():
+    """The credit scheme's randomness (the `shuffled` control's) in update is the (seed, step, 2_000_003)
+    stream, the one rollout hands to the scheme when the weights come from the rollout policy; it changes with
+    the step."""
+    cfg = config("gcpo", credit="shuffled", seed=7, dynamic_sampling=False)
+    rollout_cfg = config("gcpo", credit="shuffled", seed=7, weights_from="rollout", dynamic_sampling=False)
+    for step in (0, 2):
+        _, state = run_update(step, cfg)
+        assert torch.equal(state, stream(7, step, 2_000_003).get_state())
+        assert torch.equal(state, rollout_credit_generator(step, rollout_cfg))
+    assert not torch.equal(run_update(0, cfg)[1], run_update(2, cfg)[1])
+
+
+# ---- the quality bootstrap --------------------------------------------------------------------------------
+def test_quality_bootstrap_against_every_resample_of_two_prompts():
+    """2 prompts of G = 2: the 4 equally likely prompt resamples (0,0), (0,1), (1,0), (1,1) give the AUC
+    0.4, 17/30, 17/30, 0.9 (NaN left out) and the share 4/12, 7/14, 7/14, 10/16; each extreme has probability
+    1/4, so the 2.5% and 97.5% points of 1,000 draws are the smallest and the largest. The estimates are the
+    whole sample's: AUC 17/30, share 7/14."""
+    auc = np.array([0.2, 0.6, 0.9, np.nan])
+    on_key, total = np.array([1.0, 1.0, 3.0, 2.0]), np.array([4.0, 2.0, 4.0, 4.0])
+    out = bootstrap(auc, on_key, total, G=2)
+    assert out["auc"] == pytest.approx((17 / 30, 0.4, 0.9), rel=1e-12)
+    assert out["share"] == pytest.approx((7 / 14, 4 / 12, 10 / 16), rel=1e-12)
+
+
+def test_quality_bootstrap_estimates_over_the_whole_prompts_it_resamples():
+    """A trailing partial group (5 responses, G = 2) is no prompt: the point estimates use the 2 whole prompts
+    that the intervals resample, as if the fifth response were not there."""
+    auc = np.array([0.2, 0.6, 0.9, np.nan, 0.0])
+    on_key, total = np.array([1.0, 1.0, 3.0, 2.0, 9.0]), np.array([4.0, 2.0, 4.0, 4.0, 9.0])
+    out = bootstrap(auc, on_key, total, G=2)
+    assert out["auc"][0] == pytest.approx(17 / 30, rel=1e-12) and out["share"][0] == pytest.approx(7 / 14, rel=1e-12)
+    assert out == bootstrap(auc[:4], on_key[:4], total[:4], G=2)
+
+
+def test_quality_bootstrap_of_an_undefined_auc_is_nan_without_warnings():
+    """No response with both kinds of token: the AUC's estimate and interval are NaN, with no numpy
+    'Mean of empty slice' / 'All-NaN slice' warning; one prompt without an AUC only drops the resamples made of
+    it alone (the other prompt's AUC is 0.5 in every remaining resample)."""
+    on_key, total = np.array([1.0, 0.0, 1.0, 1.0]), np.array([2.0, 2.0, 2.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none = bootstrap(np.full(4, np.nan), on_key, total, G=2)
+        half = bootstrap(np.array([np.nan, np.nan, 0.3, 0.7]), on_key, total, G=2)
+    assert all(np.isnan(x) for x in none["auc"]) and none["share"][0] == pytest.approx(3 / 8)
+    assert half["auc"] == pytest.approx((0.5, 0.5, 0.5), abs=1e-12)
+
+
+# ---- load_tokenizer -----------------------------------------------------------------------------------------
+def test_load_tokenizer_pads_with_eos_only_when_there_is_no_pad_token(tmp_path):
+    """A tokenizer saved without a pad token (as GPT-2) gets EOS as its pad; one with its own pad token keeps it;
+    both pad on the left."""
+    bare = stand_in_tokenizer(300)
+    bare.pad_token = None
+    bare.save_pretrained(tmp_path / "bare")
+    own = stand_in_tokenizer(300)
+    own.add_special_tokens({"pad_token": "<pad>"})
+    own.save_pretrained(tmp_path / "own")
+    tok = loading.load_tokenizer(str(tmp_path / "bare"))
+    assert tok.pad_token == tok.eos_token == "<|endoftext|>" and tok.padding_side == "left"
+    tok = loading.load_tokenizer(str(tmp_path / "own"))
+    assert tok.pad_token == "<pad>" and tok.eos_token == "<|endoftext|>" and tok.padding_side == "left"
+    assert tok.pad_token_id != tok.eos_token_id
+
+
+# ---- GCPOTrainer._rollout_logps -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trl_tiny(tmp_path_factory):
+    pytest.importorskip("trl", reason="optional extra: pip install -r requirements-trl.txt")
+    from toy_envs.text import save_stand_in_gpt2
+
+    return save_stand_in_gpt2(str(tmp_path_factory.mktemp("tiny_trl_core")))
+
+
+def test_rollout_logps_are_a_plain_forwards_in_chunks_of_the_batch_size(trl_tiny, tmp_path):
+    """The rollout log-probs equal one ordinary forward's log-softmax at the completion tokens; the entropy is
+    computed only when asked (then H = −Σ π log π); the forward runs in chunks of batch_size rows (8 rows, 3 at a
+    time: 3, 3, 2), whole when none is given."""
+    from gcpo_trl import GCPOTrainer
+    from tests.test_trl import dataset, generated_batch, plain_logps, trainer
+
+    data = dataset()
+    t = trainer(GCPOTrainer, trl_tiny, tmp_path, data)
+    out = generated_batch(t, data)
+    t.model.eval()
+    with torch.no_grad():
+        want, want_h = plain_logps(
+            t.model, out["prompt_ids"], out["prompt_mask"], out["completion_ids"], out["completion_mask"], entropy=True
+        )
+    m = out["completion_mask"].bool()
+    sizes = []
+    hook = t.model.register_forward_pre_hook(
+        lambda mod, args, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        logp, entropy = t._rollout_logps(out)
+        assert entropy is None and sizes == [8]
+        sizes.clear()
+        chunked, chunked_h = t._rollout_logps(out, batch_size=3, compute_entropy=True)
+        assert sizes == [3, 3, 2]
+    finally:
+        hook.remove()
+    torch.testing.assert_close(logp[m], want[m], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked[m], want[m], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked_h[m], want_h[m], rtol=1e-5, atol=1e-5)
+
+
+def test_rollout_logps_restore_gradient_checkpointing_with_the_configured_kwargs(trl_tiny, tmp_path):
+    """The no-grad rollout forward turns gradient checkpointing off and back on with the trainer's
+    gradient_checkpointing_kwargs (use_reentrant=True here, not transformers' default False)."""
+    from gcpo_trl import GCPOTrainer
+    from tests.test_trl import dataset, generated_batch, trainer
+
+    data = dataset()
+    t = trainer(GCPOTrainer, trl_tiny, tmp_path, data)
+    out = generated_batch(t, data)
+    kwargs = {"use_reentrant": True}
+    t.args.gradient_checkpointing_kwargs = kwargs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers 5 renames it activation checkpointing
+        t.model.gradient_checkpointing_enable(kwargs)
+        t._rollout_logps(out)
+    assert t.model.is_gradient_checkpointing
+    funcs = [m._gradient_checkpointing_func for m in t.model.modules() if hasattr(m, "_gradient_checkpointing_func")]
+    assert funcs and all(f.keywords == kwargs for f in funcs), [getattr(f, "keywords", f) for f in funcs]
