@@ -14,7 +14,7 @@ import pytest
 import toy_envs
 from toy_envs.base import other_than
 from toy_envs.render import _heat, shade_tokens
-from toy_envs.tasks import grid_shapes
+from toy_envs.tasks import Needle, grid_shapes
 from toy_envs.text import WordTokenizer, save_stand_in_gpt2, stand_in_tokenizer
 
 
@@ -412,3 +412,10 @@ def test_save_stand_in_gpt2_config_and_seeded_weights(tmp_path):
     loaded = GPT2LMHeadModel.from_pretrained(path2)
     for name, value in ref.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[name]), name
+
+
+def test_task_decode_flattens_any_shape():
+    """Task.decode's docstring: one string per id, any shape flattened (a (2, 2) block reads row by row)."""
+    task = Needle(length=4)
+    ids = np.array([[task.bos_id, task.eos_id], [task.sym0, task.filler0]])
+    assert task.decode(ids) == [task.vocab[task.bos_id], task.vocab[task.eos_id], "a", task.FILLER[0]]

@@ -231,7 +231,7 @@ class Task:
     # ---- text -----------------------------------------------------------------------------------------
     def decode(self, tokens) -> list[str]:
         """Token ids → token strings (one per id; any shape is flattened)."""
-        return [self.vocab[t] for t in self._check_ids(tokens, "tokens").tolist()]
+        return [self.vocab[t] for t in self._check_ids(tokens, "tokens").reshape(-1).tolist()]
 
     def prompt_string(self, prompt) -> str:
         """A prompt (or negative prompt) as one line of text."""

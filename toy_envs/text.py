@@ -119,8 +119,9 @@ def stand_in_tokenizer(vocab_size: int = 600, filler_words: int = 0, seed: int =
 
 
 def save_stand_in_gpt2(path: str, width: int = 32, n_positions: int = 128) -> str:
-    """Save a tiny random-init GPT-2 (2 layers, `width` wide, 2 heads, GPT-2's dropout kept) with a 600-token
-    stand_in_tokenizer to `path`, loadable with from_pretrained: the TRL tests' and bench_trl.py's model."""
+    """Save a tiny random-init GPT-2 (2 layers, `width` wide, 2 heads, GPT-2's dropout kept) with the
+    stand_in_tokenizer (asked for 600 tokens; on its corpus it stops at 580) to `path`, loadable with
+    from_pretrained: the TRL tests' and bench_trl.py's model."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
