@@ -57,6 +57,7 @@ os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported: one thread per 
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import multiprocessing as mp
@@ -223,6 +224,7 @@ def curve_auc(evals) -> float:
     return float(np.sum(np.diff(s) * (r[1:] + r[:-1]) / 2) / (s[-1] - s[0]))
 
 
+@functools.cache  # the report asks for the same few (p, df) hundreds of times
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile (0.5 ≤ p < 1) of Student's t with df degrees of freedom: the t > 0 where
     F(t) = ½ + ∫_0^t c·(1 + u²/df)^(−(df+1)/2) du = p, c = Γ((df+1)/2) / (√(df·π)·Γ(df/2)); the integral by
