@@ -829,11 +829,10 @@ def write_report(out: str) -> str:
     ]
     for t in tasks:
         by_variant = runs[t]
-        before = [r["reward_before"] for r in next(iter(by_variant.values())).values()]
         lines += [
             f"### {t}",
             "",
-            f"Eval reward of the warm start: {np.mean(before):.3f} (mean over seeds).",
+            learned_line(by_variant),
             "",
             "| variant | n | lr | final reward | Δ final vs dapo | | AUC | Δ AUC vs dapo | |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -847,6 +846,10 @@ def write_report(out: str) -> str:
                 d, _ = paired(by_variant, v, "dapo", metric) if v != "dapo" else (None, 0)
                 cells += [fmt_ci(*d), in_words(*d[1:])] if d else ["-", ""]
             lines.append("| " + " | ".join(cells) + " |")
+        mech = [] if t.startswith("needle-") else mechanism_rows(by_variant, t)  # needle's: in the axis section
+        if mech:
+            lines += ["", MECHANISM_INTRO, "", MECHANISM_HEAD[0].replace("| L |", "| task |"), MECHANISM_HEAD[1]]
+            lines += mech
         lines.append("")
     failed = meta.get("failed", [])
     if failed:
@@ -855,6 +858,51 @@ def write_report(out: str) -> str:
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
     return text
+
+
+MECHANISM_INTRO = (
+    "Mechanism, from the controls (paired differences on the same seeds, 95% intervals): the weight law "
+    "without information (gcpo+shuffled − dapo: GCPO's uneven step sizes, placed at random), the value of "
+    "GCPO's placement (gcpo − gcpo+shuffled: the same step sizes, on the tokens the contrast picks) and of "
+    "perfect placement (gcpo+oracle − gcpo+shuffled); then GCPO against each peer scheme (gcpo − peer)."
+)
+MECHANISM_HEAD = ("| L | comparison | Δ AUC | | Δ final | |", "|---|---|---|---|---|---|")
+
+
+def mechanism_rows(r: dict, label: str) -> list[str]:
+    """The mechanism table's rows for one task's runs {variant: {seed: run}}: the controls' paired differences,
+    then gcpo − each peer scheme; a comparison with a variant missing is left out."""
+    peers = [v for v in variant_order(r) if v in PEERS or (v.startswith("dapo+") and v not in VARIANTS)]
+    rows = []
+    for name, a, b in (
+        ("step sizes without information", "gcpo+shuffled", "dapo"),
+        ("GCPO's placement", "gcpo", "gcpo+shuffled"),
+        ("perfect placement", "gcpo+oracle", "gcpo+shuffled"),
+        *(("GCPO vs a peer", "gcpo", v) for v in peers),
+    ):
+        cells = [label, f"{name}: {a} − {b}"]
+        for metric in ("auc", "final"):
+            d, _ = paired(r, a, b, metric)
+            if not d:
+                break
+            cells += [fmt_ci(*d), in_words(*d[1:])]
+        else:
+            rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def learned_line(by_variant: dict) -> str:
+    """Does the budget learn? The variant with the highest mean final reward, and its gain over the warm start
+    (final − the warm start's eval reward, per seed) with a 95% t interval."""
+    best = max(variant_order(by_variant), key=lambda v: np.mean([r["final"] for r in by_variant[v].values()]))
+    rs = by_variant[best]
+    before = np.mean([r["reward_before"] for r in rs.values()])
+    gain = t_mean_ci([rs[s]["final"] - rs[s]["reward_before"] for s in sorted(rs)])
+    verdict = "it learns" if gain[1] > 0 else "NOT shown to learn: the interval includes 0"
+    return (
+        f"Eval reward of the warm start: {before:.3f} (mean over seeds). Best final reward: {best}, gain over the "
+        f"warm start {fmt_ci(*gain)} ({verdict})."
+    )
 
 
 def needle_section(runs: dict, recent: set) -> list[str]:
@@ -907,34 +955,9 @@ def needle_section(runs: dict, recent: set) -> list[str]:
                 sh = oracle_share(r, v, metric) if v != "gcpo+oracle" else None
                 cells.append(fmt_ci(*sh) if sh else "-")
             lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Mechanism, from the controls (paired differences on the same seeds, 95% intervals): the weight law "
-        "without information (gcpo+shuffled − dapo: GCPO's uneven step sizes, placed at random), the value of "
-        "GCPO's placement (gcpo − gcpo+shuffled: the same step sizes, on the tokens the contrast picks) and of "
-        "perfect placement (gcpo+oracle − gcpo+shuffled); then GCPO against each peer scheme (gcpo − peer).",
-        "",
-        "| L | comparison | Δ AUC | | Δ final | |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines += ["", MECHANISM_INTRO, "", *MECHANISM_HEAD]
     for L in lengths:
-        r = runs[f"needle-{L}"]
-        peers = [
-            ("GCPO vs a peer", "gcpo", v)
-            for v in variant_order(r)
-            if v in PEERS or (v.startswith("dapo+") and v not in VARIANTS)
-        ]
-        for label, a, b in (
-            ("step sizes without information", "gcpo+shuffled", "dapo"),
-            ("GCPO's placement", "gcpo", "gcpo+shuffled"),
-            ("perfect placement", "gcpo+oracle", "gcpo+shuffled"),
-            *peers,
-        ):
-            cells = [str(L), f"{label}: {a} − {b}"]
-            for metric in ("auc", "final"):
-                d, _ = paired(r, a, b, metric)
-                cells += [fmt_ci(*d), in_words(*d[1:])] if d else ["-", ""]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += mechanism_rows(runs[f"needle-{L}"], str(L))
     return lines + [""]
 
 

@@ -44,6 +44,40 @@ def test_in_words():
     assert study.in_words(0.0, 0.2) == "includes 0"
 
 
+def _runs(**finals):
+    """{variant: {seed: run}} with the given final rewards per seed (AUC = final / 2, warm start 0.1)."""
+    run = lambda f: {"final": f, "auc": f / 2, "reward_before": 0.1}  # noqa: E731
+    return {v: {s: run(f) for s, f in enumerate(fs, 1)} for v, fs in finals.items()}
+
+
+def test_learned_line_names_the_best_variant_and_its_gain_over_the_warm_start():
+    r = _runs(dapo=[0.3, 0.5, 0.4], gcpo=[0.6, 0.8, 0.7])
+    line = study.learned_line(r)
+    m, lo, hi = study.t_mean_ci([0.5, 0.7, 0.6])  # gcpo's final − 0.1, per seed
+    assert f"Best final reward: gcpo, gain over the warm start {study.fmt_ci(m, lo, hi)} (it learns)" in line
+    assert "warm start: 0.100" in line
+    flat = _runs(dapo=[0.0, 0.2, 0.1])  # gains −0.1, 0.1, 0: the interval includes 0
+    assert "NOT shown to learn" in study.learned_line(flat)
+
+
+def test_mechanism_rows_are_the_controls_and_peers_as_paired_differences():
+    r = _runs(
+        dapo=[0.5, 0.6, 0.7],
+        gcpo=[0.6, 0.8, 0.7],
+        **{"gcpo+shuffled": [0.4, 0.6, 0.5], "dapo+entropy_top20": [0.2, 0.3, 0.1]},
+    )
+    rows = study.mechanism_rows(r, "copy")
+    assert [row.split(" | ")[1] for row in rows] == [
+        "step sizes without information: gcpo+shuffled − dapo",
+        "GCPO's placement: gcpo − gcpo+shuffled",
+        "GCPO vs a peer: gcpo − dapo+entropy_top20",  # no oracle: its row is left out
+    ]
+    d = study.t_mean_ci([0.6 - 0.2, 0.8 - 0.3, 0.7 - 0.1])
+    assert rows[2].startswith("| copy |") and study.fmt_ci(*d) in rows[2]  # final, paired by seed
+    d_auc = study.t_mean_ci([0.4 / 2 - 0.5 / 2, 0.6 / 2 - 0.6 / 2, 0.5 / 2 - 0.7 / 2])  # AUC: shuffled − dapo
+    assert study.fmt_ci(*d_auc) in rows[0]
+
+
 def test_bootstrap_ratio_is_the_ratio_of_means_with_a_paired_interval():
     num, den = [0.1, 0.3, 0.2, 0.0, 0.4], [0.5, 0.6, 0.4, 0.3, 0.7]
     r, lo, hi = study.bootstrap_ratio_ci(num, den)
