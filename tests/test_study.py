@@ -401,3 +401,76 @@ def test_committed_report_is_what_the_committed_run_files_rebuild(tmp_path):
     committed = (results / "report.md").read_text()
     study.write_report(str(results))
     assert (results / "report.md").read_text() == committed
+
+
+T975_DF2 = 4.302652729911275  # Student t's 97.5% quantile at 2 degrees of freedom (tables): 3 seeds
+
+
+def _by_hand(x):
+    """mean ± t·sd/√n over 3 values, the 95% t interval, formatted as the report prints it."""
+    x = np.asarray(x, dtype=np.float64)
+    half = T975_DF2 * x.std(ddof=1) / np.sqrt(3)
+    return f"{x.mean():.3f} [{x.mean() - half:.3f}, {x.mean() + half:.3f}]"
+
+
+def test_report_tables_from_synthetic_run_files_match_a_computation_by_hand(tmp_path):
+    """write_report on run files written here, every checked cell recomputed by hand: the needle criterion (met at
+    one length, not at the other), the paired differences to dapo, the oracle share's point value, the per-task table,
+    the learning-rate selection with its tie and the CPU-hours."""
+    out = tmp_path / "results"
+    before = [0.2, 0.25, 0.3]
+    finals = {
+        ("needle-8", "dapo"): [0.5, 0.6, 0.9],
+        ("needle-8", "gcpo"): [0.7, 0.7, 0.95],
+        ("needle-8", "gcpo+oracle"): [0.8, 0.9, 1.0],  # gain over the warm start 0.6, 0.65, 0.7: criterion met
+        ("needle-16", "dapo"): [0.3, 0.4, 0.2],
+        ("needle-16", "gcpo+oracle"): [0.5, 0.9, 0.4],  # gain 0.3, 0.65, 0.1: lower bound < 0.4, not met
+        ("copy", "dapo"): [0.6, 0.7, 0.65],
+        ("copy", "gcpo"): [0.62, 0.8, 0.6],
+    }
+
+    def write(path, **fields):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(fields))
+
+    for (task, v), fs in finals.items():
+        budget = study.TASKS[task].budget()
+        for seed, (f, b) in enumerate(zip(fs, before), 1):
+            run = dict(phase="report", task=task, variant=v, seed=seed, lr=1e-3, budget=budget)
+            run.update(final=f, auc=f / 2 + b / 4, reward_before=b, seconds=2.0, cpu_seconds=1.5)
+            write(out / "runs" / "report" / task / v / f"seed{seed}.json", **run)
+    tune_auc = {
+        (101, 5e-4): 0.3,
+        (102, 5e-4): 0.5,
+        (101, 1e-3): 0.2,
+        (102, 1e-3): 0.6,
+        (101, 2e-3): 0.1,
+        (102, 2e-3): 0.2,
+    }
+    for (seed, lr), auc in tune_auc.items():
+        run = dict(phase="tune", task="copy", variant="dapo", seed=seed, lr=lr, auc=auc, seconds=1.0, cpu_seconds=1.5)
+        write(out / "runs" / "tune" / "copy" / "dapo" / f"seed{seed}_lr{lr:g}.json", **run)
+    text = study.write_report(str(out))
+    rows = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in text.splitlines() if " | " in line}
+
+    # the compute: 21 reporting + 6 tuning files at 1.5 CPU-seconds each
+    assert f"Compute: {27 * 1.5 / 3600:.3f} CPU-hours" in text
+    # the criterion: the oracle's gain over the warm start, per seed
+    gain8 = np.subtract(finals[("needle-8", "gcpo+oracle")], before)
+    gain16 = np.subtract(finals[("needle-16", "gcpo+oracle")], before)
+    assert f"| {_by_hand(gain8)} | met |" in rows["| 8 | 3"]
+    assert f"| {_by_hand(gain16)} | NOT met |" in rows["| 16 | 3"]
+    # the axis: gcpo − dapo on AUC and final, paired by seed, and the share of the oracle's gain (point value)
+    auc = {k: np.asarray(f) / 2 + np.asarray(before) / 4 for k, f in finals.items()}
+    d_auc = auc[("needle-8", "gcpo")] - auc[("needle-8", "dapo")]
+    d_fin = np.subtract(finals[("needle-8", "gcpo")], finals[("needle-8", "dapo")])
+    row = rows["| 8 | gcpo"]
+    assert f"| {_by_hand(d_auc)} | " in row and f"| {_by_hand(d_fin)} | " in row
+    share_auc = d_auc.mean() / (auc[("needle-8", "gcpo+oracle")] - auc[("needle-8", "dapo")]).mean()
+    assert f"| {share_auc:.3f} [" in row
+    # the per-task table: gcpo's final mean with its interval, and Δ final vs dapo with its verdict
+    d_copy = np.subtract(finals[("copy", "gcpo")], finals[("copy", "dapo")])
+    row = rows["| gcpo | 3"]
+    assert f"| {_by_hand(finals[('copy', 'gcpo')])} | {_by_hand(d_copy)} | includes 0 |" in row
+    # learning rates: mean tuning AUC 0.4, 0.4, 0.15: a tie, which goes to the smaller rate
+    assert "- copy: dapo **0.0005** (0.0005: 0.400, 0.001: 0.400, 0.002: 0.150)" in text
