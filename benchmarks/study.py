@@ -816,10 +816,10 @@ def write_report(out: str) -> str:
         lines.append(
             f"- {t}: "
             + "; ".join(
-                f"{o} **{s['lr']:g}** ("
-                + ", ".join(f"{lr:g}: {a:.3f}" for lr, a in sorted(s["mean_auc"].items()))
+                f"{o} **{selection[t][o]['lr']:g}** ("
+                + ", ".join(f"{lr:g}: {a:.3f}" for lr, a in sorted(selection[t][o]["mean_auc"].items()))
                 + ")"
-                for o, s in sorted(selection[t].items(), key=lambda kv: variant_order([kv[0]]))
+                for o in variant_order(selection[t])  # the study's order: dapo, gcpo, the peers, grpo, dr_grpo
             )
         )
     lines += needle_section(runs, recent)

@@ -335,6 +335,8 @@ def test_learning_rate_line_has_one_entry_per_tuned_owner(report):
     entries = line.removeprefix("- copy: ").split("; ")
     owners = [o for (t, o) in TUNE if t == "copy"]
     assert sorted(e.split(" **")[0] for e in entries) == sorted(owners)
+    # in the study's variant order (dapo, gcpo, the peers, grpo, dr_grpo), not by name
+    assert [e.split(" **")[0] for e in entries] == [v for v in study.DEFAULT_VARIANTS if v in owners]
     for e in entries:
         owner = e.split(" **")[0]
         aucs = TUNE[("copy", owner)]
