@@ -274,7 +274,7 @@ def sentiment_mechanism(runs, path):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
-    fig.suptitle("Sentiment: what changes when GCPO destabilises (mean over the reporting seeds, 95% band)")
+    fig.suptitle("Sentiment: entropy, weights, length and tied groups per variant (mean over seeds, 95% band)")
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     fig.savefig(path, dpi=110)
