@@ -2,11 +2,15 @@
 layout, the Cost lines (CPU-hours, worker-hours, wall time, workers) and the seed lines recomputed from the files
 written here, the budget table against the TASKS table, the † marks of the last invocation, the per-task tables
 (lr column, dapo's own row, the mechanism table of non-needle tasks), the learning-rate line's order, the failed
-runs, and the Design section; and the small helpers the study stands on (parse_seeds, scheme_variant, write_json,
-all_run_files, task_order, TaskSpec.budget)."""
+runs, and the Design section; the needle axis (the oracle criterion at the ORACLE_MARGIN boundary, the Δ table with
+its '-' cells and oracle shares, the mechanism rows by length), mechanism_rows (controls, then peers: PEERS or a custom
+dapo+ scheme) and learned_line (best mean final, ties, a zero lower end); the plan a user narrows (make_plan's full and
+--quick defaults and narrowing, resolve_variants' errors, Plan.jobs); and the small helpers the study stands on
+(parse_seeds, scheme_variant, write_json, collect, all_run_files, task_order, variant_order, TaskSpec.budget)."""
 
 import dataclasses
 import json
+import math
 import os
 
 import pytest
@@ -435,3 +439,275 @@ def test_scheme_variant_splits_a_file_scheme_at_the_last_colon(tmp_path):
     name, v = study.scheme_variant(spec)
     assert name == "dapo+study_report_scheme.weights"
     assert v.options == {"credit": spec} and v.lr_from == name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the needle axis, the mechanism rows and the learned line, from run dicts {task: {variant: {seed: run}}}
+
+# Student's t, 0.975 quantile, by df (df = 1: the Cauchy quantile tan(0.475π))
+T975 = {1: math.tan(0.475 * math.pi), 2: 4.302652729911275, 3: 3.182446305284263, 4: 2.7764451051977987}
+
+
+def _ci(x):
+    """'mean [lo, hi]' of x with its 95% t interval, computed here in float64 from the table above."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    m = x.mean()
+    if len(x) < 2:
+        return f"{m:.3f} [{m:.3f}, {m:.3f}]", m, m
+    half = T975[len(x) - 1] * x.std(ddof=1) / np.sqrt(len(x))
+    return f"{m:.3f} [{m - half:.3f}, {m + half:.3f}]", m - half, m + half
+
+
+def _runs(finals, aucs=None, before=(0.2, 0.25, 0.3)):
+    """{seed: run} for seeds 1.. from the finals (and AUCs; default: final / 2) and the warm start's rewards."""
+    aucs = aucs or [f / 2 for f in finals]
+    return {s: dict(final=f, auc=a, reward_before=b) for s, (f, a, b) in enumerate(zip(finals, aucs, before), 1)}
+
+
+NEEDLE = {
+    "needle-8": {
+        "dapo": _runs([0.5, 0.6, 0.9], [0.3, 0.35, 0.5]),
+        "gcpo": _runs([0.7, 0.7, 0.95], [0.4, 0.45, 0.55]),
+        "gcpo+shuffled": _runs([0.55, 0.5, 0.85], [0.3, 0.3, 0.45]),
+        "gcpo+oracle": _runs([0.8, 0.9, 1.0], [0.5, 0.6, 0.7]),
+    },
+    # no dapo; the oracle's gain is exactly ORACLE_MARGIN on both seeds (0.5 − 0.1 == 0.4 in float64)
+    "needle-16": {"gcpo+oracle": _runs([0.5, 0.5], before=(0.1, 0.1)), "gcpo": _runs([0.3])},
+    "needle-32": {"gcpo": _runs([0.4, 0.5]), "dapo": _runs([0.3, 0.6])},  # no oracle: no criterion row
+    # the oracle's mean gain (0.5) passes the margin while its interval's lower end does not
+    "needle-64": {"dapo": _runs([0.1, 0.2], before=(0.1, 0.1)), "gcpo+oracle": _runs([0.4, 0.8], before=(0.1, 0.1))},
+}
+
+
+@pytest.fixture
+def axis():
+    return "\n".join(study.needle_section(NEEDLE, set()))
+
+
+def _axis_tables(text):
+    return [(h, r) for title, h, r in _tables(text) if title.startswith("## The credit-difficulty axis")]
+
+
+def test_needle_criterion_table_per_length(axis):
+    """The criterion table: one row per needle length with a gcpo+oracle run, by length numerically (16 after 8): the
+    oracle's seeds, the warm start's mean reward, the oracle's mean final, its gain over the warm start with a 95% t
+    interval, 'met' when the mean gain is ≥ ORACLE_MARGIN (the boundary included, judged on the mean, not the
+    interval's lower end), and dapo's mean final ('-' without dapo)."""
+    (head, rows), *_ = _axis_tables(axis)
+    assert head == ["L", "seeds", "warm start", "gcpo+oracle final", "gain [95% interval]", "criterion", "dapo final"]
+    assert [r[0] for r in rows] == ["8", "16", "64"]
+    r8, r16, r64 = rows
+    assert r8[1:4] == ["3", f"{(0.2 + 0.25 + 0.3) / 3:.3f}", f"{0.9:.3f}"]
+    assert r8[4] == _ci([0.8 - 0.2, 0.9 - 0.25, 1.0 - 0.3])[0]
+    assert r8[5:] == ["met", f"{(0.5 + 0.6 + 0.9) / 3:.3f}"]
+    assert r16[1:] == ["2", "0.100", "0.500", "0.400 [0.400, 0.400]", "met", "-"]
+    text, lo, _ = _ci([0.3, 0.7])
+    assert lo < study.ORACLE_MARGIN
+    assert r64[1:] == ["2", "0.100", "0.600", text, "met", "0.150"]
+
+
+def test_needle_criterion_not_met_below_the_margin():
+    """A mean gain just under ORACLE_MARGIN is 'NOT met'."""
+    runs = {"needle-8": {"gcpo+oracle": _runs([0.49, 0.49], before=(0.1, 0.1))}}
+    (head, rows), *_ = _axis_tables("\n".join(study.needle_section(runs, set())))
+    assert rows[0][5] == "NOT met"
+
+
+def test_needle_difference_table_against_dapo(axis):
+    """The per-length Δ table: every variant but dapo (the reference has no row), by length then in the study's
+    variant order; Δ AUC then Δ final vs dapo with its interval and verdict, '-' and an empty verdict where the variant
+    shares no seed with dapo; the share of the oracle's gain where it is defined, '-' for the oracle's own row and
+    where dapo or a second common seed is missing."""
+    _, (head, rows), _ = _axis_tables(axis)
+    assert head[:2] == ["L", "variant"] and len(head) == 8
+    assert [(r[0], r[1]) for r in rows] == [
+        ("8", "gcpo"),
+        ("8", "gcpo+shuffled"),
+        ("8", "gcpo+oracle"),
+        ("16", "gcpo"),
+        ("16", "gcpo+oracle"),
+        ("32", "gcpo"),
+        ("64", "gcpo+oracle"),
+    ]
+    by = {(r[0], r[1]): r[2:] for r in rows}
+    n8 = NEEDLE["needle-8"]
+    for v in ("gcpo", "gcpo+shuffled", "gcpo+oracle"):
+        for k, metric in ((0, "auc"), (2, "final")):
+            d = [n8[v][s][metric] - n8["dapo"][s][metric] for s in (1, 2, 3)]
+            text, lo, hi = _ci(d)
+            assert by[("8", v)][k : k + 2] == [text, "excludes 0" if lo > 0 or hi < 0 else "includes 0"], (v, metric)
+    assert by[("8", "gcpo+oracle")][4:] == ["-", "-"]
+    for k, metric in ((4, "auc"), (5, "final")):
+        num = sum(n8["gcpo"][s][metric] - n8["dapo"][s][metric] for s in (1, 2, 3))
+        den = sum(n8["gcpo+oracle"][s][metric] - n8["dapo"][s][metric] for s in (1, 2, 3))
+        assert by[("8", "gcpo")][k].startswith(f"{num / den:.3f} ["), metric
+    for key in (("16", "gcpo"), ("16", "gcpo+oracle")):
+        assert by[key] == ["-", "", "-", "", "-", "-"]
+    assert by[("32", "gcpo")][4:] == ["-", "-"]  # no oracle
+    assert by[("64", "gcpo+oracle")][4:] == ["-", "-"]
+
+
+def test_needle_mechanism_rows_are_labelled_by_length(axis):
+    """The axis's mechanism table: per length, the comparisons whose two variants both ran, labelled by L."""
+    *_, (head, rows) = _axis_tables(axis)
+    assert head[:2] == ["L", "comparison"]
+    assert [(r[0], r[1].split(":")[0]) for r in rows] == [
+        ("8", "step sizes without information"),
+        ("8", "GCPO's placement"),
+        ("8", "perfect placement"),
+    ]
+
+
+def test_no_needle_task_no_axis_section():
+    """Without a needle run the axis section is left out."""
+    assert study.needle_section({"copy": NEEDLE["needle-8"]}, set()) == []
+
+
+def test_mechanism_rows_controls_then_peers():
+    """mechanism_rows: the controls (gcpo+shuffled − dapo, gcpo − gcpo+shuffled, gcpo+oracle − gcpo+shuffled), then
+    gcpo − each peer: a PEERS scheme or a 'dapo+<scheme>' not in VARIANTS (a custom credit scheme), in the study's
+    order, the unknown ones by name; a variant that is neither (an unknown gcpo+ name, grpo) is no peer. Each row:
+    the label, 'name: a − b', then Δ AUC and Δ final with their intervals and verdicts."""
+    base = NEEDLE["needle-8"]
+    r = dict(base)
+    r["dapo+entropy_top20"] = _runs([0.6, 0.65, 0.9], [0.35, 0.3, 0.5])
+    r["dapo+mymod.k3"] = _runs([0.5, 0.65, 0.8])
+    r["gcpo+mystery"] = _runs([0.5, 0.6, 0.7])
+    r["grpo"] = _runs([0.4, 0.6, 0.7])
+    rows = [_cells(x) for x in study.mechanism_rows(r, "lbl")]
+    pairs = [
+        ("step sizes without information", "gcpo+shuffled", "dapo"),
+        ("GCPO's placement", "gcpo", "gcpo+shuffled"),
+        ("perfect placement", "gcpo+oracle", "gcpo+shuffled"),
+        ("GCPO vs a peer", "gcpo", "dapo+entropy_top20"),
+        ("GCPO vs a peer", "gcpo", "dapo+mymod.k3"),
+    ]
+    assert [x[:2] for x in rows] == [["lbl", f"{n}: {a} − {b}"] for n, a, b in pairs]
+    for row, (_, a, b) in zip(rows, pairs):
+        cells = []
+        for metric in ("auc", "final"):
+            text, lo, hi = _ci([r[a][s][metric] - r[b][s][metric] for s in (1, 2, 3)])
+            cells += [text, "excludes 0" if lo > 0 or hi < 0 else "includes 0"]
+        assert row[2:] == cells, row
+
+
+def test_mechanism_rows_leave_out_a_comparison_with_a_missing_variant():
+    """Without gcpo+shuffled, the three controls that need it are left out; without any common seed, a row too."""
+    r = {v: runs for v, runs in NEEDLE["needle-8"].items() if v != "gcpo+shuffled"}
+    r["dapo+entropy_top20"] = {9: dict(final=0.5, auc=0.2, reward_before=0.1)}
+    assert study.mechanism_rows(r, "x") == []
+
+
+def test_learned_line_names_the_best_mean_final_and_its_gain():
+    """learned_line: the variant with the highest mean final reward (not the last by name), the warm start's mean
+    reward, and its gain over the warm start per seed with a 95% t interval; 'it learns' when the interval's lower
+    end is above 0."""
+    by_variant = {"dapo": _runs([0.8, 0.9, 0.95]), "gcpo": _runs([0.5, 0.6, 0.7]), "grpo": _runs([0.1, 0.2, 0.3])}
+    text, lo, _ = _ci([0.8 - 0.2, 0.9 - 0.25, 0.95 - 0.3])
+    assert lo > 0
+    assert study.learned_line(by_variant) == (
+        f"Eval reward of the warm start: {0.25:.3f} (mean over seeds). Best final reward: dapo, gain over the "
+        f"warm start {text} (it learns)."
+    )
+
+
+def test_learned_line_ties_go_to_the_study_order():
+    """Among variants with the same mean final reward, the first in the study's variant order is named."""
+    by_variant = {"gcpo+oracle": _runs([0.5, 0.6, 0.7]), "gcpo": _runs([0.5, 0.6, 0.7]), "dapo": _runs([0.1, 0.1, 0.1])}
+    assert "Best final reward: gcpo, " in study.learned_line(by_variant)
+
+
+def test_learned_line_a_zero_lower_end_is_not_learning():
+    """A gain whose interval's lower end is exactly 0 (here: no gain on any seed) is 'NOT shown to learn: the
+    interval includes 0'."""
+    line = study.learned_line({"dapo": _runs([0.2, 0.25], before=(0.2, 0.25))})
+    assert line.endswith("gain over the warm start 0.000 [0.000, 0.000] (NOT shown to learn: the interval includes 0).")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the plan a user narrows with --quick, --tasks, --variants, --seeds, --tune-seeds
+
+
+def test_make_plan_defaults_full_and_quick():
+    """make_plan: the full study by default (every task, the default variants, the tuning and reporting seeds),
+    --quick's tiny grid otherwise."""
+    full = study.make_plan()
+    assert list(full.tasks) == list(study.TASKS) and list(full.variants) == list(study.DEFAULT_VARIANTS)
+    assert full.tune_seeds == (101, 102) and full.report_seeds == tuple(range(1, 11))
+    quick = study.make_plan(quick=True)
+    assert list(quick.tasks) == ["needle-8", "sentiment"] and quick.tasks == study.QUICK_TASKS
+    assert list(quick.variants) == list(study.QUICK_VARIANTS)
+    assert quick.tune_seeds == (101, 102) and quick.report_seeds == (1, 2)
+
+
+def test_make_plan_narrows_to_the_requested_tasks_variants_and_seeds():
+    """--tasks, --variants, --seeds and --tune-seeds keep only what was asked for (variants in the order given)."""
+    plan = study.make_plan(tasks=["copy", "needle-16"], variants=["gcpo", "dapo"], seeds=[2, 5], tune_seeds=[7])
+    assert sorted(plan.tasks) == ["copy", "needle-16"]
+    assert plan.tasks["copy"] == study.TASKS["copy"]
+    assert list(plan.variants) == ["gcpo", "dapo"] and plan.variants["gcpo"] == study.VARIANTS["gcpo"]
+    assert plan.report_seeds == (2, 5) and plan.tune_seeds == (7,)
+
+
+def test_make_plan_rejects_an_unknown_task_by_name():
+    """An unknown task (or a full-study task under --quick) is a ValueError that names it."""
+    with pytest.raises(ValueError, match=r"^--tasks nope: unknown; choose from needle-8"):
+        study.make_plan(tasks=["copy", "nope"])
+    with pytest.raises(ValueError, match=r"^--tasks copy: unknown; choose from needle-8, sentiment$"):
+        study.make_plan(quick=True, tasks=["copy"])
+
+
+def test_resolve_variants_rejects_gcpos_own_credit_and_unknown_names():
+    """GCPO's own credit modes are not variants: the error points to gcpo and its controls; an unknown name is an
+    error that names it."""
+    for n in ("uniform", "contrast", "shuffled", "oracle"):
+        with pytest.raises(ValueError, match=rf"^--variants '{n}' is GCPO's own credit; use dapo, gcpo"):
+            study.resolve_variants(["dapo", n])
+    with pytest.raises(ValueError, match=r"^--variants 'nope': not a variant \(dapo, gcpo"):
+        study.resolve_variants(["nope"])
+
+
+def test_plan_jobs_warm_tune_and_report():
+    """Plan.jobs: per task, a warm start (variant '') for every tuning and reporting seed, a tuning run per lr owner ×
+    the task's lr grid × tuning seed, a reporting run per variant on that task × reporting seed; a sentiment-only
+    variant runs (and has its owner, gcpo, tuned) on sentiment alone."""
+    plan = study.make_plan(tasks=["copy", "sentiment"], variants=["dapo", "gcpo+entropy0.02"], seeds=[1, 2])
+    jobs = plan.jobs()
+    assert len(jobs) == len(set(jobs))
+    want = set()
+    for t, owners, variants in (
+        ("copy", ["dapo"], ["dapo"]),
+        ("sentiment", ["dapo", "gcpo"], ["dapo", "gcpo+entropy0.02"]),
+    ):
+        want |= {study.Job("warm", t, "", s) for s in (101, 102, 1, 2)}
+        want |= {study.Job("tune", t, a, s, lr) for a in owners for lr in study.TASKS[t].lrs for s in (101, 102)}
+        want |= {study.Job("report", t, v, s) for v in variants for s in (1, 2)}
+    assert set(jobs) == want
+    assert len(jobs) == 2 * 4 + (1 + 2) * 3 * 2 + (1 + 2) * 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading the run files back
+
+
+def test_collect_reads_one_phase_keyed_by_seed_or_seed_and_rate(tmp_path):
+    """collect: the reporting runs by default, {task: {variant: {seed: run}}}; the tuning runs keyed by (seed, lr);
+    files that are not JSON are ignored."""
+    out = str(tmp_path / "results")
+    rep = {"phase": "report", "seed": 3, "final": 0.5}
+    tune = {"phase": "tune", "seed": 101, "lr": 1e-3, "auc": 0.4}
+    _write(os.path.join(out, "runs", "report", "copy", "gcpo", "seed3.json"), rep)
+    _write(os.path.join(out, "runs", "tune", "copy", "gcpo", "seed101_lr0.001.json"), tune)
+    with open(os.path.join(out, "runs", "report", "copy", "gcpo", "notes.txt"), "w") as f:
+        f.write("not a run")
+    assert study.collect(out) == {"copy": {"gcpo": {3: rep}}}
+    assert study.collect(out, "tune") == {"copy": {"gcpo": {(101, 1e-3): tune}}}
+
+
+def test_variant_order_known_first_then_others_by_name():
+    """variant_order: the study's variants in its order (the defaults, then the other known variants), then names
+    it does not know, alphabetically."""
+    got = study.variant_order(["zeta", "dapo+b", "gcpo+entropy0.02", "gcpo", "alpha", "dapo"])
+    assert got == ["dapo", "gcpo", "gcpo+entropy0.02", "alpha", "dapo+b", "zeta"]
