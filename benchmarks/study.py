@@ -849,7 +849,8 @@ def write_report(out: str) -> str:
                 d, _ = paired(by_variant, v, "dapo", metric) if v != "dapo" else (None, 0)
                 cells += [fmt_ci(*d), in_words(*d[1:])] if d else ["-", ""]
             lines.append("| " + " | ".join(cells) + " |")
-        mech = [] if t.startswith("needle-") else mechanism_rows(by_variant, t)  # needle's: in the axis section
+        on_axis = t.startswith("needle-") and t in TASKS  # needle_section's lengths: their table is there
+        mech = [] if on_axis else mechanism_rows(by_variant, t)
         if mech:
             lines += ["", MECHANISM_INTRO, "", MECHANISM_HEAD[0].replace("| L |", "| task |"), MECHANISM_HEAD[1]]
             lines += mech
@@ -901,7 +902,7 @@ def learned_line(by_variant: dict) -> str:
     rs = by_variant[best]
     before = np.mean([r["reward_before"] for r in rs.values()])
     gain = t_mean_ci([rs[s]["final"] - rs[s]["reward_before"] for s in sorted(rs)])
-    verdict = "it learns" if gain[1] > 0 else "NOT shown to learn: the interval includes 0"
+    verdict = "it learns" if gain[1] > 0 else "NOT shown to learn: the interval's lower end is not above 0"
     return (
         f"Eval reward of the warm start: {before:.3f} (mean over seeds). Best final reward: {best}, gain over the "
         f"warm start {fmt_ci(*gain)} ({verdict})."
@@ -940,8 +941,8 @@ def needle_section(runs: dict, recent: set) -> list[str]:
         "",
         "Per length: the paired difference to dapo on the same seeds (95% interval), and the share of the "
         "oracle's gain over dapo that the scheme recovers, (scheme − dapo)/(oracle − dapo), with a paired "
-        "bootstrap interval ('-' where some resample of the oracle's gain over dapo is 0 or negative: the "
-        "ratio is then unbounded). A share is only as stable as the oracle's gain is large.",
+        "bootstrap interval ('-' where the resampled means of the oracle's gain over dapo do not all have one "
+        "sign: the ratio is then unbounded). A share is only as stable as the oracle's gain is large.",
         "",
         "| L | variant | Δ AUC vs dapo | | Δ final vs dapo | | share of oracle gain (AUC) | "
         "share of oracle gain (final) |",

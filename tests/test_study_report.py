@@ -620,10 +620,13 @@ def test_learned_line_ties_go_to_the_study_order():
 
 
 def test_learned_line_a_zero_lower_end_is_not_learning():
-    """A gain whose interval's lower end is exactly 0 (here: no gain on any seed) is 'NOT shown to learn: the
-    interval includes 0'."""
+    """A gain whose interval's lower end is exactly 0 (here: no gain on any seed), or below 0 even where the whole
+    interval is negative, is 'NOT shown to learn'."""
     line = study.learned_line({"dapo": _runs([0.2, 0.25], before=(0.2, 0.25))})
-    assert line.endswith("gain over the warm start 0.000 [0.000, 0.000] (NOT shown to learn: the interval includes 0).")
+    verdict = "(NOT shown to learn: the interval's lower end is not above 0)."
+    assert line.endswith(f"gain over the warm start 0.000 [0.000, 0.000] {verdict}")
+    lost = study.learned_line({"dapo": _runs([0.1, 0.15, 0.1], before=(0.5, 0.6, 0.55))})  # every seed loses
+    assert lost.endswith(verdict) and "it learns" not in lost
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -711,3 +714,19 @@ def test_variant_order_known_first_then_others_by_name():
     it does not know, alphabetically."""
     got = study.variant_order(["zeta", "dapo+b", "gcpo+entropy0.02", "gcpo", "alpha", "dapo"])
     assert got == ["dapo", "gcpo", "gcpo+entropy0.02", "alpha", "dapo+b", "zeta"]
+
+
+def test_a_needle_length_outside_the_study_keeps_its_mechanism_table(tmp_path):
+    """A needle task that is not one of the study's lengths (a user's own, e.g. needle-12 from --task-args) is left
+    out of the credit-difficulty section, so its per-task section carries its mechanism table."""
+    out = str(tmp_path / "results")
+    budget = study.TaskSpec("needle", "length=12,position=0").budget()
+    for v, fs in {"dapo": [0.5, 0.6, 0.7], "gcpo": [0.6, 0.6, 0.8], "gcpo+shuffled": [0.4, 0.5, 0.7]}.items():
+        for seed, f in enumerate(fs, 1):
+            run = dict(phase="report", task="needle-12", variant=v, seed=seed, lr=1e-3, budget=budget)
+            run.update(final=f, auc=f / 2, reward_before=0.2, seconds=1.0, cpu_seconds=1.0)
+            _write(os.path.join(out, "runs", "report", "needle-12", v, f"seed{seed}.json"), run)
+    text = study.write_report(out)
+    assert "## The credit-difficulty axis" not in text
+    rows = _section(text, "### needle-12")
+    assert any(row.startswith("| needle-12 | GCPO's placement: gcpo − gcpo+shuffled |") for row in rows)
