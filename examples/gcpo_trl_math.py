@@ -143,6 +143,10 @@ def main(argv=None):
             )
     if config.save_strategy != "no":
         trainer.save_model(config.output_dir)  # on every process (DeepSpeed and FSDP gather the weights)
+    # every rank finishes, then the process group is torn down before exit: a gloo group left to the interpreter's
+    # shutdown can abort a rank ("terminate called without an active exception") after training succeeded
+    acc.wait_for_everyone()
+    acc.end_training()
 
 
 if __name__ == "__main__":

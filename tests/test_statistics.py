@@ -49,6 +49,9 @@ def test_t_interval_by_hand():
     half = 3.182446305284263 * math.sqrt(0.1 / 3) / 2  # t_{3, 0.975} · s / √4
     assert (m, lo, hi) == pytest.approx((0.4, 0.4 - half, 0.4 + half), abs=1e-9)
     assert study.t_mean_ci([0.7]) == (0.7, 0.7, 0.7)
+    # two values, the smallest sample with an interval: df = 1, t_{1, 0.975} = tan(0.475π) = 12.7062...
+    half2 = math.tan(0.475 * math.pi) * (0.2 / math.sqrt(2)) / math.sqrt(2)  # s of (0.1, 0.3) is 0.2/√2
+    assert study.t_mean_ci([0.1, 0.3]) == pytest.approx((0.2, 0.2 - half2, 0.2 + half2), abs=1e-9)
     assert study.t_mean_ci([0.3] * 5) == pytest.approx((0.3, 0.3, 0.3), abs=1e-15)
     _, lo90, hi90 = study.t_mean_ci(x, level=0.9)
     assert lo < lo90 < hi90 < hi
