@@ -593,7 +593,6 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
 
     jobs = plan.jobs()
     sel_path = os.path.join(out, "lr_selection.json")
-    saved = load_json(sel_path) if os.path.exists(sel_path) else {}
     done = {j for j in jobs if j.phase != "report" and matches(j, plan, out, {})}
     selection = {}  # {task: {owner: ...}}: selected in this invocation from the tuning files
 
@@ -605,6 +604,8 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
 
     def select(task, who):
         selection.setdefault(task, {}).update(select_lrs(plan, task, out, [who]))
+        # re-read before each write: another invocation on other tasks of the same folder may have added its own
+        saved = load_json(sel_path) if os.path.exists(sel_path) else {}
         saved.setdefault(task, {}).update(selection[task])
         write_json(sel_path, saved)
 

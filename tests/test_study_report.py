@@ -730,3 +730,32 @@ def test_a_needle_length_outside_the_study_keeps_its_mechanism_table(tmp_path):
     assert "## The credit-difficulty axis" not in text
     rows = _section(text, "### needle-12")
     assert any(row.startswith("| needle-12 | GCPO's placement: gcpo − gcpo+shuffled |") for row in rows)
+
+
+def test_selection_file_keeps_what_another_invocation_wrote_meanwhile(tmp_path, monkeypatch):
+    """Two invocations on other tasks of one results folder each write lr_selection.json: run_study re-reads the
+    file before it adds its own selection, so a task the other invocation selected meanwhile is kept."""
+    out = str(tmp_path / "results")
+    plan = study.make_plan(tasks=["needle-8"], variants=["dapo"], seeds=[1], tune_seeds=(101, 102))
+    plan.report_seeds = ()  # only the tuning phase, whose files are all on disk: nothing runs
+    budget = study.TASKS["needle-8"].budget()
+    for seed in (101, 102):
+        _write(study.Job("warm", "needle-8", "", seed).path(out), {"phase": "warm", "budget": budget})
+        os.makedirs(os.path.join(study.warm_dir(out, "needle-8", seed), "model"))
+        for lr in study.NEEDLE_LRS:
+            run = dict(phase="tune", seed=seed, lr=lr, auc=lr, budget=budget, algo="dapo", overrides={})
+            _write(study.Job("tune", "needle-8", "dapo", seed, lr).path(out), run)
+    other = {"copy": {"gcpo": {"lr": 0.001, "mean_auc": {"0.001": 0.5}, "tune_seeds": [101, 102]}}}
+    real = study.select_lrs
+
+    def select_while_another_invocation_writes(*args, **kwargs):
+        _write(os.path.join(out, "lr_selection.json"), other)  # the other invocation's write, mid-run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study, "select_lrs", select_while_another_invocation_writes)
+    res = study.run_study(plan, out, workers=1)
+    assert res["ran"] == [] and res["failed"] == []
+    with open(os.path.join(out, "lr_selection.json")) as f:
+        saved = json.load(f)
+    assert saved["copy"] == other["copy"]
+    assert saved["needle-8"]["dapo"]["lr"] == max(study.NEEDLE_LRS)  # AUC = lr: the largest rate wins
