@@ -673,6 +673,11 @@ def run_study(plan: Plan, out: str, workers: int, desc: str = "study runs") -> d
             if job.phase == "tune" and tuned(job.task, job.variant):
                 select(job.task, job.variant)
                 tqdm.write(f"{job.task}: selected lr {selection[job.task][job.variant]['lr']:g} for {job.variant}")
+                # its reporting runs already on disk at the rate selected now (a rerun tuning file kept the rate)
+                kept = [j for j in pending if j.phase == "report" and matches(j, plan, out, selection)]
+                done.update(kept)
+                pending = [j for j in pending if j not in kept]
+                bar.update(len(kept))
     except KeyboardInterrupt:  # stopped: what finished is on disk, and the invocation is still recorded
         interrupted = True
     finally:

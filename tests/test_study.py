@@ -1,7 +1,8 @@
-"""The study (benchmarks/study.py): its statistics, learning-rate selection, narrowing flags, its warm-start cache,
-the --quick grid end to end with the figures drawn from its output, `credit_kit compare` on top of it, and the
-committed report rebuilt from the committed run files."""
+"""The study (benchmarks/study.py): its statistics, learning-rate selection, narrowing flags, its scheduler, its
+warm-start cache, the --quick grid end to end with the figures drawn from its output, `credit_kit compare` on top of
+it, and the committed report rebuilt from the committed run files."""
 
+import dataclasses
 import json
 import os
 import re
@@ -473,3 +474,211 @@ def test_report_tables_from_synthetic_run_files_match_a_computation_by_hand(tmp_
     assert f"| {_by_hand(finals[('copy', 'gcpo')])} | {_by_hand(d_copy)} | includes 0 |" in row
     # learning rates: mean tuning AUC 0.4, 0.4, 0.15: a tie, which goes to the smaller rate
     assert "- copy: dapo **0.0005** (0.0005: 0.400, 0.001: 0.400, 0.002: 0.150)" in text
+
+
+# ---- the scheduler (run_study), its training replaced by a stand-in -----------------------------------------
+# The study's scheduler (benchmarks/study.py run_study) with the training replaced by a stand-in that writes the run
+# file a real run would (the fields `matches` compares) and an AUC chosen by the test: every job of the plan runs once;
+# a warm start before the runs on its seed, a task's tuning before its reporting runs, reporting seed by seed; each
+# reporting run at the rate selected for the owner of its learning rate, which is the one lr_selection.json records; a
+# resumed study runs only the files that are missing or stale (another budget, options or rate, a lost warm-start
+# model); a failed job skips exactly what depends on it; an interrupted study says so. The real training is run by
+# model); a failed job skips exactly what depends on it; an interrupted study says so. The --quick tests above train.
+
+LRS = (1e-3, 2e-3, 4e-3)
+SPEC = dataclasses.replace(study.TASKS["needle-8"], lrs=LRS)
+OTHER = dataclasses.replace(study.TASKS["copy"], lrs=LRS)
+# the stand-in's tuning AUC: each owner has its own best rate, and seed 101 alone would choose another one
+AUC = {
+    "dapo": {101: {1e-3: 0.9, 2e-3: 0.2, 4e-3: 0.1}, 102: {1e-3: 0.1, 2e-3: 0.7, 4e-3: 0.3}},  # means .5 .45 .2
+    "gcpo": {101: {1e-3: 0.1, 2e-3: 0.2, 4e-3: 0.5}, 102: {1e-3: 0.2, 2e-3: 0.2, 4e-3: 0.5}},  # means .15 .2 .5
+}
+BEST = {"dapo": 1e-3, "gcpo": 4e-3}
+
+
+def _plan(tasks=("needle-8",), report_seeds=(1, 2)):
+    specs = {"needle-8": SPEC, "copy": OTHER}
+    variants = {v: study.VARIANTS[v] for v in ("dapo", "gcpo", "gcpo+shuffled")}
+    return study.Plan({t: specs[t] for t in tasks}, variants, (101, 102), report_seeds)
+
+
+class StandIn:
+    """Replaces study.run_job: records (job, variant, lr) in call order and writes the job's file like run_job."""
+
+    def __init__(self, fail=(), interrupt=None):
+        self.calls, self.fail, self.interrupt = [], set(fail), interrupt
+
+    def __call__(self, job, spec, variant, out, lr):
+        self.calls.append((job, variant, lr))
+        if job == self.interrupt:
+            raise KeyboardInterrupt
+        if job in self.fail:
+            raise RuntimeError("stand-in  failure\non two lines")
+        res = {"phase": job.phase, "task": job.task, "seed": job.seed, "budget": spec.budget()}
+        if job.phase == "warm":
+            os.makedirs(os.path.join(study.warm_dir(out, job.task, job.seed), "model"), exist_ok=True)
+        else:
+            auc = AUC[job.variant][job.seed][lr] if job.phase == "tune" else 0.5
+            res.update(variant=job.variant, algo=variant.preset, overrides=variant.options, lr=lr, auc=auc)
+        study.write_json(job.path(out), res)
+        return res
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    def install(**kw):
+        s = StandIn(**kw)
+        monkeypatch.setattr(study, "run_job", s)
+        return s
+
+    return install
+
+
+def _order(calls):
+    return {job: i for i, (job, _, _) in enumerate(calls)}
+
+
+def test_every_job_runs_once_in_dependency_order_at_the_selected_rate(tmp_path, stand_in):
+    out, plan = str(tmp_path), _plan()
+    s = stand_in()
+    res = study.run_study(plan, out, workers=1)
+    jobs = [job for job, _, _ in s.calls]
+    assert sorted(jobs, key=repr) == sorted(plan.jobs(), key=repr) and len(set(jobs)) == len(jobs)
+    assert res["failed"] == [] and res["interrupted"] is False and res["ran"] == jobs
+    at = _order(s.calls)
+    warm = {j.seed: at[j] for j in jobs if j.phase == "warm"}
+    for job, variant, lr in s.calls:
+        if job.phase == "tune":
+            assert warm[job.seed] < at[job] and lr == job.lr and variant == study.VARIANTS[job.variant]
+        if job.phase == "report":
+            owner = plan.variants[job.variant].lr_from
+            last_tune = max(at[j] for j in jobs if j.phase == "tune" and j.variant == owner)
+            assert warm[job.seed] < at[job] and last_tune < at[job]
+            assert variant == plan.variants[job.variant]
+            assert lr == BEST[owner], (job, lr)  # the best mean over both tuning seeds, not seed 101's best
+    # the tuning seeds' warm starts, then the tuning, then seed by seed: a warm start and all its reporting runs
+    phases = [(j.phase, j.seed) for j in jobs]
+    assert phases[:2] == [("warm", 101), ("warm", 102)]
+    assert {p for p, _ in phases[2:14]} == {"tune"}  # 2 owners x 3 rates x 2 seeds
+    seed1 = [j for j in jobs if j.phase == "report" and j.seed == 1]
+    assert phases[14] == ("warm", 1) and max(at[j] for j in seed1) < warm[2]
+    with open(os.path.join(out, "lr_selection.json")) as f:
+        saved = json.load(f)
+    assert {o: saved["needle-8"][o]["lr"] for o in saved["needle-8"]} == BEST
+    assert saved["needle-8"]["dapo"]["mean_auc"] == {"0.001": 0.5, "0.002": 0.45, "0.004": 0.2}
+    assert res["wall"] >= 0
+
+
+def test_tasks_run_one_after_another_in_the_plans_order(tmp_path, stand_in):
+    s = stand_in()
+    study.run_study(_plan(tasks=("copy", "needle-8"), report_seeds=(1,)), str(tmp_path), workers=1)
+    tasks = [job.task for job, _, _ in s.calls]
+    n = tasks.count("copy")
+    assert n == len(tasks) // 2 and tasks == ["copy"] * n + ["needle-8"] * n
+
+
+def test_a_finished_study_runs_nothing_again(tmp_path, stand_in):
+    out, plan = str(tmp_path), _plan()
+    stand_in()
+    study.run_study(plan, out, workers=1)
+    again = stand_in()
+    res = study.run_study(plan, out, workers=1)
+    assert again.calls == [] and res["ran"] == [] and res["failed"] == []
+
+
+def _edit(path, **changes):
+    with open(path) as f:
+        r = json.load(f)
+    r.update(changes)
+    with open(path, "w") as f:
+        json.dump(r, f)
+
+
+@pytest.mark.parametrize(
+    "stale",
+    ["missing", "budget", "algo", "overrides", "lr"],
+)
+def test_a_resumed_study_reruns_exactly_a_missing_or_stale_reporting_file(tmp_path, stand_in, stale):
+    out, plan = str(tmp_path), _plan()
+    stand_in()
+    study.run_study(plan, out, workers=1)
+    job = study.Job("report", "needle-8", "gcpo+shuffled", 2)
+    path = job.path(out)
+    if stale == "missing":
+        os.remove(path)
+    else:
+        other = {"budget": {**SPEC.budget(), "steps": 1}, "algo": "dapo", "overrides": {}, "lr": 1e-3}[stale]
+        _edit(path, **{stale: other})
+    again = stand_in()
+    res = study.run_study(plan, out, workers=1)
+    assert [(j, lr) for j, _, lr in again.calls] == [(job, BEST["gcpo"])] and res["ran"] == [job]
+
+
+@pytest.mark.parametrize("stale", ["budget", "model"])
+def test_a_stale_warm_start_reruns_alone(tmp_path, stand_in, stale):
+    out, plan = str(tmp_path), _plan()
+    stand_in()
+    study.run_study(plan, out, workers=1)
+    job = study.Job("warm", "needle-8", "", 1)
+    if stale == "budget":
+        _edit(job.path(out), budget={**SPEC.budget(), "warm_steps": 1})
+    else:
+        os.rmdir(os.path.join(study.warm_dir(out, "needle-8", 1), "model"))
+    again = stand_in()
+    study.run_study(plan, out, workers=1)
+    assert [j for j, _, _ in again.calls] == [job]
+
+
+def test_a_stale_tuning_file_reruns_and_reporting_runs_follow_a_changed_selection(tmp_path, stand_in, monkeypatch):
+    out, plan = str(tmp_path), _plan()
+    stand_in()
+    study.run_study(plan, out, workers=1)
+    tune = study.Job("tune", "needle-8", "dapo", 102, 2e-3)
+    _edit(tune.path(out), algo="gcpo")  # a file run under other options reruns; its AUC, and so the selection, stay
+    again = stand_in()
+    study.run_study(plan, out, workers=1)
+    assert [j for j, _, _ in again.calls] == [tune]  # no reporting run is stale
+    # dapo's tuning redone with other AUCs: the selection moves to 4e-3 and dapo's reporting runs (only) follow it
+    monkeypatch.setitem(AUC, "dapo", {s: {1e-3: 0.1, 2e-3: 0.2, 4e-3: 0.9} for s in (101, 102)})
+    for seed in (101, 102):
+        for lr in LRS:
+            os.remove(study.Job("tune", "needle-8", "dapo", seed, lr).path(out))
+    third = stand_in()
+    study.run_study(plan, out, workers=1)
+    reran = {(j.phase, j.variant, j.seed, lr) for j, _, lr in third.calls}
+    assert reran == {("tune", "dapo", s, lr) for s in (101, 102) for lr in LRS} | {
+        ("report", "dapo", s, 4e-3) for s in (1, 2)
+    }
+
+
+def test_a_failed_job_skips_exactly_the_jobs_that_need_it(tmp_path, stand_in):
+    out, plan = str(tmp_path), _plan()
+    bad_tune = study.Job("tune", "needle-8", "gcpo", 102, 2e-3)
+    bad_warm = study.Job("warm", "needle-8", "", 2)
+    s = stand_in(fail={bad_tune, bad_warm})
+    res = study.run_study(plan, out, workers=1)
+    failed = dict(res["failed"])
+    assert failed[bad_tune] == failed[bad_warm] == "RuntimeError: stand-in failure on two lines"
+    needs_gcpo = {study.Job("report", "needle-8", v, s) for v in ("gcpo", "gcpo+shuffled") for s in (1, 2)}
+    needs_seed2 = {study.Job("report", "needle-8", v, 2) for v in ("dapo", "gcpo", "gcpo+shuffled")}
+    skipped = {j for j, why in res["failed"] if why == "skipped: a job it needs failed"}
+    assert skipped == needs_gcpo | needs_seed2
+    assert set(failed) == skipped | {bad_tune, bad_warm}
+    ran = {j for j, _, _ in s.calls}
+    assert ran == set(plan.jobs()) - skipped and set(res["ran"]) == ran - {bad_tune, bad_warm}
+    assert not os.path.exists(bad_tune.path(out))  # so that a rerun retries it
+    dapo1 = study.Job("report", "needle-8", "dapo", 1)
+    assert os.path.exists(dapo1.path(out))
+
+
+def test_an_interrupted_study_keeps_what_finished_and_says_so(tmp_path, stand_in):
+    out, plan = str(tmp_path), _plan()
+    stop = study.Job("tune", "needle-8", "dapo", 101, 2e-3)
+    s = stand_in(interrupt=stop)
+    res = study.run_study(plan, out, workers=1)
+    assert res["interrupted"] is True and res["failed"] == []
+    assert res["ran"] == [j for j, _, _ in s.calls[:-1]] and s.calls[-1][0] == stop
+    assert all(os.path.exists(j.path(out)) for j in res["ran"])
+    rest = stand_in()
+    study.run_study(plan, out, workers=1)
+    assert {j for j, _, _ in rest.calls} == set(plan.jobs()) - set(res["ran"])
