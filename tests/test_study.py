@@ -482,7 +482,6 @@ def test_report_tables_from_synthetic_run_files_match_a_computation_by_hand(tmp_
 # a warm start before the runs on its seed, a task's tuning before its reporting runs, reporting seed by seed; each
 # reporting run at the rate selected for the owner of its learning rate, which is the one lr_selection.json records; a
 # resumed study runs only the files that are missing or stale (another budget, options or rate, a lost warm-start
-# model); a failed job skips exactly what depends on it; an interrupted study says so. The real training is run by
 # model); a failed job skips exactly what depends on it; an interrupted study says so. The --quick tests above train.
 
 LRS = (1e-3, 2e-3, 4e-3)
