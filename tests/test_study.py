@@ -497,7 +497,8 @@ BEST = {"dapo": 1e-3, "gcpo": 4e-3}
 
 def _plan(tasks=("needle-8",), report_seeds=(1, 2)):
     specs = {"needle-8": SPEC, "copy": OTHER}
-    variants = {v: study.VARIANTS[v] for v in ("dapo", "gcpo", "gcpo+shuffled")}
+    # gcpo itself is not reported: it is tuned as the owner of its controls' rate
+    variants = {v: study.VARIANTS[v] for v in ("dapo", "gcpo+shuffled", "gcpo+oracle")}
     return study.Plan({t: specs[t] for t in tasks}, variants, (101, 102), report_seeds)
 
 
@@ -548,7 +549,7 @@ def test_every_job_runs_once_in_dependency_order_at_the_selected_rate(tmp_path, 
     warm = {j.seed: at[j] for j in jobs if j.phase == "warm"}
     for job, variant, lr in s.calls:
         if job.phase == "tune":
-            assert warm[job.seed] < at[job] and lr == job.lr and variant == study.VARIANTS[job.variant]
+            assert warm[job.seed] < at[job] and lr == job.lr and variant == study.VARIANTS[job.variant]  # not reported
         if job.phase == "report":
             owner = plan.variants[job.variant].lr_from
             last_tune = max(at[j] for j in jobs if j.phase == "tune" and j.variant == owner)
@@ -574,6 +575,12 @@ def test_tasks_run_one_after_another_in_the_plans_order(tmp_path, stand_in):
     tasks = [job.task for job, _, _ in s.calls]
     n = tasks.count("copy")
     assert n == len(tasks) // 2 and tasks == ["copy"] * n + ["needle-8"] * n
+
+
+def test_the_warm_start_cache_is_under_out_where_git_ignores_it():
+    assert study.warm_dir("results", "copy", 3) == os.path.join("results", "cache", "copy", "seed3")
+    with open(os.path.join(ROOT, ".gitignore")) as f:
+        assert "results/cache/" in f.read().split()
 
 
 def test_a_finished_study_runs_nothing_again(tmp_path, stand_in):
@@ -658,8 +665,8 @@ def test_a_failed_job_skips_exactly_the_jobs_that_need_it(tmp_path, stand_in):
     res = study.run_study(plan, out, workers=1)
     failed = dict(res["failed"])
     assert failed[bad_tune] == failed[bad_warm] == "RuntimeError: stand-in failure on two lines"
-    needs_gcpo = {study.Job("report", "needle-8", v, s) for v in ("gcpo", "gcpo+shuffled") for s in (1, 2)}
-    needs_seed2 = {study.Job("report", "needle-8", v, 2) for v in ("dapo", "gcpo", "gcpo+shuffled")}
+    needs_gcpo = {study.Job("report", "needle-8", v, s) for v in ("gcpo+shuffled", "gcpo+oracle") for s in (1, 2)}
+    needs_seed2 = {study.Job("report", "needle-8", v, 2) for v in ("dapo", "gcpo+shuffled", "gcpo+oracle")}
     skipped = {j for j, why in res["failed"] if why == "skipped: a job it needs failed"}
     assert skipped == needs_gcpo | needs_seed2
     assert set(failed) == skipped | {bad_tune, bad_warm}
