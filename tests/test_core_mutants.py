@@ -11,6 +11,7 @@ import torch
 import gcpo
 from credit_kit.quality import bootstrap
 from gcpo_support import loading
+from gcpo_support.metrics import weight_metrics
 from tests.test_pipeline import POLICY, TASK, PromptLookupLM, RecordingOptimizer, config, handmade_batch
 from toy_envs.text import stand_in_tokenizer
 
@@ -85,6 +86,73 @@ def test_update_credit_generator_is_the_one_the_rollout_scores_with():
         assert torch.equal(state, stream(7, step, 2_000_003).get_state())
         assert torch.equal(state, rollout_credit_generator(step, rollout_cfg))
     assert not torch.equal(run_update(0, cfg)[1], run_update(2, cfg)[1])
+
+
+# ---- update: what it logs ---------------------------------------------------------------------------------
+def logged_update(cfg, ref_model=None, nan_loss=False):
+    """One gcpo.update (lr 0) on 8 sampled responses of uneven lengths, some first tokens marked key; returns the
+    logged metrics, the batch, and per micro-batch call: (the reference model it got, its valid-token count, its
+    metrics, w, logp, the rows). nan_loss: every loss is NaN, so every gradient is non-finite."""
+    model, batch = handmade_batch(n=8)
+    batch["key_mask"] = torch.zeros_like(batch["mask"], dtype=torch.bool)
+    batch["key_mask"][::3, 0] = True
+    batch["row"] = torch.arange(8)
+    calls, original = [], gcpo.micro_batch_loss
+
+    def spy(model, ref_model_, b, cfg, scheme, total_tokens, total_seqs, generator=None):
+        loss, m, w, logp = original(model, ref_model_, b, cfg, scheme, total_tokens, total_seqs, generator)
+        calls.append((ref_model_, b["mask"].sum().item(), m, w, logp, b["row"].clone()))
+        return (loss * float("nan") if nan_loss else loss), m, w, logp
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gcpo, "micro_batch_loss", spy)
+        metrics = gcpo.update(model, RecordingOptimizer(model.parameters()), ref_model, batch, cfg, step=0)
+    return metrics, batch, calls
+
+
+def test_update_logs_the_mean_over_its_steps_of_each_steps_token_weighted_loss_terms():
+    """2 epochs × 2 mini-batches of 4 one-row micro-batches: each logged loss term is the mean over the 4
+    optimizer steps of that step's token-weighted mean over its micro-batches (written here as a plain average of
+    per-step averages, not as update's running share)."""
+    cfg = config("gcpo", epochs=2, minibatches=2, micro_batch=1)
+    metrics, batch, calls = logged_update(cfg)
+    assert len(calls) == 16 and len({c[1] for c in calls}) > 1  # uneven token counts tell the weightings apart
+    keys = calls[0][2].keys()
+    assert keys and all(k in metrics for k in keys)
+    for k in keys:
+        per_step = []
+        for s in range(4):
+            step = calls[4 * s : 4 * s + 4]
+            tokens = np.array([c[1] for c in step], dtype=np.float64)
+            values = np.array([float(c[2][k]) for c in step], dtype=np.float64)
+            per_step.append((values * tokens).sum() / tokens.sum())
+        assert metrics[k] == pytest.approx(np.mean(per_step), rel=1e-9, abs=1e-12), k
+    assert metrics["skipped_steps"] == 0
+    valid = batch["mask"].bool().numpy()
+    assert metrics["key_token_frac"] == pytest.approx((batch["key_mask"].numpy() & valid).sum() / valid.sum())
+    assert 0 < metrics["key_token_frac"] < 1
+
+
+def test_update_counts_every_skipped_step_and_hands_the_reference_to_every_micro_batch():
+    cfg = config("gcpo", epochs=2, minibatches=2, micro_batch=2)
+    ref = PromptLookupLM(POLICY)
+    metrics, _, calls = logged_update(cfg, ref_model=ref, nan_loss=True)
+    assert metrics["skipped_steps"] == 4  # every one of the 2 × 2 optimizer steps had a NaN gradient
+    assert all(c[0] is ref for c in calls)
+
+
+def test_update_logs_the_weight_statistics_and_the_token_nll_of_every_response_it_trained_on():
+    """weight_max, …, neglogp_high_w / neglogp_low_w over the responses of the whole update, from the weights and
+    log-probs its micro-batches used (the row order of the concatenation does not matter to any of them)."""
+    cfg = config("gcpo", epochs=1, minibatches=2, micro_batch=1)
+    metrics, batch, calls = logged_update(cfg)
+    w = torch.cat([c[3] for c in calls])
+    logp = torch.cat([c[4] for c in calls])
+    rows = torch.cat([c[5] for c in calls])
+    want = weight_metrics(w, batch["key_mask"][rows], batch["mask"][rows], logp)
+    assert {"neglogp_high_w", "neglogp_low_w", "weight_max"} <= want.keys()
+    for k, v in want.items():
+        assert metrics[k] == pytest.approx(v, rel=1e-9, nan_ok=True), k
 
 
 # ---- the quality bootstrap --------------------------------------------------------------------------------
