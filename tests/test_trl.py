@@ -476,6 +476,64 @@ def test_negative_prompt_fn_of_the_wrong_type_is_an_error(tmp_path, chat, fn, me
         )
 
 
+CHAT = [{"role": "user", "content": "Write a review."}]
+
+
+@pytest.mark.parametrize(
+    "prompt, negative, ok",
+    [
+        ("Write a review.", "Write anything.", True),
+        ("Write a review.", ["Write anything."], False),
+        (CHAT, [{"role": "system", "content": "Be wrong."}, {"role": "user", "content": "Write."}], True),
+        (CHAT, [], False),  # an empty conversation
+        (CHAT, "Write anything.", False),
+        (CHAT, ["Write anything."], False),  # messages that are not dicts
+        (CHAT, [{"role": "user"}], False),  # no content
+        (CHAT, [{"content": "Write anything."}], False),  # no role
+        (CHAT, [{"role": "user", "content": "Write."}, {"role": "user"}], False),  # one message without content
+    ],
+)
+def test_a_negative_prompt_must_have_its_prompts_format(prompt, negative, ok):
+    from gcpo_trl import check_negative
+
+    if ok:
+        check_negative(prompt, negative, "the negative_prompt column")
+    else:
+        with pytest.raises(TypeError, match="^the negative_prompt column gave a .* it must be "):
+            check_negative(prompt, negative, "the negative_prompt column")
+
+
+@pytest.mark.parametrize("processor", [False, True])
+@pytest.mark.parametrize("multiple", [None, 4])
+def test_negative_prompts_are_left_padded_with_the_pad_id_to_trls_multiple(processor, multiple):
+    """_add_negative_prompts on token ids of lengths 2, 5, 3: (B, P⁻) ids left-padded with the tokenizer's pad id
+    (7 here, not 0) to the longest, rounded up to pad_to_multiple_of; the mask is 1 on the tokens and 0 on the
+    padding; the tokenizer may sit inside a processor (`processing_class.tokenizer`)."""
+    from types import SimpleNamespace
+
+    rows = [{"prompt": "a", "negative_prompt": "x"}, {"prompt": "b", "negative_prompt": "y"}]
+    rows.append({"prompt": "c", "negative_prompt": "z"})
+    tokens = {"x": [11, 12], "y": [21, 22, 23, 24, 25], "z": [31, 32, 33]}
+    tokenizer = SimpleNamespace(pad_token_id=7)
+    fake = SimpleNamespace(
+        _negative_of=lambda row: row["negative_prompt"],
+        _negative_source="the negative_prompt column",
+        _tokenize_prompts=lambda negatives: ([tokens[n] for n in negatives], None, None),
+        processing_class=SimpleNamespace(tokenizer=tokenizer) if processor else tokenizer,
+        pad_to_multiple_of=multiple,
+    )
+    output = {"prompt_ids": torch.zeros(3, 4, dtype=torch.long)}
+    GCPOTrainer._add_negative_prompts(fake, rows, output)
+    width = 5 if multiple is None else 8
+    want_ids = torch.full((3, width), 7)
+    want_mask = torch.zeros(3, width, dtype=torch.long)
+    for i, n in enumerate("xyz"):
+        want_ids[i, width - len(tokens[n]) :] = torch.tensor(tokens[n])
+        want_mask[i, width - len(tokens[n]) :] = 1
+    assert torch.equal(output["neg_prompt_ids"], want_ids)
+    assert torch.equal(output["neg_prompt_mask"], want_mask)
+
+
 @pytest.mark.parametrize(
     "option, message",
     [
