@@ -33,6 +33,20 @@ def running_sums(digits):
 
 
 # ---- which prompts are the task's own --------------------------------------------------------------------------
+def needle_cases():
+    t = toy_envs.make_task("needle", length=4, num_symbols=3, random_position=True)  # symbols a b c; @0..@3
+    good = [["<bos>", f"@{p}", s] for p in range(4) for s in "abc"]
+    bad = [
+        ["<pad>", "@1", "b"],  # no BOS, position and symbol fine
+        ["<bos>", ":", "b"],  # the last filler (the id just below @0) in the position slot
+        ["<bos>", "@1", "."],  # the first filler (the id just past the last symbol) in the symbol slot
+        ["<bos>", "@1", "<null>"],  # a special token (an id below the symbols) in the symbol slot
+        ["<bos>", t.vocab_size, "b"],  # position 4 = length: the id just past @3, outside the vocabulary
+        ["<bos>", "@1", "@2"],  # a position in the symbol slot
+    ]
+    return t, good, bad
+
+
 def copy_cases():
     t = toy_envs.make_task("copy", length=3, num_symbols=4)  # symbols a b c d; ids 0..7
     good = [["<bos>", "a", "b", "c"], ["<bos>", "d", "d", "d"], ["<bos>", "a", "a", "a"]]
@@ -76,7 +90,7 @@ def chainsum_cases():
     return t, good, bad
 
 
-@pytest.mark.parametrize("cases", [copy_cases, gridpaint_cases, chainsum_cases], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("cases", [needle_cases, copy_cases, gridpaint_cases, chainsum_cases], ids=lambda f: f.__name__)
 def test_valid_prompts_accept_every_prompt_and_reject_each_malformed_kind(cases):
     """In one mixed batch, the check accepts every sampled prompt and each hand-built well-formed one (row by row,
     not one verdict for the batch), and rejects each kind of malformed prompt; score() refuses each malformed
@@ -91,6 +105,26 @@ def test_valid_prompts_accept_every_prompt_and_reject_each_malformed_kind(cases)
             completion = np.full((1, t.max_new_tokens), toy_envs.EOS)
             with pytest.raises(ValueError, match="not .* prompts"):
                 t.score(row[None], completion)
+
+
+def test_scoring_foreign_prompts_names_the_first_five_rows_that_are_not_the_tasks():
+    t = toy_envs.make_task("needle", length=4)
+    prompts = t.sample_prompts(12, np.random.default_rng(0))
+    foreign = [1, 2, 5, 7, 8, 10, 11]  # seven rows made negative prompts: the message lists the first five
+    prompts[foreign] = t.negative_prompts(prompts[foreign], "null")
+    completions = np.full((12, t.max_new_tokens), toy_envs.EOS)
+    with pytest.raises(ValueError, match=r"^needle: prompt rows \[1, 2, 5, 7, 8\] are not needle prompts"):
+        t.score(prompts, completions)
+
+
+def test_needle_reports_the_hit_as_a_reward_part():
+    t = toy_envs.make_task("needle", length=4, num_symbols=3)
+    prompts = t.sample_prompts(6, np.random.default_rng(1))
+    completions = np.concatenate([t.solve(prompts), np.full((6, 1), toy_envs.EOS)], axis=1)
+    completions[::2, t.position] = t.filler0  # every other response misses the needle
+    s = t.score(prompts, completions)
+    assert set(s.parts) == {"hit", "ended"} and s.parts["hit"].dtype == np.float64  # "ended": the EOS rule
+    assert s.parts["hit"].tolist() == [0.0, 1.0] * 3 == s.reward.tolist()
 
 
 # ---- Copy ----------------------------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ def test_gridpaint_render_by_hand():
 
 
 # ---- text tasks -----------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test, not per module: mutation testing credits a call made in a shared fixture to one test only
 def bpe():
     return stand_in_tokenizer()
 
