@@ -419,3 +419,29 @@ def test_task_decode_flattens_any_shape():
     task = Needle(length=4)
     ids = np.array([[task.bos_id, task.eos_id], [task.sym0, task.filler0]])
     assert task.decode(ids) == [task.vocab[task.bos_id], task.vocab[task.eos_id], "a", task.FILLER[0]]
+
+
+# ---- content and the text tasks' demonstration options -------------------------------------------------------------
+def test_content_splits_each_row_at_its_own_first_eos():
+    """Rows with and without EOS in one batch: a row without EOS keeps all T tokens (length T), a row with one keeps
+    the tokens before it (the EOS itself and what follows become MISSING); lengths are integers, also for T = 0."""
+    t = toy_envs.make_task("copy", length=4, num_symbols=4)
+    a, b, c = (t.token_id[s] for s in "abc")
+    E, M = toy_envs.EOS, toy_envs.base.MISSING
+    completions = np.array([[a, b, c], [a, E, b], [E, a, a]])
+    content, lengths = t.content(completions)
+    assert lengths.tolist() == [3, 1, 0] and lengths.dtype.kind == "i"
+    assert content.tolist() == [[a, b, c, M], [a, M, M, M], [M, M, M, M]] and content.dtype == np.int64
+    content, lengths = t.content(np.zeros((2, 0), dtype=np.int64))
+    assert lengths.tolist() == [0, 0] and lengths.dtype.kind == "i" and content.tolist() == [[M] * 4] * 2
+
+
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+@pytest.mark.parametrize("option", ["accuracy", "null_prob"])
+def test_text_demonstrations_take_probabilities_in_0_1_only(name, option):
+    t, rng = toy_envs.make_task(name), np.random.default_rng(0)
+    for ok in (0.0, 1.0):
+        t.demonstrations(3, rng, **{option: ok})
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=rf"^{name}: {option} must be a number in \[0, 1\], got {bad}$"):
+            t.demonstrations(3, rng, **{option: bad})

@@ -503,6 +503,51 @@ def test_a_negative_prompt_must_have_its_prompts_format(prompt, negative, ok):
             check_negative(prompt, negative, "the negative_prompt column")
 
 
+def test_first_row_of_a_sequence_an_iterable_and_an_empty_dataset():
+    from datasets import Dataset, IterableDataset
+
+    from gcpo_trl import first_row
+
+    rows = [{"prompt": "a"}, {"prompt": "b"}]
+    assert first_row(rows) == {"prompt": "a"} and first_row([]) is None
+    assert (
+        first_row(Dataset.from_list(rows)) == {"prompt": "a"} and first_row(Dataset.from_dict({"prompt": []})) is None
+    )
+    assert first_row(IterableDataset.from_generator(lambda: iter(rows))) == {"prompt": "a"}
+    assert first_row(IterableDataset.from_generator(lambda: iter([]))) is None
+
+
+def _source_checker(fn=None):
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(negative_prompt_fn=fn, credit_name="contrast", _negative_source="the negative_prompt column")
+    fake._negative_of = lambda row: GCPOTrainer._negative_of(fake, row)
+    return lambda ds: GCPOTrainer._check_negative_source(fake, ds, "train_dataset")
+
+
+@pytest.mark.parametrize("kind", ["list", "dataset", "iterable"])
+def test_the_negative_column_is_found_in_any_kind_of_dataset(kind):
+    """The column is read from the dataset's column names, or from its first row where it has none (a list of
+    dicts, an IterableDataset of unknown features); an empty Dataset still has its columns."""
+    from datasets import Dataset, IterableDataset
+
+    def make(rows):
+        if kind == "list":
+            return rows
+        return Dataset.from_list(rows) if kind == "dataset" else IterableDataset.from_generator(lambda: iter(rows))
+
+    check = _source_checker()
+    check(make([{"prompt": "a", "negative_prompt": "x"}]))
+    with pytest.raises(ValueError, match="^train_dataset has no 'negative_prompt' column"):
+        check(make([{"prompt": "a"}]))
+    with pytest.raises(TypeError, match="^the negative_prompt column gave a list"):
+        check(make([{"prompt": "a", "negative_prompt": ["x"]}]))  # the first row is checked
+    check(Dataset.from_dict({"prompt": [], "negative_prompt": []}))
+    with pytest.raises(ValueError, match="no 'negative_prompt' column"):
+        check([])
+    _source_checker(fn=lambda p: p + " Give a wrong answer.")([])  # nothing to check, and a function is a source
+
+
 @pytest.mark.parametrize("processor", [False, True])
 @pytest.mark.parametrize("multiple", [None, 4])
 def test_negative_prompts_are_left_padded_with_the_pad_id_to_trls_multiple(processor, multiple):
