@@ -445,3 +445,13 @@ def test_text_demonstrations_take_probabilities_in_0_1_only(name, option):
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match=rf"^{name}: {option} must be a number in \[0, 1\], got {bad}$"):
             t.demonstrations(3, rng, **{option: bad})
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_text_demonstrations_longer_than_the_response_are_cut_to_fit_their_eos(width):
+    """max_new_tokens below a sentence's length: each demonstration is its first max_new_tokens − 1 words, then
+    EOS in the last column (a one-token response is EOS alone)."""
+    t = toy_envs.make_task("topic", max_new_tokens=width)
+    _, completions = t.demonstrations(5, np.random.default_rng(0), null_prob=0.0)
+    assert completions.shape == (5, width) and (completions[:, -1] == t.eos_id).all()
+    assert (completions[:, :-1] != t.eos_id).all() and (completions[:, :-1] != t.pad_id).all()
