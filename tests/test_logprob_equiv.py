@@ -386,6 +386,20 @@ def test_fused_gelu_is_gpt2s_gelu_new():
     assert relu.config.activation_function == "relu"
 
 
+def test_fused_gelu_updates_a_config_that_names_its_activation_hidden_act():
+    """Most non-GPT-2 configs name the activation `hidden_act`: it is updated the same way, and a config naming
+    another activation keeps it."""
+    from types import SimpleNamespace
+
+    from transformers.activations import NewGELUActivation
+
+    for act, want in (("gelu_new", "gelu_pytorch_tanh"), ("silu", "silu")):
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2), NewGELUActivation())
+        model.config = SimpleNamespace(hidden_act=act)
+        kernels.fuse_gelu(model)
+        assert model.config.hidden_act == want and isinstance(model[1], torch.nn.GELU)
+
+
 def test_draw_is_the_inverse_cdf_of_each_row():
     """gcpo.draw against a float64 inverse CDF by hand on the same uniforms: token = the first v whose cumulative
     mass passes u·Σp. Rows have zeros inside and at both ends, and do not sum to 1."""
