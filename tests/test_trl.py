@@ -476,7 +476,7 @@ def test_negative_prompt_fn_of_the_wrong_type_is_an_error(tmp_path, chat, fn, me
         )
 
 
-CHAT = [{"role": "user", "content": "Write a review."}]
+CONVERSATION = [{"role": "user", "content": "Write a review."}]
 
 
 @pytest.mark.parametrize(
@@ -484,13 +484,13 @@ CHAT = [{"role": "user", "content": "Write a review."}]
     [
         ("Write a review.", "Write anything.", True),
         ("Write a review.", ["Write anything."], False),
-        (CHAT, [{"role": "system", "content": "Be wrong."}, {"role": "user", "content": "Write."}], True),
-        (CHAT, [], False),  # an empty conversation
-        (CHAT, "Write anything.", False),
-        (CHAT, ["Write anything."], False),  # messages that are not dicts
-        (CHAT, [{"role": "user"}], False),  # no content
-        (CHAT, [{"content": "Write anything."}], False),  # no role
-        (CHAT, [{"role": "user", "content": "Write."}, {"role": "user"}], False),  # one message without content
+        (CONVERSATION, [{"role": "system", "content": "Be wrong."}, {"role": "user", "content": "Write."}], True),
+        (CONVERSATION, [], False),  # an empty conversation
+        (CONVERSATION, "Write anything.", False),
+        (CONVERSATION, ["Write anything."], False),  # messages that are not dicts
+        (CONVERSATION, [{"role": "user"}], False),  # no content
+        (CONVERSATION, [{"content": "Write anything."}], False),  # no role
+        (CONVERSATION, [{"role": "user", "content": "Write."}, {"role": "user"}], False),  # one message without content
     ],
 )
 def test_a_negative_prompt_must_have_its_prompts_format(prompt, negative, ok):
