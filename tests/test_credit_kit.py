@@ -488,3 +488,205 @@ def test_the_decorator_rejects_unknown_properties_and_signals():
         schemes.credit_scheme("x", signal="kl")
     info = schemes.info(schemes.credit_scheme("x", claims="monotone", signal="entropy")(lambda entropy, mask: mask))
     assert info.claims == ("monotone",) and info.signal == "entropy"  # one claim as a bare string
+
+
+# ---- realistic bugs in the kit itself: each test states a promise a one-line slip would break ---------------
+
+
+def test_close_names_the_token_that_differs_most_a_nan_against_a_number_included():
+    """close is the verdict of every comparing property: '' when the valid tokens agree within tolerance (padding
+    ignored, NaN against NaN equal), else the (row, token) that differs most, so a counterexample points at it. A
+    NaN against a number is a difference: a scheme that turns NaN on a replay must not pass as equal."""
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    a = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert P.close(a, a + 1e-7, valid) == ""
+    assert P.close(a, torch.where(valid, a, 99.0), valid) == ""  # padding is not compared
+    b = a.clone()
+    b[0, 2], b[1, 1] = 3.5, 7.0
+    assert P.close(a, b, valid) == "token (1, 1): 5 against 7"  # the largest gap, at its own row and column
+    nan = torch.full_like(a, math.nan)
+    assert P.close(nan, nan, valid) == ""
+    b = a.clone()
+    b[1, 1] = math.nan
+    assert P.close(a, b, valid).startswith("token (1, 1)") and P.close(b, a, valid).startswith("token (1, 1)")
+
+
+@schemes.credit_scheme(not_claimed={p: "inf on padding" for p in ("zero_on_padding", "empty_safe", "half_precision")})
+def inf_on_padding(mask):
+    return torch.where(mask.bool(), 1.0, math.inf)
+
+
+@schemes.credit_scheme(not_claimed={"empty_safe": "an all-padding response gets −1"})
+def negative_on_padding(mask):
+    return 2 * mask.float() - 1
+
+
+def raises_on_an_empty_batch(mask):
+    m = mask.float()
+    return m * (m.sum(1).amax() > 0)  # amax of no rows raises
+
+
+def penalizes_the_last_token(mask):
+    m = mask.float()
+    n = m.sum(1, keepdim=True)
+    last = (mask.cumsum(1) == n) & mask.bool() & (n > 1)  # −1 on the last of 2+ tokens, the rest keeps Σ_t w = N_i
+    return torch.where(last, -1.0, m * torch.where(n > 1, (n + 1) / (n - 1).clamp(min=1), 1.0))
+
+
+def halves(mask):
+    return 0.5 * mask.float()
+
+
+@torch.no_grad()
+def sharpened_in_input_precision(logp, logp_neg, mask):
+    d = (logp_neg - logp) * 20  # float16 keeps this within the tolerance, bfloat16's 8-bit mantissa does not
+    return mean_one(1 + 0.5 * torch.sin(d.float()), mask)
+
+
+SUBTLE = {  # property: (a scheme that breaks only it, in a way the BROKEN one does not, words of the failure)
+    "finite": (inf_on_padding, "= inf"),  # only on padding: the loss still sees inf·0 = NaN
+    "zero_on_padding": (negative_on_padding, "has weight -1"),  # below zero, not above
+    "empty_safe": (raises_on_an_empty_batch, "raised"),  # an error, not NaN
+    "non_negative": (penalizes_the_last_token, "< 0"),  # not on the first token
+    "total_preserved": (halves, "Σ_t w = 0.5"),  # too little, not too much
+    "half_precision": (sharpened_in_input_precision, "bfloat16"),  # float16 holds it
+}
+
+
+@pytest.mark.parametrize("prop", list(SUBTLE))
+def test_each_property_also_fails_on_a_subtler_break(prop):
+    """The kit's own slips hide behind the BROKEN schemes' blatant breaks: a finite check that looks only at valid
+    tokens, a padding check that only rejects positive weights, an empty_safe that treats an error as passing, a
+    sign check on one token, a total check that is one-sided, a half-precision check that skips bfloat16."""
+    scheme, words = SUBTLE[prop]
+    results = check_properties(scheme, max_examples=FEW)
+    assert {r.name for r in results if r.status == "FAILS"} == {prop}
+    assert words in next(r for r in results if r.status == "FAILS").detail
+
+
+def test_a_scheme_written_for_one_width_fails_shape_dtype_on_others():
+    """A scheme that returns the smoke batch's width (5) passes the contract check, and every drawn batch of
+    another width is a 'returned shape' failure, not a crash of the kit or a pass."""
+
+    def fixed_width(mask):
+        return torch.nn.functional.pad(mask.float(), (0, 5 - mask.shape[1]))
+
+    results = {r.name: r for r in check_properties(fixed_width, max_examples=FEW)}
+    assert results["shape_dtype"].status == "FAILS" and "returned shape" in results["shape_dtype"].detail
+
+
+@torch.no_grad()
+def advantage_sign(logp, adv, mask):
+    """Good responses favor their likely tokens, bad ones their unlikely ones: row-level, but it reads A_i."""
+    return mean_one((logp.float() * adv.float().sign()[:, None]).clamp(-5, 5).exp(), mask)
+
+
+def test_rows_taken_out_of_a_batch_keep_their_advantage():
+    """row_independent and micro_batch_invariant move rows around; each row must keep its own group advantage
+    (not one recomputed over whatever rows end up together, nor the whole batch's), else a row-level scheme that
+    reads adv is blamed for the kit's regrouping."""
+    results = check_properties(advantage_sign, max_examples=FEW)
+    assert all(r.status != "FAILS" for r in results), "\n".join(map(str, results))
+    assert {r.name for r in results if r.status == "holds"} >= {"row_independent", "micro_batch_invariant"}
+
+
+@schemes.credit_scheme(claims=("uniform_when_uninformative", "monotone"), signal="entropy")
+@torch.no_grad()
+def entropy_where_the_prompt_matters(logp, logp_neg, entropy, mask):
+    """Entropy credit in a response where the negative prompt moves some token, uniform credit elsewhere."""
+    informative = (eta(logp, logp_neg) * mask).sum(1, keepdim=True) > 0
+    return mean_one(torch.where(informative, 1 + entropy.float(), torch.ones(mask.shape)), mask)
+
+
+def test_a_declared_signal_overrides_the_one_the_inputs_imply():
+    """A scheme that names logp_neg but declares signal='entropy' is checked against entropy: monotone and
+    uniform_when_uninformative follow what the scheme says it is about, not its first input."""
+    assert P.signal(entropy_where_the_prompt_matters) == "entropy"
+    results = check_properties(entropy_where_the_prompt_matters, max_examples=FEW)
+    assert all(r.status == "holds" for r in results), "\n".join(map(str, results))
+
+
+def test_a_counterexample_is_the_batch_the_property_drew_first():
+    """A property that draws a second batch (row_independent's other content) reports the first one, the batch
+    the scheme was run on, as its counterexample."""
+
+    def fails_on_its_batch(scheme, draw):
+        s = draw(P.specs(P.Dims(1, 1, 1, 2)))
+        draw(P.specs(P.Dims(2, 1, 3, 2)))  # other content
+        P.weigh(scheme, P.build(s))
+        return "fails"
+
+    detail, example = P.run_property(fails_on_its_batch, breaks_total_preserved, max_examples=3)
+    assert detail == "fails" and "mask = [[1]]" in example
+
+
+def test_a_property_that_breaks_is_an_error_not_a_pass():
+    """An exception that is not the scheme's (Broken) comes from the kit or its caller: run_property raises it,
+    never reports the property as holding. Here: monotone for a scheme with no signal."""
+    with pytest.raises(ValueError, match="monotone needs a signal"):
+        P.run_property("monotone", lambda mask: mask.float(), max_examples=3)
+
+
+def test_run_property_draws_the_batches_of_its_seed():
+    """The same seed draws the same batches (a run is reproducible), another seed other batches (so that `--seed`
+    checks more of the input space)."""
+
+    def drawn(seed_):
+        seen = []
+        P.run_property(
+            lambda scheme, draw: seen.append(repr(P.batch(draw, scheme))), P.load_scheme("uniform"), 8, seed_
+        )
+        return seen
+
+    assert drawn(0) == drawn(0) != drawn(1)
+
+
+def test_the_table_marks_and_explains_a_failing_property():
+    """A ✗ cell for a failing property, — for one not claimed, ✓ for the rest, and a note for each ✗ and —, so
+    that a built-in scheme that starts failing shows up on the page."""
+    rs = [P.Result(p, "holds") for p in P.PROPERTIES]
+    cols = list(P.PROPERTIES)
+    rs[cols.index("total_preserved")] = P.Result("total_preserved", "FAILS", "row 0: Σ_t w = 2, N_0 = 1")
+    rs[cols.index("monotone")] = P.Result("monotone", "not claimed", "optional, not declared in claims")
+    text = table.markdown({"double": rs})
+    row = next(line for line in text.splitlines() if line.startswith("| double |"))
+    cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+    want = ["✗" if c == "total_preserved" else "—" if c == "monotone" else "✓" for c in cols]
+    assert cells == want
+    assert "- double, `total_preserved` FAILS: row 0: Σ_t w = 2, N_0 = 1" in text
+    assert "- double, `monotone`: optional, not declared in claims" in text
+
+
+def test_the_table_runs_the_checks_with_the_seed_and_budget_it_names(monkeypatch):
+    """`table --seed S --max-examples M` must check with S and M, as its header says."""
+    calls = []
+    monkeypatch.setattr(table, "check_properties", lambda scheme, **kw: calls.append(kw) or [])
+    assert len(table.results(max_examples=7, seed_=3)) == len(table.BUILTINS)
+    assert calls and all(kw == {"max_examples": 7, "seed_": 3} for kw in calls)
+
+
+def test_grading_does_not_ask_for_half_precision_and_grade_exits_1_until_it_passes(tmp_path, capsys):
+    """The reference scores in its input's precision, so a solution that does too (η ≈ d²/2 cancels in half
+    precision) passes grading; `python -m credit_kit grade` exits 1 on the skeleton and 0 on a passing solution."""
+    (tmp_path / "solution.py").write_text(SOLUTION.replace("logp_neg.float() - logp.float()", "logp_neg - logp"))
+    passed, results = grade.grade(str(tmp_path / "solution.py"), max_examples=FEW)
+    assert passed, "\n".join(map(str, results))
+    assert next(r for r in results if r.name == "half_precision").status == "not claimed"
+    assert cli(["grade", os.path.join(ROOT, "exercises", "hist_weights.py")]) == 1
+    assert cli(["grade", str(tmp_path / "solution.py"), "--max-examples", "5"]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+@schemes.credit_scheme(not_claimed={p: "NaN on padding" for p in ("finite", "zero_on_padding", "empty_safe")})
+def nan_on_padding(mask):
+    return torch.where(mask.bool(), 1.0, math.nan)
+
+
+def test_nan_in_the_same_places_on_both_calls_is_deterministic():
+    """deterministic compares the two calls' weights with NaN equal to NaN in the same place: a scheme that puts
+    NaN on padding (declared, not claimed finite) is reproducible; NaN at another place is a difference."""
+    results = {r.name: r for r in check_properties(nan_on_padding, max_examples=FEW)}
+    assert results["deterministic"].status == "holds", results["deterministic"]
+    nan = torch.tensor([1.0, math.nan])
+    assert P.identical(nan, nan.clone()) and not P.identical(nan, torch.tensor([math.nan, 1.0]))
+    assert not P.identical(nan, nan.double()) and not P.identical(nan, nan[None])
