@@ -657,6 +657,38 @@ def test_a_stale_tuning_file_reruns_and_reporting_runs_follow_a_changed_selectio
     }
 
 
+def test_reporting_files_wait_for_their_owners_rate_when_every_tuning_reruns(tmp_path, stand_in):
+    """A resumed two-task study with one stale tuning file per owner and task: no rate is known at the start, so
+    each rerun tuning selects its owner's rate while the other owners' (and the other task's) reporting files still
+    wait for theirs; each current reporting file is kept once its owner's rate is selected, and none reruns."""
+    out, plan = str(tmp_path), _plan(tasks=("needle-8", "copy"), report_seeds=(1,))
+    stand_in()
+    study.run_study(plan, out, workers=1)
+    stale = [study.Job("tune", t, o, 102, 2e-3) for t in ("needle-8", "copy") for o in ("dapo", "gcpo")]
+    for job in stale:
+        _edit(job.path(out), algo="grpo")
+    again = stand_in()
+    res = study.run_study(plan, out, workers=1)
+    assert sorted((j for j, _, _ in again.calls), key=repr) == sorted(stale, key=repr) and res["failed"] == []
+
+
+def test_a_one_task_variant_is_tuned_and_reported_on_its_task_only(tmp_path, stand_in, monkeypatch):
+    """A variant restricted to one task with its own learning rate (a scheme raced on one task): its tuning and
+    reporting runs are on that task only, at its own selected rate, and a finished study runs none of them again."""
+    monkeypatch.setitem(AUC, "dapo+only", {s: {1e-3: 0.1, 2e-3: 0.8, 4e-3: 0.1} for s in (101, 102)})
+    only = study.Variant("dapo", (("credit", "shuffled"),), "dapo+only", ("copy",))
+    plan = _plan(tasks=("needle-8", "copy"), report_seeds=(1,))
+    plan = study.Plan(plan.tasks, {**plan.variants, "dapo+only": only}, plan.tune_seeds, plan.report_seeds)
+    out, s = str(tmp_path), stand_in()
+    res = study.run_study(plan, out, workers=1)
+    assert res["failed"] == []
+    ran = {(j.phase, j.task, lr) for j, _, lr in s.calls if j.variant == "dapo+only"}
+    assert ran == {("tune", "copy", lr) for lr in LRS} | {("report", "copy", 2e-3)}
+    again = stand_in()
+    res = study.run_study(plan, out, workers=1)
+    assert res["ran"] == [] and res["failed"] == [] and again.calls == []  # its rate read back from its files
+
+
 def test_a_failed_job_skips_exactly_the_jobs_that_need_it(tmp_path, stand_in):
     out, plan = str(tmp_path), _plan()
     bad_tune = study.Job("tune", "needle-8", "gcpo", 102, 2e-3)
