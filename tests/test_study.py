@@ -709,6 +709,19 @@ def test_a_failed_job_skips_exactly_the_jobs_that_need_it(tmp_path, stand_in):
     assert os.path.exists(dapo1.path(out))
 
 
+def test_a_failed_tuning_warm_start_skips_its_tasks_tuning_and_reporting_and_the_next_task_runs(tmp_path, stand_in):
+    """The first task's tuning-seed warm start fails: no rate can be selected there, so its tuning on that seed and
+    all its reporting runs are skipped (never dispatched without a rate), and the second task runs whole."""
+    out, plan = str(tmp_path), _plan(tasks=("needle-8", "copy"), report_seeds=(1,))
+    bad = study.Job("warm", "needle-8", "", 101)
+    s = stand_in(fail={bad})
+    res = study.run_study(plan, out, workers=1)
+    skipped = {j for j, why in res["failed"] if why == "skipped: a job it needs failed"}
+    needle = [j for j in plan.jobs() if j.task == "needle-8"]
+    assert skipped == {j for j in needle if j.phase == "report" or (j.phase == "tune" and j.seed == 101)}
+    assert {j for j, _, _ in s.calls if j.task == "copy"} == {j for j in plan.jobs() if j.task == "copy"}
+
+
 def test_an_interrupted_study_keeps_what_finished_and_says_so(tmp_path, stand_in):
     out, plan = str(tmp_path), _plan()
     stop = study.Job("tune", "needle-8", "dapo", 101, 2e-3)
