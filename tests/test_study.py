@@ -566,7 +566,7 @@ def test_every_job_runs_once_in_dependency_order_at_the_selected_rate(tmp_path, 
         saved = json.load(f)
     assert {o: saved["needle-8"][o]["lr"] for o in saved["needle-8"]} == BEST
     assert saved["needle-8"]["dapo"]["mean_auc"] == {"0.001": 0.5, "0.002": 0.45, "0.004": 0.2}
-    assert res["wall"] >= 0
+    assert 0 <= res["wall"] < 600  # seconds this invocation took, not a timestamp
 
 
 def test_tasks_run_one_after_another_in_the_plans_order(tmp_path, stand_in):
