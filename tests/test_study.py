@@ -569,6 +569,38 @@ def test_every_job_runs_once_in_dependency_order_at_the_selected_rate(tmp_path, 
     assert 0 <= res["wall"] < 600  # seconds this invocation took, not a timestamp
 
 
+def test_two_workers_run_every_job_once_from_a_spawned_pool_of_one_thread_workers(tmp_path, stand_in, monkeypatch):
+    """With workers > 1 the jobs go to a process pool: spawned (torch is not fork-safe), of `workers` processes,
+    each initialised to one torch thread; every job runs once, after what it needs, and none is reported skipped.
+    The pool here is a thread pool that records how it was asked for, so the stand-in's calls stay visible."""
+    from multiprocessing.pool import ThreadPool
+
+    asked = []
+
+    class Context:
+        def __init__(self, method):
+            asked.append(method)
+
+        def Pool(self, processes, initializer=None):
+            asked.append((processes, initializer))
+            return ThreadPool(processes)
+
+    monkeypatch.setattr(study.mp, "get_context", Context)
+    out, plan = str(tmp_path), _plan()
+    s = stand_in()
+    res = study.run_study(plan, out, workers=2)
+    assert asked == ["spawn", (2, study._worker_init)]
+    jobs = [job for job, _, _ in s.calls]
+    assert sorted(jobs, key=repr) == sorted(plan.jobs(), key=repr) and len(set(jobs)) == len(jobs)
+    assert res["failed"] == [] and sorted(res["ran"], key=repr) == sorted(jobs, key=repr)
+    at = _order(s.calls)
+    for job, _, lr in s.calls:
+        if job.phase != "warm":
+            assert at[study.Job("warm", job.task, "", job.seed)] < at[job]
+        if job.phase == "report":
+            assert lr == BEST[plan.variants[job.variant].lr_from]
+
+
 def test_tasks_run_one_after_another_in_the_plans_order(tmp_path, stand_in):
     s = stand_in()
     study.run_study(_plan(tasks=("copy", "needle-8"), report_seeds=(1,)), str(tmp_path), workers=1)
