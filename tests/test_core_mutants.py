@@ -2,6 +2,7 @@
 GCPOTrainer._rollout_logps that the other tests leave open: each expected value comes from a hand count or an
 independent plain computation (numpy / a direct forward), never from the code under test."""
 
+import re
 import warnings
 
 import numpy as np
@@ -268,3 +269,70 @@ def test_rollout_logps_restore_gradient_checkpointing_with_the_configured_kwargs
     assert t.model.is_gradient_checkpointing
     funcs = [m._gradient_checkpointing_func for m in t.model.modules() if hasattr(m, "_gradient_checkpointing_func")]
     assert funcs and all(f.keywords == kwargs for f in funcs), [getattr(f, "keywords", f) for f in funcs]
+
+
+# ---- from_pretrained: which path a name takes, and the one-line error ---------------------------------------------
+
+
+class FakePretrained:
+    """Stands in for a transformers class: records each from_pretrained call and answers from `outcomes`, a list
+    of return values or exceptions taken in order."""
+
+    calls: list = []
+    outcomes: list = []
+
+    @classmethod
+    def from_pretrained(cls, name, **kw):
+        cls.calls.append((name, kw))
+        out = cls.outcomes.pop(0)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def _load(name, *outcomes, reachable=False, monkeypatch=None):
+    FakePretrained.calls, FakePretrained.outcomes = [], list(outcomes)
+    monkeypatch.setattr(loading, "hub_reachable", lambda: reachable)
+    return loading.from_pretrained(FakePretrained, name), FakePretrained.calls
+
+
+def test_a_local_directory_loads_directly_and_a_hub_name_tries_the_cache_first(tmp_path, monkeypatch):
+    """A name starting with '.', '/' or '~', or naming an existing directory, is read from disk (expanded) in one
+    call; any other name is tried in the local cache only (offline it fails in seconds), then on the hub if the
+    hub answers."""
+    (tmp_path / "home" / "m").mkdir(parents=True)
+    (tmp_path / "rel").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    for name, path in [
+        (str(tmp_path / "rel"), str(tmp_path / "rel")),
+        ("./rel", "./rel"),
+        ("~/m", str(tmp_path / "home" / "m")),
+        ("rel", "rel"),  # an existing directory without a leading '.' is local too
+    ]:
+        assert _load(name, "model", monkeypatch=monkeypatch) == ("model", [(path, {})])
+    assert _load("gpt2", "cached", monkeypatch=monkeypatch) == ("cached", [("gpt2", {"local_files_only": True})])
+    missing = OSError("not cached")
+    got = _load("gpt2", missing, "downloaded", reachable=True, monkeypatch=monkeypatch)
+    assert got == ("downloaded", [("gpt2", {"local_files_only": True}), ("gpt2", {})])
+    for name in ("./nope", "/nope/at/all", "~/nope"):
+        with pytest.raises(ValueError, match=f"^model directory '{re.escape(name)}' does not exist; pass"):
+            _load(name, monkeypatch=monkeypatch)
+
+
+def test_a_failed_load_is_one_line_naming_the_first_line_of_the_cause(tmp_path, monkeypatch):
+    """Offline and not cached: the hub is not tried and the error says so; any other OSError or ValueError gives
+    its first line (without its final period, not its leading one) or, when it has no message, its type."""
+    with pytest.raises(ValueError) as err:
+        _load("gpt2", OSError("not cached"), monkeypatch=monkeypatch)
+    assert str(err.value).startswith(
+        "cannot load 'gpt2' with FakePretrained: 'gpt2' is not in the local Hugging Face cache and the hub cannot "
+        "be reached (offline?). A hub name (e.g. gpt2) downloads once"
+    )
+    assert len(FakePretrained.calls) == 1
+    (tmp_path / "m").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^cannot load '\./m' with FakePretrained: \.bad vocab size MAX\. A hub name"):
+        _load("./m", ValueError(".bad vocab size MAX.\nsecond line"), monkeypatch=monkeypatch)
+    with pytest.raises(ValueError, match=r"^cannot load '\./m' with FakePretrained: OSError\. A hub name"):
+        _load("./m", OSError(" "), monkeypatch=monkeypatch)
