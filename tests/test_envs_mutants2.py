@@ -10,6 +10,7 @@ import string
 
 import numpy as np
 import pytest
+import torch
 
 import toy_envs
 from toy_envs.base import other_than
@@ -455,3 +456,13 @@ def test_text_demonstrations_longer_than_the_response_are_cut_to_fit_their_eos(w
     _, completions = t.demonstrations(5, np.random.default_rng(0), null_prob=0.0)
     assert completions.shape == (5, width) and (completions[:, -1] == t.eos_id).all()
     assert (completions[:, :-1] != t.eos_id).all() and (completions[:, :-1] != t.pad_id).all()
+
+
+def test_word_tokenizer_decode_keeps_special_tokens_unless_asked_to_skip_them():
+    """Like a Hugging Face tokenizer: decode shows `<pad>` and `<eos>` by default and drops exactly those two with
+    skip_special_tokens=True; words are joined by spaces, special tokens glued on."""
+    tok = WordTokenizer(["sea", "moon"])
+    ids = [2, 0, 1, 3, 1]
+    assert tok.decode(ids) == "moon<pad><eos> sea<eos>"
+    assert tok.decode(ids, skip_special_tokens=True) == "moon sea"
+    assert tok.decode(torch.tensor(ids), skip_special_tokens=True) == "moon sea"
