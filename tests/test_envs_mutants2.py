@@ -7,6 +7,7 @@ read back from the code under test."""
 
 import json
 import string
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -466,3 +467,26 @@ def test_word_tokenizer_decode_keeps_special_tokens_unless_asked_to_skip_them():
     assert tok.decode(ids) == "moon<pad><eos> sea<eos>"
     assert tok.decode(ids, skip_special_tokens=True) == "moon sea"
     assert tok.decode(torch.tensor(ids), skip_special_tokens=True) == "moon sea"
+
+
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+def test_text_prompts_draw_every_label_about_equally(name):
+    """sample_prompts draws each of the task's labels uniformly: with 3,000 prompts every label's share is within
+    five standard errors of 1/k (a draw that skips the first label, or always takes one, is far outside)."""
+    t = toy_envs.make_task(name)
+    counts = Counter(t.label(t.sample_prompts(3000, np.random.default_rng(0))))
+    k = len(t.labels)
+    assert set(counts) == set(t.labels)
+    for label in t.labels:
+        assert abs(counts[label] / 3000 - 1 / k) < 5 * np.sqrt((1 / k) * (1 - 1 / k) / 3000), counts
+
+
+def test_needle_random_position_draws_every_position_and_a_fixed_one_stays():
+    """Needle(random_position=True) puts the needle at every position 0..L-1 about equally often; without it every
+    prompt asks for the one fixed position."""
+    t = Needle(length=6, random_position=True)
+    pos = t.sample_prompts(3000, np.random.default_rng(0))[:, 1] - t.pos0
+    counts = np.bincount(pos, minlength=6)
+    assert len(counts) == 6 and (np.abs(counts / 3000 - 1 / 6) < 5 * np.sqrt((1 / 6) * (5 / 6) / 3000)).all(), counts
+    fixed = Needle(length=6, position=4).sample_prompts(50, np.random.default_rng(0))[:, 1] - t.pos0
+    assert (fixed == 4).all()
