@@ -740,3 +740,20 @@ def test_example_math_reward():
         n.startswith(q) and "Give a wrong answer." in n and "Give a wrong answer." not in p
         for q, p, n in zip(questions, ds["prompt"], ds["negative_prompt"])
     )
+
+
+def test_a_schemes_generator_is_seeded_by_seed_process_and_step():
+    """GCPOTrainer._generator: the same (args.seed, process index, step) gives the same stream, so a run repeats;
+    another step or another process gives another stream, so a random scheme (the shuffled control) draws anew
+    at each step and no two processes share its draws."""
+    from types import SimpleNamespace
+
+    def draws(seed=0, process=0, step=3):
+        fake = SimpleNamespace(
+            args=SimpleNamespace(seed=seed), accelerator=SimpleNamespace(process_index=process), _step=step
+        )
+        return torch.rand(4, generator=GCPOTrainer._generator(fake, "cpu"))
+
+    assert torch.equal(draws(), draws())
+    for other in (draws(seed=1), draws(process=1), draws(step=4)):
+        assert not torch.equal(draws(), other)
