@@ -290,7 +290,7 @@ class FakePretrained:
         return out
 
 
-def _load(name, *outcomes, reachable=False, monkeypatch=None):
+def _load(name, *outcomes, monkeypatch, reachable=False):
     FakePretrained.calls, FakePretrained.outcomes = [], list(outcomes)
     monkeypatch.setattr(loading, "hub_reachable", lambda: reachable)
     return loading.from_pretrained(FakePretrained, name), FakePretrained.calls

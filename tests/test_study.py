@@ -625,11 +625,7 @@ def test_a_finished_study_runs_nothing_again(tmp_path, stand_in):
 
 
 def _edit(path, **changes):
-    with open(path) as f:
-        r = json.load(f)
-    r.update(changes)
-    with open(path, "w") as f:
-        json.dump(r, f)
+    study.write_json(path, {**study.load_json(path), **changes})
 
 
 @pytest.mark.parametrize(
