@@ -1,7 +1,9 @@
 """Shared fixtures. Tests never download: the hub is switched off, and the pretrained-model path is exercised
 on a tiny GPT-2 and a byte-level BPE tokenizer that the fixture builds and saves itself."""
 
+import json
 import os
+from functools import cache
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # set before transformers is imported anywhere
 
@@ -39,3 +41,32 @@ def save_tiny_gpt2(path, vocab_size=None, eos=True):
 def tiny_gpt2(tmp_path_factory):
     """Directory of a saved tiny GPT-2 + BPE tokenizer, loadable with from_pretrained."""
     return save_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+@cache
+def _mutmut_test_durations():
+    """Each test's seconds in mutmut's clean run ({} outside a mutmut run). mutmut runs the tests in its working copy,
+    where it writes them to mutmut-stats.json."""
+    try:
+        with open("mutmut-stats.json") as f:
+            return json.load(f)["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under mutmut, a mutant's worker runs the tests that reach the mutated function and stops at the first failure:
+    run the quickest first, file by file (the file with the quickest mean first, so module fixtures are built once),
+    and a mutant that some quick test kills costs only that test. Outside a mutmut run the order is untouched."""
+    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+        return
+    seconds = _mutmut_test_durations()
+    if not seconds:
+        return
+    by_file = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    mean = {f: sum(seconds.get(i.nodeid, 1.0) for i in its) / len(its) for f, its in by_file.items()}
+    items[:] = [
+        i for f in sorted(by_file, key=mean.get) for i in sorted(by_file[f], key=lambda i: seconds.get(i.nodeid, 1.0))
+    ]
