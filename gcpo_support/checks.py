@@ -35,7 +35,7 @@ class Range:
         )
 
     def __str__(self) -> str:
-        fmt = lambda v: str(v) if isinstance(v, int) else f"{v:g}"  # inf, -inf, 0.5, 1e-09
+        fmt = lambda v: str(v) if isinstance(v, int) else f"{v:g}" if float(f"{v:g}") == v else repr(v)  # 1e-09, inf
         left = "(" if self.lo_open or self.lo == -math.inf else "["
         right = ")" if self.hi_open or self.hi == math.inf else "]"
         text = f"{left}{fmt(self.lo)}, {fmt(self.hi)}{right}"

@@ -6,6 +6,8 @@ offline stand-in tokenizer and GPT-2. Expected values are drawn or computed by h
 read back from the code under test."""
 
 import json
+import os
+import re
 import string
 from collections import Counter
 
@@ -17,7 +19,7 @@ import toy_envs
 from toy_envs.base import other_than
 from toy_envs.render import _heat, shade_tokens
 from toy_envs.tasks import Needle, grid_shapes
-from toy_envs.text import WordTokenizer, save_stand_in_gpt2, stand_in_tokenizer
+from toy_envs.text import WordTokenizer, decode, save_stand_in_gpt2, stand_in_tokenizer
 
 
 def drawn(picture):
@@ -490,3 +492,27 @@ def test_needle_random_position_draws_every_position_and_a_fixed_one_stays():
     assert len(counts) == 6 and (np.abs(counts / 3000 - 1 / 6) < 5 * np.sqrt((1 / 6) * (5 / 6) / 3000)).all(), counts
     fixed = Needle(length=6, position=4).sample_prompts(50, np.random.default_rng(0))[:, 1] - t.pos0
     assert (fixed == 4).all()
+
+
+def test_text_decode_is_verbatim_so_each_prefix_decodes_to_a_prefix(bpe):
+    """`decode` keeps the text as written: a tokenizer's clean-up of spaces would join " ." , " ," , " 's" and
+    " n't" to the word before, and then a prefix of the ids would no longer decode to a prefix of the text. The
+    tokenizer is set to clean up by default, as GPT-2's hub tokenizer was (transformers 5 skips the clean-up for BPE
+    unless forced)."""
+    bpe.clean_up_tokenization_spaces = True
+    bpe.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output = True
+    assert bpe.decode(bpe.encode(" calm .")) == " calm."
+    text = " the sea , it is calm . it 's blue , is n't it ?"
+    ids = bpe.encode(text, add_special_tokens=False)
+    assert decode(bpe, ids) == text
+    assert all(text.startswith(decode(bpe, ids[:k])) for k in range(len(ids) + 1))
+
+
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+def test_text_tasks_default_response_cap_is_the_one_docs_algorithm_states(name):
+    """docs/algorithm.md's task table gives each text task's response as "free text, ≤ N tokens"."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "algorithm.md")) as f:
+        row = next(line for line in f if line.startswith(f"| `{name}` |"))
+    cap = int(re.search(r"≤ (\d+) tokens", row).group(1))
+    task = toy_envs.make_task(name)
+    assert task.max_new_tokens == task.response_len == cap

@@ -197,6 +197,48 @@ def test_int_range_holds_exactly_the_integers_between_its_ends():
     assert -1 in up and 10**12 in up and -2 not in up and 4.0 not in up
 
 
+@pytest.mark.parametrize(
+    "valid, text",
+    [
+        (checks.Range(0, 1), "[0, 1]"),
+        (checks.Range(0, lo_open=True), "(0, inf)"),
+        (checks.Range(-1, 0.5, hi_open=True), "[-1, 0.5)"),
+        (checks.Range(1e-9, 1, lo_open=True, hi_open=True), "(1e-09, 1)"),
+        (checks.Range(0, 1 - 1e-9, lo_open=True), "(0, 0.999999999]"),  # not "(0, 1]": 1 is outside
+        (checks.Range(1, lo_open=True, also=(0,)), "0 or (1, inf)"),
+        (checks.Range(2, 3, also=(0, 0.5)), "0 or 0.5 or [2, 3]"),
+        (checks.Range(1, 7, integer=True), "int in [1, 7]"),
+        (checks.Range(integer=True), "int in (-inf, inf)"),
+    ],
+)
+def test_a_range_prints_in_interval_notation_by_hand(valid, text):
+    assert str(valid) == text
+
+
+@pytest.mark.parametrize("name", sorted(checks.RANGES))
+def test_every_options_printed_range_holds_the_values_it_accepts(name):
+    """What an error message shows as the valid values is what `in` accepts: each end is included exactly when its
+    bracket is square, values beyond the ends and between them are judged as the printed interval says, and the
+    extra values printed before "or" are accepted."""
+    valid, text = checks.RANGES[name], str(checks.RANGES[name])
+    *extra, interval = text.removeprefix("int in ").split(" or ")
+    left, right = interval[0], interval[-1]
+    cast = int if valid.integer else float
+    lo, hi = (float(v) if v.endswith("inf") else cast(v) for v in interval[1:-1].split(", "))
+    assert text.startswith("int in ") == valid.integer
+    assert [float(v) for v in extra] == [float(v) for v in valid.also]
+    assert (lo, hi) == (valid.lo, valid.hi)
+    if math.isfinite(lo):
+        assert (cast(lo) in valid) == (left == "[")
+        assert cast(lo) - 1 not in valid or cast(lo) - 1 in valid.also
+    if math.isfinite(hi):
+        assert (cast(hi) in valid) == (right == "]")
+        assert cast(hi) + 1 not in valid or cast(hi) + 1 in valid.also
+    inside = cast((lo if math.isfinite(lo) else hi - 2) + 1) if valid.integer else None
+    if inside is not None and inside < hi:
+        assert inside in valid
+
+
 def test_overlong_penalty_names_max_len_when_it_is_out_of_range():
     """A negative L_max is a ValueError that names the argument `max_len` and its value."""
     with pytest.raises(ValueError, match=r"^max_len=-1 "):

@@ -79,6 +79,17 @@ def test_sentiment_rewards_and_key_masks_by_hand(tokenizer, bpe):
     assert score.key_mask[0].tolist() == [k in {0, 2, 4} for k in owner]  # both lexicons are key
 
 
+def test_key_tokens_are_those_overlapping_a_hit_not_those_touching_it(bpe):
+    """A hit word right after punctuation, with no space: the token that ends where the word starts and the one
+    that starts where it ends share no character with it, so only the word's own tokens are key."""
+    t = toy_envs.make_task("topic", tokenizer=bpe)
+    ids, owner = completion(t, [" the", ",", "sea", ",", "whale", "."], eos_after=5, width=12)
+    assert t.response_text(ids[0])[0] == " the,sea,whale."
+    score = t.score(prompt_for(t, "ocean"), ids)
+    assert score.reward[0] == pytest.approx(2 / 3)
+    assert score.key_mask[0].tolist() == [k in {2, 4} for k in owner]
+
+
 def test_require_eos_and_noise():
     t = toy_envs.make_task("topic", require_eos=True, reward_noise=0.5)
     ids, _ = completion(t, [" sea", " wave", " fish"])  # no EOS

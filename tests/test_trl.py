@@ -742,6 +742,83 @@ def test_example_math_reward():
     )
 
 
+def test_token_advantages_draw_from_the_trainers_generator_and_log_under_the_models_mode():
+    """A random scheme (the shuffled control) draws from the trainer's seeded generator, not torch's global one: the
+    same step gives the same weights whatever the global seed. The weight statistics go to TRL's metrics under the
+    model's mode, "train" or "eval", and nowhere else."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    credit = gcpo.credit_scheme(gcpo.make_config("gcpo", credit="shuffled"))
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
+    logp = -torch.arange(20.0).reshape(4, 5) / 10
+    batch = {"completion_mask": mask, "advantages": torch.tensor([1.0, -1.0, 0.5, 2.0])}
+    trainer = SimpleNamespace(
+        credit=credit,
+        _needs=schemes.needs(credit),
+        num_generations=2,
+        args=SimpleNamespace(seed=0),
+        accelerator=SimpleNamespace(process_index=0, gather=lambda x: x),
+        _step=3,
+        model=SimpleNamespace(training=True),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+    )
+    trainer._generator = lambda device: GCPOTrainer._generator(trainer, device)
+
+    def advantages(global_seed):
+        torch.manual_seed(global_seed)
+        return GCPOTrainer.token_advantages(trainer, batch, logp=logp, logp_neg=logp.flip(1))
+
+    first = advantages(0)
+    assert torch.equal(first, advantages(1))
+    assert not torch.equal(first, GCPOTrainer.token_advantages(trainer, batch, logp=logp, logp_neg=logp))
+    keys = ["gcpo/weight_max", "gcpo/weight_std", "gcpo/weight_top40_mass"]
+    assert sorted(trainer._metrics["train"]) == keys and not trainer._metrics["eval"]
+    assert [len(v) for v in trainer._metrics["train"].values()] == [3, 3, 3]
+    trainer.model.training = False
+    advantages(0)
+    assert sorted(trainer._metrics["eval"]) == keys
+    assert [len(v) for v in trainer._metrics["eval"].values()] == [1, 1, 1]
+    assert trainer._metrics["eval"]["gcpo/weight_max"] == trainer._metrics["train"]["gcpo/weight_max"][:1]
+
+
+def test_the_no_grad_passes_turn_gradient_checkpointing_off_and_back_on_with_the_runs_options():
+    """The negative prompts' pass and the rollout pass run without gradient checkpointing (no grad: nothing to
+    recompute) and turn it back on afterwards with the run's `gradient_checkpointing_kwargs`."""
+    from types import SimpleNamespace
+
+    class Model:
+        is_gradient_checkpointing, calls = True, []
+
+        def gradient_checkpointing_disable(self):
+            self.is_gradient_checkpointing = False
+            self.calls.append("off")
+
+        def gradient_checkpointing_enable(self, kwargs=None):
+            self.is_gradient_checkpointing = True
+            self.calls.append(("on", kwargs))
+
+    model, seen = Model(), []
+
+    def logps(m, ids, attn, width, batch_size=None, compute_entropy=False):
+        seen.append((m, model.is_gradient_checkpointing, ids.shape, width, batch_size))
+        return torch.zeros(ids.size(0), width), None
+
+    options = {"use_reentrant": False}
+    trainer = SimpleNamespace(
+        model=model,
+        args=SimpleNamespace(gradient_checkpointing_kwargs=options),
+        _get_per_token_logps_and_entropies=logps,
+    )
+    x = {"completion_ids": torch.ones(2, 3, dtype=torch.long), "completion_mask": torch.ones(2, 3)}
+    x |= {k: v[:, :2] for k, v in (("neg_prompt_ids", x["completion_ids"]), ("neg_prompt_mask", x["completion_mask"]))}
+    x |= {"prompt_ids": x["neg_prompt_ids"], "prompt_mask": x["neg_prompt_mask"]}
+    assert GCPOTrainer._negative_logps(trainer, "wrapped", x, batch_size=4).shape == (2, 3)
+    GCPOTrainer._rollout_logps(trainer, x, batch_size=4)
+    assert seen == [("wrapped", False, (2, 5), 3, 4), (model, False, (2, 5), 3, 4)]
+    assert model.calls == ["off", ("on", options)] * 2
+
+
 def test_a_schemes_generator_is_seeded_by_seed_process_and_step():
     """GCPOTrainer._generator: the same (args.seed, process index, step) gives the same stream, so a run repeats;
     another step or another process gives another stream, so a random scheme (the shuffled control) draws anew
