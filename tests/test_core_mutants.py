@@ -336,3 +336,171 @@ def test_a_failed_load_is_one_line_naming_the_first_line_of_the_cause(tmp_path, 
         _load("./m", ValueError(".bad vocab size MAX.\nsecond line"), monkeypatch=monkeypatch)
     with pytest.raises(ValueError, match=r"^cannot load '\./m' with FakePretrained: OSError\. A hub name"):
         _load("./m", OSError(" "), monkeypatch=monkeypatch)
+
+
+# ---- micro_batch_loss: every loss option reaches policy_loss -----------------------------------------------
+REF = POLICY + torch.randn(POLICY.shape, generator=torch.Generator().manual_seed(2))
+LOSS_OPTIONS = [  # (the base options, one option at another value than its default)
+    ({}, dict(eps_low=0.05)),
+    ({}, dict(eps_high=0.05)),
+    ({}, dict(dual_clip=1.5)),
+    ({}, dict(surrogate="log_hinge", dual_clip=0)),
+    ({}, dict(entropy_penalty=0.05)),
+    ({}, dict(loss_agg="seq-mean-token-sum-norm", max_new_tokens=5)),
+    (dict(beta=0.1), dict(kl_estimator="k1")),
+    (dict(beta=0.1), dict(kl_reweight=True)),
+    (dict(beta=0.1), dict(temperature=0.7)),
+]
+
+
+@pytest.mark.parametrize("base, option", LOSS_OPTIONS)
+def test_micro_batch_loss_hands_each_loss_option_to_policy_loss(base, option):
+    """micro_batch_loss is policy_loss on log-probs taken at cfg.temperature (the reference's too) with the run's
+    clip, surrogate, aggregation, KL and entropy options: equal to policy_loss called with them written out, on a
+    batch whose ratios reach both clips and the dual clip, and different from the loss without the option."""
+    model, b = handmade_batch()
+    offsets = torch.tensor([-1.5, -0.3, 0.0, 0.3, 1.5])[torch.arange(b["mask"].numel()) % 5].view_as(b["logp_old"])
+    b["logp_old"] = b["logp_old"] + offsets * b["mask"]
+
+    def loss_of(options):
+        cfg = config("gcpo", **options)
+        ref = PromptLookupLM(REF).requires_grad_(False) if cfg.beta else None
+        loss, _, w, _ = gcpo.micro_batch_loss(
+            model, ref, b, cfg, gcpo.credit_scheme(cfg), b["mask"].sum(), len(b["mask"]), torch.Generator()
+        )
+        return loss.item(), w, cfg
+
+    got, w, cfg = loss_of({**base, **option})
+    T = cfg.temperature
+    logp = (POLICY / T).log_softmax(-1)[b["prompts"][:, 2]].gather(1, b["responses"])
+    ref_logp = (REF / T).log_softmax(-1)[b["prompts"][:, 2]].gather(1, b["responses"]) if cfg.beta else None
+    want, _ = gcpo.policy_loss(
+        logp, b["logp_old"], b["adv"][:, None] * w, b["mask"], eps_low=cfg.eps_low, eps_high=cfg.eps_high,
+        dual_clip=cfg.dual_clip, loss_agg=cfg.loss_agg, total_tokens=b["mask"].sum(), total_seqs=len(b["mask"]),
+        max_len=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+        kl_weights=w if cfg.kl_reweight else None, entropy_penalty=cfg.entropy_penalty, surrogate=cfg.surrogate,
+    )  # fmt: skip
+    assert got == pytest.approx(want.item(), rel=1e-5)
+    assert got != pytest.approx(loss_of(base)[0], rel=1e-4)
+
+
+def test_micro_batch_loss_hands_its_generator_to_a_random_scheme():
+    """The shuffled control draws its permutations from the generator micro_batch_loss is given, never from
+    torch's global one: the same generator seed gives the same weights whatever the global seed."""
+    model, b = handmade_batch()
+    cfg = config("gcpo", credit="shuffled")
+
+    def weights(global_seed, seed):
+        torch.manual_seed(global_seed)
+        gen = torch.Generator().manual_seed(seed)
+        return gcpo.micro_batch_loss(model, None, b, cfg, gcpo.credit_scheme(cfg), b["mask"].sum(), 8, gen)[2]
+
+    assert torch.equal(weights(0, 5), weights(1, 5))
+    assert not torch.equal(weights(0, 5), weights(0, 6))
+
+
+# ---- warm_start by hand -----------------------------------------------------------------------------------
+def test_warm_start_is_adamw_on_the_mean_token_nll_of_seeded_demonstrations():
+    """Each step draws warm_batch demonstrations from default_rng([seed, 7]) at the run's demo_accuracy and
+    null_prob, takes the mean negative log-likelihood over the response tokens that are not padding and steps AdamW
+    at warm_lr; warm_start returns the last step's loss. warm_steps=0 changes nothing and returns NaN."""
+    import copy
+    import math
+
+    task = gcpo.build_task(gcpo.make_config("gcpo", env="copy"))[0]
+    cfg = gcpo.make_config(
+        "gcpo", env="copy", warm_steps=2, warm_batch=5, warm_lr=0.02, demo_accuracy=0.3, null_prob=0.6, seed=5,
+        n_layer=1, n_embd=16, n_head=2, device="cpu",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = gcpo.build_policy(cfg, task.vocab_size, 32, {})
+    twin = copy.deepcopy(model)
+    assert math.isnan(gcpo.warm_start(model, task, gcpo.make_config("gcpo", env="copy", warm_steps=0)))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters()))
+
+    got = gcpo.warm_start(model, task, cfg)
+    rng, opt = np.random.default_rng([5, 7]), torch.optim.AdamW(twin.parameters(), lr=0.02)
+    for _ in range(2):
+        prompts_np, completions_np = task.demonstrations(5, rng, 0.3, 0.6)
+        prompts, prompt_mask = gcpo.prompt_tensors(task, prompts_np, "cpu")
+        completions = torch.as_tensor(completions_np)
+        logp, _ = gcpo.response_logprobs(twin, prompts, prompt_mask, completions)  # (checked on its own elsewhere)
+        loss = -logp[completions != task.pad_id].mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert got == pytest.approx(loss.item(), rel=1e-4)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+# ---- main: what the command line prints ---------------------------------------------------------------------
+@pytest.mark.parametrize("show", [0, 1, 2])
+def test_main_prints_the_summary_with_the_schemes_name_then_show_samples(show, capsys):
+    """The summary line names the credit scheme as the scheme itself says (an oracle is called one), and --show N
+    prints N sampled responses with their weights after it (none for 0)."""
+    tiny = ["--steps", "1", "--warm-steps", "0", "--batch-prompts", "2", "--group-size", "2", "--eval-prompts", "2"]
+    tiny += ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--credit", "oracle", "--show", str(show)]
+    gcpo.main(tiny + ["--out", ""])
+    out = capsys.readouterr().out
+    assert out.startswith("gcpo, oracle (an oracle: it reads the task's key tokens) credit, on needle")
+    assert out.count("\nprompt: ") == out.count("\nweights: ") == show
+
+
+# ---- small pure pieces: by hand ----------------------------------------------------------------------------------
+def test_sorted_ranks_give_ties_the_mean_of_their_ranks_by_hand():
+    scores = torch.tensor([[0.5, 0.2, 0.5, 0.9, 0.5], [0.3, 0.3, 0.1, 0.7, 0.3]])
+    valid = torch.tensor([[True] * 5, [True, True, True, True, False]])
+    sorted_s, order, ranks = gcpo.sorted_ranks(scores, valid)
+    assert sorted_s[0].tolist() == pytest.approx([0.2, 0.5, 0.5, 0.5, 0.9])
+    assert ranks[0].tolist() == [1.0, 3.0, 3.0, 3.0, 5.0]  # three tied at ranks 2, 3, 4
+    assert ranks[1, :4].tolist() == [1.0, 2.5, 2.5, 4.0]  # two valid 0.3s at ranks 2, 3; the padded 0.3 sorts last
+    assert torch.equal(scores.gather(1, order)[0], sorted_s[0])
+
+
+def test_response_logprobs_divide_the_logits_by_any_temperature_but_one():
+    model, b = handmade_batch()
+    for T in (0.5, 1.0, 2.0):
+        logp, _ = gcpo.response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"], T)
+        want = (POLICY.double() / T).log_softmax(-1)[b["prompts"][:, 2]].gather(1, b["responses"])
+        torch.testing.assert_close(logp.double(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_response_logprobs_of_no_responses_are_empty_and_full_only_when_asked():
+    model = gcpo.build_policy(gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2), 11, 16, {})
+    prompts, responses = torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 3, dtype=torch.long)
+    logp, logp_all = gcpo.response_logprobs(model, prompts, torch.ones_like(prompts), responses)
+    assert logp.shape == (0, 3) and logp_all is None
+    _, logp_all = gcpo.response_logprobs(model, prompts, torch.ones_like(prompts), responses, full=True)
+    assert logp_all.shape == (0, 3, 11)
+
+
+def test_a_scheme_that_does_not_name_the_mask_still_has_its_weights_checked_against_it():
+    """credit_weights hands schemes.call the batch's mask whatever the scheme names: weights of another shape than
+    the mask are a one-line error, weights of its shape pass."""
+    model, b = handmade_batch()
+    cfg = config("gcpo")
+
+    def from_logp(logp):
+        return torch.ones_like(logp)
+
+    def wrong(logp):
+        return torch.ones(2, 2)
+
+    assert torch.equal(gcpo.credit_weights(model, b, cfg, from_logp), torch.ones(b["mask"].shape))
+    with pytest.raises(ValueError, match="the mask's shape"):
+        gcpo.credit_weights(model, b, cfg, wrong)
+
+
+def test_build_policy_tiny_has_the_asked_positions_no_dropout_the_fused_gelu_and_the_tasks_special_ids():
+    """The tiny GPT-2: n_positions as asked (what check_positions reads), no dropout (so training mode gives the
+    same forward twice, and ρ ≡ 1 on the first mini-batch), the fused tanh-GELU, and the task's BOS/EOS/pad ids."""
+    cfg = gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2)
+    special = dict(bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    model = gcpo.build_policy(cfg, 11, 37, special).train()
+    c = model.config
+    assert (c.vocab_size, c.n_positions, c.n_layer, c.n_embd, c.n_head) == (11, 37, 1, 16, 2)
+    assert (c.bos_token_id, c.eos_token_id, c.pad_token_id) == (1, 2, 3)
+    assert c.activation_function == "gelu_pytorch_tanh"
+    ids = torch.randint(0, 11, (4, 9), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(ids).logits, model(ids).logits)

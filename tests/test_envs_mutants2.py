@@ -516,3 +516,21 @@ def test_text_tasks_default_response_cap_is_the_one_docs_algorithm_states(name):
     cap = int(re.search(r"≤ (\d+) tokens", row).group(1))
     task = toy_envs.make_task(name)
     assert task.max_new_tokens == task.response_len == cap
+
+
+def test_text_task_pads_with_eos_without_a_pad_token_and_refuses_prompts_starting_with_pad(bpe):
+    """GPT-2's convention: without a pad token the pad is EOS; with one, that token. A prompt whose first token is
+    the pad token could not be told from left padding: a one-line error. A bad cap is named."""
+    assert bpe.pad_token_id == bpe.eos_token_id
+    bpe.pad_token = None
+    assert toy_envs.make_task("topic", tokenizer=bpe).pad_id == bpe.eos_token_id
+    bpe.pad_token = "Ġsentence"
+    assert bpe.pad_token_id not in (None, bpe.eos_token_id)
+    assert toy_envs.make_task("topic", tokenizer=bpe).pad_id == bpe.pad_token_id
+    bpe.pad_token = "Here"  # every topic prompt starts "Here is a sentence about ..."
+    with pytest.raises(
+        ValueError, match="^topic: prompt 'Here is a sentence about .*' is empty or starts with the pad"
+    ):
+        toy_envs.make_task("topic", tokenizer=bpe)
+    with pytest.raises(ValueError, match="^topic: max_new_tokens must be an integer >= 1, got 0$"):
+        toy_envs.make_task("topic", max_new_tokens=0)

@@ -324,3 +324,114 @@ def test_token_step_env_reset_passes_seed_and_options_to_the_wrapped_env():
     assert rec.seen == (7, {"note": 1})
     assert isinstance(info, dict) and env.observation_space.contains(obs)
     assert obs[3:].tolist() == [t.pad_id] * 5
+
+
+@pytest.mark.parametrize(
+    "positions, max_new_tokens, warm_steps, fits",
+    [(11, 8, 0, True), (10, 8, 0, False), (11, 8, 100, False), (12, 8, 100, True), (12, 9, 0, True), (11, 9, 0, False)],
+)
+def test_check_positions_needs_prompt_plus_response_and_a_demonstration_only_when_warming_up(
+    positions, max_new_tokens, warm_steps, fits
+):
+    """Needle: prompt 3 tokens, a demonstration 12. The model needs prompt + max_new_tokens positions, and 12 when
+    it warms up; a model without a position count is not checked."""
+    from types import SimpleNamespace
+
+    task = toy_envs.make_task("needle")
+    assert (task.prompt_len, task.demo_len) == (3, 12)
+    cfg = SimpleNamespace(model="m", max_new_tokens=max_new_tokens, warm_steps=warm_steps)
+    model = SimpleNamespace(config=SimpleNamespace(n_positions=positions))
+    if fits:
+        checks.check_positions(model, cfg, task)
+    else:
+        with pytest.raises(ValueError, match=f"has {positions} positions"):
+            checks.check_positions(model, cfg, task)
+    checks.check_positions(SimpleNamespace(config=SimpleNamespace()), cfg, task)
+
+
+def test_dr_grpo_aggregation_accepts_a_cap_of_one_token():
+    """seq-mean-token-sum-norm with max_len=1 on one-token responses: Σ m·x / (N · 1); a cap below the longest
+    response is an error."""
+    x, mask = torch.tensor([[2.0], [-1.0], [5.0]]), torch.tensor([[1], [1], [0]])
+    assert gcpo.aggregate(x, mask, "seq-mean-token-sum-norm", max_len=1).item() == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="max_len"):
+        gcpo.aggregate(torch.ones(2, 2), torch.ones(2, 2), "seq-mean-token-sum-norm", max_len=1)
+
+
+def test_policy_loss_checks_logp_itself():
+    """logp's own shape is checked first: 1-D, or another shape than the other inputs', is a one-line error."""
+    ones = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="logp must be 2-D"):
+        gcpo.policy_loss(torch.zeros(3), torch.zeros(3), torch.zeros(3), torch.ones(3))
+    with pytest.raises(ValueError, match="logp_old must have logp's shape \\(2, 4\\)"):
+        gcpo.policy_loss(torch.zeros(2, 4), ones, ones, torch.ones(2, 3))
+
+
+@pytest.mark.parametrize(
+    "call, start",
+    [
+        (lambda: gcpo.aggregate(torch.ones(2, 2), torch.ones(2, 2), "mean"), "unknown loss_agg 'mean'"),
+        (lambda: gcpo.group_advantages(torch.ones(4), 2, "groups"), "unknown advantage scale 'groups'"),
+        (lambda: gcpo.group_advantages(torch.ones(4), 2, eps=-1.0), "eps=-1.0 is outside"),
+    ],
+)
+def test_bad_options_of_the_pure_functions_name_the_option(call, start):
+    with pytest.raises(ValueError) as e:
+        call()
+    assert str(e.value).startswith(start)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu:0"])
+def test_autocast_runs_matmuls_in_bfloat16_only_under_dtype_bfloat16(device):
+    """autocast takes the device type without its index and is on exactly when dtype is bfloat16."""
+    from types import SimpleNamespace
+
+    for dtype, want in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        with gcpo.autocast(SimpleNamespace(device=device, dtype=dtype)):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == want
+
+
+def test_token_scores_check_both_log_probs_and_name_them():
+    """logp is checked first (2-D, floating point), then logp_neg; bfloat16 log-probs are scored in float32."""
+    lp, mask = torch.tensor([[-0.5, -1.0, -2.0]]), torch.ones(1, 3)
+    with pytest.raises(ValueError, match="logp must be 2-D"):
+        gcpo.token_scores(lp[0], lp[0], mask[0])
+    with pytest.raises(ValueError, match="logp must be floating point"):
+        gcpo.token_scores(lp.long(), lp, mask)
+    with pytest.raises(ValueError, match="logp_neg must be floating point"):
+        gcpo.token_scores(lp, lp.long(), mask)
+    with pytest.raises(ValueError, match="unknown divergence 'kl2'"):
+        gcpo.token_scores(lp, lp - 1, mask, "kl2")
+    neg = lp - torch.tensor([[1e-3, 2e-3, 0.5]])  # contrasts that bfloat16 arithmetic would round away
+    half = gcpo.token_scores(lp.bfloat16(), neg.bfloat16(), mask)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, gcpo.token_scores(lp.bfloat16().float(), neg.bfloat16().float(), mask))
+
+
+def test_a_bad_temperature_is_named():
+    from tests.test_pipeline import handmade_batch
+
+    model, b = handmade_batch()
+    with pytest.raises(ValueError, match="^temperature=0 is outside"):
+        gcpo.response_logprobs(model, b["prompts"], b["prompt_mask"], b["responses"], 0)
+
+
+def test_load_object_imports_a_file_once_and_tells_apart_files_of_one_name(tmp_path):
+    """A plug-in file is executed once however often it is named (the same object comes back); another file
+    with the same base name elsewhere is its own module."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "plug.py").write_text(f"RUNS = []\nRUNS.append(1)\ndef f():\n    return {d!r}\n")
+    a, b = (str(tmp_path / d / "plug.py") for d in ("a", "b"))
+    first = loading.load_object(f"{a}:f", "credit scheme")
+    assert loading.load_object(f"{a}:f", "credit scheme") is first and first() == "a"
+    assert loading.load_object(f"{a}:RUNS", "credit scheme") == [1]
+    assert loading.load_object(f"{b}:f", "credit scheme")() == "b"
+    assert loading.load_object(f"{a}:f", "credit scheme")() == "a"
+
+
+@pytest.mark.parametrize("spec", [":f", "gcpo:", "gcpo:1f", "gcpo", "gcpo:f-g"])
+def test_load_object_without_a_module_and_a_name_is_one_line_naming_the_forms(spec):
+    with pytest.raises(ValueError, match="is neither a built-in name nor module:name or path/file.py:name$"):
+        loading.load_object(spec, "credit scheme")

@@ -834,3 +834,136 @@ def test_a_schemes_generator_is_seeded_by_seed_process_and_step():
     assert torch.equal(draws(), draws())
     for other in (draws(seed=1), draws(process=1), draws(step=4)):
         assert not torch.equal(draws(), other)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the trainer's own plumbing, on a bare GCPOTrainer (no model): TRL's side replaced by recording stand-ins
+
+
+def test_positional_arguments_reach_the_config_check(tmp_path):
+    """GCPOTrainer takes GRPOTrainer's arguments positionally too: a GRPOConfig given third is still refused."""
+    with pytest.raises(TypeError, match="needs a GCPOConfig"):
+        GCPOTrainer(str(tmp_path / "not-loaded"), reward, GRPOConfig(output_dir=str(tmp_path), **BASE), dataset())
+
+
+def test_liger_kernel_is_refused_only_where_trl_fuses_its_loss_in_liger(tmp_path, monkeypatch):
+    """A TRL whose GRPOTrainer has compute_liger_loss would compute the loss with one advantage per sequence under
+    use_liger_kernel=True: refused for token credit, accepted for uniform credit and without the option (the
+    check goes on to the datasets: here, the missing negative prompts)."""
+    monkeypatch.setattr(GRPOTrainer, "compute_liger_loss", lambda *a, **k: None, raising=False)
+
+    def make(**options):
+        config = GCPOConfig(output_dir=str(tmp_path), **BASE, **options)
+        GCPOTrainer(model=str(tmp_path / "not-loaded"), reward_funcs=reward, args=config, train_dataset=dataset(False))
+
+    with pytest.raises(ValueError, match="^use_liger_kernel=True computes"):
+        make(use_liger_kernel=True)
+    with pytest.raises(ValueError, match="has no 'negative_prompt' column"):
+        make(use_liger_kernel=False)
+
+
+def bare_trainer(credit, calls, B=8, T=3, training=True):
+    """A GCPOTrainer without __init__: the credit scheme, 2 generations per prompt, batch sizes 3 (train) and 5
+    (eval), and the model passes and token_advantages replaced by stand-ins that record their arguments."""
+    from types import SimpleNamespace
+
+    t = object.__new__(GCPOTrainer)
+    t.credit = gcpo.credit_scheme(gcpo.make_config("gcpo", credit=credit))
+    t.credit_name = schemes.info(t.credit).name
+    t._needs, t._uniform, t._once, t.num_generations = schemes.needs(t.credit), False, True, 2
+    t.model = SimpleNamespace(training=training)
+    t.args = SimpleNamespace(per_device_train_batch_size=3, per_device_eval_batch_size=5)
+    t._add_negative_prompts = lambda inputs, output: calls.append("negative prompts")
+
+    def rollout_logps(output, batch_size=None, compute_entropy=False):
+        calls.append(("rollout", batch_size, compute_entropy))
+        return torch.full((B, T), -1.0), torch.ones(B, T) if compute_entropy else None
+
+    def negative_logps(model, output, batch_size=None):
+        calls.append(("negative", model is t.model, batch_size))
+        return torch.full((B, T), -2.0)
+
+    t._rollout_logps, t._negative_logps = rollout_logps, negative_logps
+    t.token_advantages = lambda output, logp, logp_neg, entropy: calls.append(("advantages", logp, logp_neg, entropy))
+    return t
+
+
+def generate(t, monkeypatch, **output):
+    output = {"completion_ids": torch.zeros(8, 3, dtype=torch.long), **output}
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", lambda self, inputs: dict(output))
+    return t._generate_and_score_completions([{}] * 8)
+
+
+@pytest.mark.parametrize("images", [{"pixel_values": torch.zeros(1)}, {"num_images": [1] * 8}])
+def test_image_prompts_are_refused_for_token_credit(images, monkeypatch):
+    with pytest.raises(ValueError, match="supports text prompts only"):
+        generate(bare_trainer("contrast", []), monkeypatch, **images)
+    generate(bare_trainer("contrast", []), monkeypatch, num_images=None)
+
+
+def test_a_group_scheme_needs_whole_groups_of_completions_not_of_tokens(tmp_path, monkeypatch):
+    """rows % num_generations is checked on the completions (8 rows of 3 tokens: whole groups of 2), and only for
+    a scheme that names group_size."""
+    scheme = tmp_path / "group.py"
+    scheme.write_text("import torch\ndef by_group(mask, group_size):\n    return mask.float()\n")
+    generate(bare_trainer(f"{scheme}:by_group", []), monkeypatch)
+    with pytest.raises(ValueError, match="holds 7 completions, not a multiple of num_generations=2"):
+        generate(bare_trainer(f"{scheme}:by_group", []), monkeypatch, completion_ids=torch.zeros(7, 4))
+    generate(bare_trainer("contrast", []), monkeypatch, completion_ids=torch.zeros(7, 4))
+
+
+@pytest.mark.parametrize("training, batch_size", [(True, 3), (False, 5)])
+def test_the_rollout_passes_chunk_as_trl_does_and_reuse_trls_log_probs(training, batch_size, monkeypatch):
+    """The no-grad passes get TRL's chunk size (train or eval batch size by the model's mode); TRL's own
+    old_per_token_logps are reused when present, and the rollout pass runs only when the scheme needs what they
+    lack (the entropy)."""
+    calls = []
+    generate(bare_trainer("contrast", calls, training=training), monkeypatch)
+    assert calls[:3] == ["negative prompts", ("rollout", batch_size, False), ("negative", True, batch_size)]
+    assert torch.equal(calls[3][1], torch.full((8, 3), -1.0)) and calls[3][3] is None
+
+    calls, old = [], torch.full((8, 3), -0.5)
+    generate(bare_trainer("contrast", calls, training=training), monkeypatch, old_per_token_logps=old)
+    assert calls[:2] == ["negative prompts", ("negative", True, batch_size)] and calls[2][1] is old
+
+    calls = []
+    generate(bare_trainer("entropy_top20", calls, training=training), monkeypatch, old_per_token_logps=old)
+    assert calls[0] == ("rollout", batch_size, True) and torch.equal(calls[1][3], torch.ones(8, 3))
+
+
+def per_token(t, monkeypatch, pending, out, *args):
+    """_get_per_token_logps_and_entropies with TRL's forward replaced: returns what it passes on and the kwargs
+    TRL's forward got."""
+    seen = {}
+
+    def trl_forward(self, model, ids, attn, keep, *a, **kw):
+        seen.update(args=a, kwargs=kw)
+        return out
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", trl_forward)
+    t._pending = pending
+    return t._get_per_token_logps_and_entropies("model", "ids", "attn", 3, *args), seen
+
+
+def test_the_policy_forward_in_the_loss_scores_the_pending_batch_and_asks_for_the_entropy_it_needs(monkeypatch):
+    """Only the forward inside _compute_loss (a pending batch) replaces the advantages, with TRL's log-probs
+    (detached) and, for a scheme that names it, the entropy (asked for unless TRL passed extra arguments); other
+    forwards pass through untouched. A forward of another shape, or without a needed entropy, is an error."""
+    logp, entropy = torch.full((8, 3), -1.0, requires_grad=True), torch.ones(8, 3)
+    inputs = {"completion_mask": torch.ones(8, 3)}
+    for credit, needs_entropy in (("contrast", False), ("entropy_top20", True)):
+        calls = []
+        t = bare_trainer(credit, calls)
+        out, seen = per_token(t, monkeypatch, None, (logp, entropy))
+        assert out == (logp, entropy) and seen == {"args": (), "kwargs": {}} and calls == []
+        out, seen = per_token(t, monkeypatch, (inputs, "neg"), (logp, entropy if needs_entropy else None))
+        assert seen["kwargs"] == ({"compute_entropy": True} if needs_entropy else {}) and t._pending is None
+        (_, got, neg, ent), want = calls[0], entropy if needs_entropy else None
+        assert torch.equal(got, logp) and not got.requires_grad and neg == "neg"
+        assert ent is want or torch.equal(ent, want)
+        _, seen = per_token(t, monkeypatch, (inputs, "neg"), (logp, entropy), 4)
+        assert seen == {"args": (4,), "kwargs": {}}
+    with pytest.raises(RuntimeError, match="expected TRL's policy forward to score \\(8, 3\\)"):
+        per_token(bare_trainer("contrast", []), monkeypatch, (inputs, None), (logp[:, :2], None))
+    with pytest.raises(RuntimeError, match="with their entropy"):
+        per_token(bare_trainer("entropy_top20", []), monkeypatch, (inputs, None), (logp, None))
