@@ -504,3 +504,47 @@ def test_build_policy_tiny_has_the_asked_positions_no_dropout_the_fused_gelu_and
     assert c.activation_function == "gelu_pytorch_tanh"
     ids = torch.randint(0, 11, (4, 9), generator=torch.Generator().manual_seed(0))
     assert torch.equal(model(ids).logits, model(ids).logits)
+
+
+@pytest.mark.parametrize("u, want", [(1.0, [2, 3, 1]), (0.0, [0, 0, 1])])
+def test_draw_never_returns_a_token_without_mass_even_at_the_ends_of_u(u, want, monkeypatch):
+    """u = 1 (where float rounding of u·cdf_V can land) takes the last token that has mass, not one past it or a
+    zero-probability one after it; u = 0 takes the first token that has mass."""
+    probs = torch.tensor([[0.2, 0.3, 0.5, 0.0, 0.0], [0.1, 0.0, 0.0, 0.9, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]])
+    real_rand = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.full(shape, u, dtype=kw.get("dtype")))
+    assert gcpo.draw(probs).tolist() == want
+    monkeypatch.setattr(torch, "rand", real_rand)
+
+
+def test_train_builds_what_its_options_ask_and_logs_the_warm_start(tmp_path):
+    """One short run with a frozen reference (beta > 0), a response cap past the demonstrations' width and a chosen
+    learning rate: the model has positions for prompt + cap and carries the task's special ids into its saved
+    config; the reference stays where the warm start left it (its KL to the policy, which the entropy term moves
+    after the first mini-batch, is positive); the first metrics line holds the warm-start loss; and the learning
+    rate is the one asked for."""
+    import json
+
+    def run(lr, out):
+        cfg = gcpo.make_config(
+            "gcpo", steps=1, warm_steps=2, batch_prompts=2, group_size=4, eval_prompts=2, n_layer=1, n_embd=16,
+            n_head=2, beta=0.5, minibatches=2, max_new_tokens=12, lr=lr, out=str(out), seed=3, dynamic_sampling=False,
+            entropy_penalty=0.1,
+        )  # fmt: skip
+        return gcpo.train(cfg, progress=False)
+
+    result = run(0.05, tmp_path / "a")
+    task, model = result["task"], result["model"]
+    assert task.demo_len < task.prompt_len + 12 == model.config.n_positions
+    saved = json.load(open(tmp_path / "a" / "model" / "config.json"))
+    assert (saved["bos_token_id"], saved["eos_token_id"], saved["pad_token_id"]) == (
+        task.bos_id,
+        task.eos_id,
+        task.pad_id,
+    )
+    lines = [json.loads(line) for line in open(tmp_path / "a" / "metrics.jsonl")]
+    assert lines[0]["warm_loss"] == result["warm_loss"] > 0
+    assert result["history"][0]["kl_ref"] > 0
+    slow = run(1e-5, tmp_path / "b")["model"]
+    moved = [(p - q).abs().max().item() for p, q in zip(model.parameters(), slow.parameters())]
+    assert max(moved) > 1e-3  # the same run but for lr: the parameters end apart

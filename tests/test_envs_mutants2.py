@@ -534,3 +534,14 @@ def test_text_task_pads_with_eos_without_a_pad_token_and_refuses_prompts_startin
         toy_envs.make_task("topic", tokenizer=bpe)
     with pytest.raises(ValueError, match="^topic: max_new_tokens must be an integer >= 1, got 0$"):
         toy_envs.make_task("topic", max_new_tokens=0)
+
+
+@pytest.mark.parametrize("name", ["topic", "sentiment"])
+def test_text_task_texts_hold_every_prompt_and_every_negative_prompt(name):
+    """texts() is every text the task writes (the stand-in tokenizer is trained on it): each label's prompt and
+    each of its negative prompts among them."""
+    task = toy_envs.make_task(name)
+    texts = type(task).texts()
+    for label in task.labels:
+        for kind in ("prompt",) + task.negative_kinds:
+            assert task._prompt_text(label, kind) in texts

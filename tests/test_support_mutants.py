@@ -435,3 +435,55 @@ def test_load_object_imports_a_file_once_and_tells_apart_files_of_one_name(tmp_p
 def test_load_object_without_a_module_and_a_name_is_one_line_naming_the_forms(spec):
     with pytest.raises(ValueError, match="is neither a built-in name nor module:name or path/file.py:name$"):
         loading.load_object(spec, "credit scheme")
+
+
+def test_model_positions_reads_gpt2s_n_positions_or_else_max_position_embeddings():
+    from types import SimpleNamespace
+
+    def positions(**config):
+        return checks.model_positions(SimpleNamespace(config=SimpleNamespace(**config)))
+
+    assert positions(n_positions=64) == 64
+    assert positions(max_position_embeddings=128) == 128
+    assert positions(n_positions=64, max_position_embeddings=128) == 64
+    assert positions() is None
+
+
+def tiny_gpt2(V=11, positions=16):
+    return gcpo.build_policy(gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2), V, positions, {})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(eos_id=11), "^eos_id=11 is outside its valid range int in \\[0, 11\\)$"),
+        (dict(pad_id=-1), "^pad_id=-1 is outside"),
+        (dict(eos_id=2.0), "^eos_id=2.0 is outside"),
+        (dict(max_new_tokens=-1), "^max_new_tokens=-1 is outside"),
+        (dict(prompts=torch.tensor([[1, 11]])), "prompts"),  # one prompt, a token id past the vocabulary
+        (dict(neg_prompts=torch.ones(1, 3, dtype=torch.long)), "^neg_mask must have neg_prompts's shape \\(1, 3\\)"),
+        (dict(neg_prompts=torch.ones(1, 10, dtype=torch.long), neg_mask=torch.ones(1, 10)), "positions"),
+    ],
+)
+def test_sample_checks_its_ids_shapes_and_positions_with_one_line_errors(change, message):
+    """Special ids inside [0, V) and integers; token ids inside the vocabulary even for a single prompt; the
+    negative prompts' shape and, with the response, the model's 16 positions."""
+    args = dict(prompts=torch.tensor([[1, 2]]), max_new_tokens=8, eos_id=2, pad_id=0)
+    args |= dict(neg_prompts=torch.ones(1, 2, dtype=torch.long), neg_mask=torch.ones(1, 2), guidance_scale=2.0)
+    args |= change
+    with pytest.raises(ValueError, match=message) as e:
+        gcpo.sample(tiny_gpt2(), prompt_mask=torch.ones_like(args["prompts"]), **args)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (dict(normalization="histo"), "^unknown normalization 'histo'"),
+        (dict(ties="first"), "^unknown ties 'first'"),
+        (dict(softmax_temp=0.0), "^softmax_temp=0.0 is outside"),
+    ],
+)
+def test_normalize_weights_names_a_bad_law_option(option, message):
+    with pytest.raises(ValueError, match=message):
+        gcpo.normalize_weights(torch.rand(2, 3), torch.ones(2, 3), **option)

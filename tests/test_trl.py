@@ -609,9 +609,34 @@ def test_unknown_option_value_is_an_error(tmp_path, option, message):
     ],
 )
 def test_a_scheme_naming_an_input_trl_lacks_is_an_error(tmp_path, params, need):
+    """The error names the input and the fix: divergence='kl' under full_kl, gcpo.py's toy tasks otherwise."""
     (tmp_path / "lacking.py").write_text(f"def scheme({params}):\n    return mask.float()\n")
-    with pytest.raises(ValueError, match=f"^credit scheme 'scheme' needs '{need}', which GCPOTrainer cannot supply"):
-        GCPOConfig(output_dir=str(tmp_path), credit=f"{tmp_path / 'lacking.py'}:scheme")
+    for divergence, fix in (("kl", "run this scheme with gcpo.py on a toy task$"), ("full_kl", "use divergence='kl'")):
+        with pytest.raises(
+            ValueError, match=f"^credit scheme 'scheme' needs '{need}', which GCPOTrainer cannot supply"
+        ):
+            GCPOConfig(output_dir=str(tmp_path), credit=f"{tmp_path / 'lacking.py'}:scheme", divergence=divergence)
+        with pytest.raises(ValueError, match=fix):
+            GCPOConfig(output_dir=str(tmp_path), credit=f"{tmp_path / 'lacking.py'}:scheme", divergence=divergence)
+
+
+def test_every_dataset_is_checked_for_its_negative_prompts_and_named(tmp_path):
+    """The train dataset and each eval dataset (one, or a dict of them) need negative prompts; the error names the
+    one that lacks them, before the model is loaded."""
+
+    def make(**datasets):
+        GCPOTrainer(
+            model=str(tmp_path / "not-loaded"), reward_funcs=reward, args=GCPOConfig(output_dir=str(tmp_path), **BASE),
+            **datasets,
+        )  # fmt: skip
+
+    for datasets, name in (
+        (dict(train_dataset=dataset(negative=False)), "train_dataset"),
+        (dict(train_dataset=dataset(), eval_dataset=dataset(negative=False)), "eval_dataset"),
+        (dict(train_dataset=dataset(), eval_dataset={"ok": dataset(), "held": dataset(negative=False)}), "held"),
+    ):
+        with pytest.raises(ValueError, match=f"^{name} has no 'negative_prompt' column"):
+            make(**datasets)
 
 
 def test_a_scheme_returning_the_wrong_shape_is_one_line(tiny_dir, tmp_path):
