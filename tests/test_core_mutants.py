@@ -432,6 +432,19 @@ def test_warm_start_is_adamw_on_the_mean_token_nll_of_seeded_demonstrations():
     assert got == pytest.approx(loss.item(), rel=1e-4)
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    assert math.isfinite(gcpo.warm_start(model, task, gcpo.make_config("gcpo", env="copy", warm_steps=1, device="cpu")))
+
+
+def test_update_logs_a_one_token_mini_batchs_own_loss_terms():
+    """The logged loss terms are token-weighted over the update: a mini-batch of one valid token logs that token's
+    terms at full weight."""
+    model, b = handmade_batch(n=1)
+    b["mask"] = torch.zeros_like(b["mask"])
+    b["mask"][0, 0] = 1
+    cfg = config("gcpo")
+    _, want, *_ = gcpo.micro_batch_loss(model, None, b, cfg, gcpo.credit_scheme(cfg), b["mask"].sum(), 1)
+    got = gcpo.update(model, RecordingOptimizer(model.parameters()), None, b, cfg, step=0)
+    assert got["pg_loss"] == pytest.approx(want["pg_loss"]) and got["entropy"] == pytest.approx(want["entropy"]) != 0
 
 
 # ---- main: what the command line prints ---------------------------------------------------------------------

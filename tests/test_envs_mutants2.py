@@ -545,3 +545,10 @@ def test_text_task_texts_hold_every_prompt_and_every_negative_prompt(name):
     for label in task.labels:
         for kind in ("prompt",) + task.negative_kinds:
             assert task._prompt_text(label, kind) in texts
+
+
+@pytest.mark.parametrize("name", ["needle", "copy", "gridpaint", "chainsum"])
+def test_negative_prompts_default_to_the_null_prompt(name):
+    task = toy_envs.make_task(name)
+    prompts = task.sample_prompts(3, np.random.default_rng(0))
+    assert np.array_equal(task.negative_prompts(prompts), task.negative_prompts(prompts, "null"))

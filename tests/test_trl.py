@@ -611,7 +611,10 @@ def test_unknown_option_value_is_an_error(tmp_path, option, message):
 def test_a_scheme_naming_an_input_trl_lacks_is_an_error(tmp_path, params, need):
     """The error names the input and the fix: divergence='kl' under full_kl, gcpo.py's toy tasks otherwise."""
     (tmp_path / "lacking.py").write_text(f"def scheme({params}):\n    return mask.float()\n")
-    for divergence, fix in (("kl", "run this scheme with gcpo.py on a toy task$"), ("full_kl", "use divergence='kl'")):
+    for divergence, fix in (
+        ("kl", "; run this scheme with gcpo.py on a toy task$"),
+        ("full_kl", "; use divergence='kl' \\(the official token estimate\\) or gcpo.py$"),
+    ):
         with pytest.raises(
             ValueError, match=f"^credit scheme 'scheme' needs '{need}', which GCPOTrainer cannot supply"
         ):
