@@ -407,15 +407,16 @@ def test_warm_start_is_adamw_on_the_mean_token_nll_of_seeded_demonstrations():
     import copy
     import math
 
-    task = gcpo.build_task(gcpo.make_config("gcpo", env="copy"))[0]
+    task = gcpo.build_task(gcpo.make_config("gcpo", env="topic"))[0]
+    assert (task.demonstrations(5, np.random.default_rng([5, 7]), 0.3, 0.6)[1] == task.pad_id).any()  # padded
     cfg = gcpo.make_config(
-        "gcpo", env="copy", warm_steps=2, warm_batch=5, warm_lr=0.02, demo_accuracy=0.3, null_prob=0.6, seed=5,
+        "gcpo", env="topic", warm_steps=2, warm_batch=5, warm_lr=0.02, demo_accuracy=0.3, null_prob=0.6, seed=5,
         n_layer=1, n_embd=16, n_head=2, device="cpu",
     )  # fmt: skip
     torch.manual_seed(0)
-    model = gcpo.build_policy(cfg, task.vocab_size, 32, {})
+    model = gcpo.build_policy(cfg, task.vocab_size, 40, {})
     twin = copy.deepcopy(model)
-    assert math.isnan(gcpo.warm_start(model, task, gcpo.make_config("gcpo", env="copy", warm_steps=0)))
+    assert math.isnan(gcpo.warm_start(model, task, gcpo.make_config("gcpo", env="topic", warm_steps=0)))
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters()))
 
     got = gcpo.warm_start(model, task, cfg)
@@ -432,7 +433,9 @@ def test_warm_start_is_adamw_on_the_mean_token_nll_of_seeded_demonstrations():
     assert got == pytest.approx(loss.item(), rel=1e-4)
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-    assert math.isfinite(gcpo.warm_start(model, task, gcpo.make_config("gcpo", env="copy", warm_steps=1, device="cpu")))
+    assert math.isfinite(
+        gcpo.warm_start(model, task, gcpo.make_config("gcpo", env="topic", warm_steps=1, device="cpu"))
+    )
 
 
 def test_update_logs_a_one_token_mini_batchs_own_loss_terms():
@@ -506,8 +509,8 @@ def test_a_scheme_that_does_not_name_the_mask_still_has_its_weights_checked_agai
 
 
 def test_build_policy_tiny_has_the_asked_positions_no_dropout_the_fused_gelu_and_the_tasks_special_ids():
-    """The tiny GPT-2: n_positions as asked (what check_positions reads), no dropout (so training mode gives the
-    same forward twice, and ρ ≡ 1 on the first mini-batch), the fused tanh-GELU, and the task's BOS/EOS/pad ids."""
+    """The tiny GPT-2: n_positions as asked (what check_positions reads), no dropout (so training mode gives
+    eval mode's forward, and ρ ≡ 1 on the first mini-batch), the fused tanh-GELU, and the task's BOS/EOS/pad ids."""
     cfg = gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2)
     special = dict(bos_token_id=1, eos_token_id=2, pad_token_id=3)
     model = gcpo.build_policy(cfg, 11, 37, special).train()
@@ -516,7 +519,7 @@ def test_build_policy_tiny_has_the_asked_positions_no_dropout_the_fused_gelu_and
     assert (c.bos_token_id, c.eos_token_id, c.pad_token_id) == (1, 2, 3)
     assert c.activation_function == "gelu_pytorch_tanh"
     ids = torch.randint(0, 11, (4, 9), generator=torch.Generator().manual_seed(0))
-    assert torch.equal(model(ids).logits, model(ids).logits)
+    assert torch.equal(model.train()(ids).logits, model.eval()(ids).logits)
 
 
 @pytest.mark.parametrize("u, want", [(1.0, [2, 3, 1]), (0.0, [0, 0, 1])])

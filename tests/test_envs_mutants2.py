@@ -552,3 +552,10 @@ def test_negative_prompts_default_to_the_null_prompt(name):
     task = toy_envs.make_task(name)
     prompts = task.sample_prompts(3, np.random.default_rng(0))
     assert np.array_equal(task.negative_prompts(prompts), task.negative_prompts(prompts, "null"))
+
+
+def test_prompt_string_is_the_prompts_tokens_joined_by_spaces():
+    task = toy_envs.make_task("needle", length=3, num_symbols=4)
+    prompt = task.sample_prompts(1, np.random.default_rng(0))[0]
+    assert task.prompt_string(prompt) == " ".join(task.vocab[t] for t in prompt)
+    assert task.prompt_string(prompt).count(" ") == len(prompt) - 1
