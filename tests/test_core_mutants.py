@@ -461,6 +461,7 @@ def test_main_prints_the_summary_with_the_schemes_name_then_show_samples(show, c
     out = capsys.readouterr().out
     assert out.startswith("gcpo, oracle (an oracle: it reads the task's key tokens) credit, on needle")
     assert out.count("\nprompt: ") == out.count("\nweights: ") == show
+    assert show or not out.endswith("\n\n")  # --show 0 prints nothing after the summary, not even a blank line
 
 
 # ---- small pure pieces: by hand ----------------------------------------------------------------------------------

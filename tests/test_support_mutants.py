@@ -201,6 +201,7 @@ def test_int_range_holds_exactly_the_integers_between_its_ends():
     "valid, text",
     [
         (checks.Range(0, 1), "[0, 1]"),
+        (checks.Range(1e-3, 1e3), "[0.001, 1000]"),
         (checks.Range(0, lo_open=True), "(0, inf)"),
         (checks.Range(-1, 0.5, hi_open=True), "[-1, 0.5)"),
         (checks.Range(1e-9, 1, lo_open=True, hi_open=True), "(1e-09, 1)"),
