@@ -565,3 +565,15 @@ def test_train_builds_what_its_options_ask_and_logs_the_warm_start(tmp_path):
     slow = run(1e-5, tmp_path / "b")["model"]
     moved = [(p - q).abs().max().item() for p, q in zip(model.parameters(), slow.parameters())]
     assert max(moved) > 1e-3  # the same run but for lr: the parameters end apart
+
+
+def test_a_step_where_every_group_is_flat_is_logged_as_one_skipped_step():
+    """No warm start: the tiny model never finds the needle, every group's rewards are equal, so the step has
+    nothing to learn from; it is logged with skipped_steps = 1 and no update's metrics."""
+    cfg = gcpo.make_config(
+        "gcpo", steps=2, warm_steps=0, batch_prompts=2, group_size=2, eval_prompts=2, n_layer=1, n_embd=16, n_head=2,
+        max_sampling_tries=1,
+    )  # fmt: skip
+    history = gcpo.train(cfg, progress=False)["history"]
+    assert all(h["reward_mean"] == 0 for h in history)
+    assert [h["skipped_steps"] for h in history] == [1, 1] and not any("grad_norm" in h for h in history)

@@ -488,3 +488,103 @@ def test_sample_checks_its_ids_shapes_and_positions_with_one_line_errors(change,
 def test_normalize_weights_names_a_bad_law_option(option, message):
     with pytest.raises(ValueError, match=message):
         gcpo.normalize_weights(torch.rand(2, 3), torch.ones(2, 3), **option)
+
+
+def test_parse_task_args_by_hand():
+    """Comma-separated k=v items, spaces and empty items ignored, values read as Python literals (else kept as
+    text), split at the first '=' only."""
+    got = loading.parse_task_args(" length=16, num_symbols=8,,label=a=b, name='x' ,flag=True")
+    assert got == {"length": 16, "num_symbols": 8, "label": "a=b", "name": "x", "flag": True}
+
+
+@pytest.mark.parametrize(
+    "env, options, message",
+    [
+        ("needle", dict(negative="opposite"), "^negative='opposite' is not offered by needle"),
+        ("needle", dict(max_new_tokens=8), "^max_new_tokens=8 is shorter than a full needle response \\(9 tokens"),
+        ("needle", dict(max_new_tokens=1), "^max_new_tokens=1 is shorter"),
+        ("needle", dict(max_new_tokens=9, overlong_buffer=10), "^overlong_buffer=10 exceeds the response cap 9"),
+        ("needle", dict(overlong_buffer=10), "^overlong_buffer=10 exceeds the response cap 9"),
+        ("topic", dict(overlong_filter=True), "^overlong_filter masks responses without EOS"),
+    ],
+)
+def test_task_options_the_task_must_judge_are_one_line_errors(env, options, message):
+    task = toy_envs.make_task(env)
+    with pytest.raises(ValueError, match=message):
+        checks.check_task_options(gcpo.make_config("gcpo", env=env, **options), task)
+
+
+@pytest.mark.parametrize(
+    "env, options",
+    [
+        ("needle", dict(negative="null", max_new_tokens=9, overlong_buffer=9)),
+        ("needle", dict(max_new_tokens=0, overlong_buffer=9, overlong_filter=True)),
+        ("needle", dict(max_new_tokens=20)),
+        ("topic", dict(max_new_tokens=3)),  # a text response need not end with EOS
+    ],
+)
+def test_task_options_at_their_limits_pass(env, options):
+    checks.check_task_options(gcpo.make_config("gcpo", env=env, **options), toy_envs.make_task(env))
+
+
+def test_a_schemes_nan_is_refused_on_valid_tokens_only():
+    mask = torch.tensor([[1, 1, 0]])
+
+    def nan_at(j):
+        def scheme(mask):
+            w = mask.float()
+            w[0, j] = float("nan")
+            return w
+
+        return scheme
+
+    from gcpo_support import schemes
+
+    assert schemes.call(nan_at(2), {"mask": mask}).shape == (1, 3)
+    with pytest.raises(ValueError, match="returned NaN or inf weights on valid tokens"):
+        schemes.call(nan_at(1), {"mask": mask})
+
+
+def test_task_names_and_env_ids_are_found_in_any_case_and_anything_else_is_one_line():
+    assert toy_envs.task_name("NEEDLE") == toy_envs.task_name("toy_envs/needle-V0") == "needle"
+    assert toy_envs.task_name("toy_envs/Needle-v0") == "needle"
+    with pytest.raises(ValueError, match="^unknown env 3; choose one of"):
+        toy_envs.task_name(3)
+    assert "self" not in toy_envs.task_arguments("needle") and toy_envs.task_arguments("needle")["length"] == 8
+
+
+@pytest.mark.parametrize(
+    "options, law",
+    [
+        (dict(normalization="softmax", softmax_temp=0.5), dict(normalization="softmax", softmax_temp=0.5)),
+        (
+            dict(ties="official", top_fraction=0.25, target_mass=0.6),
+            dict(ties="official", top_fraction=0.25, target_mass=0.6),
+        ),
+        (dict(normalization="minmax"), dict(normalization="minmax")),
+    ],
+)
+def test_the_contrast_scheme_applies_the_runs_weight_law_and_claims_what_it_keeps(options, law):
+    """credit_scheme hands every law option to token_weights; it claims uniform weights for an uninformative
+    contrast exactly for softmax, minmax, and hist with average ties."""
+    from gcpo_support import schemes
+
+    g = torch.Generator().manual_seed(0)
+    logp, mask = -torch.rand(3, 6, generator=g), torch.ones(3, 6)
+    logp_neg = logp - torch.rand(3, 6, generator=g)
+    scheme = gcpo.credit_scheme(gcpo.make_config("gcpo", **options))
+    want = gcpo.token_weights(logp, logp_neg, mask, **law)
+    torch.testing.assert_close(schemes.call(scheme, dict(logp=logp, logp_neg=logp_neg, mask=mask)), want)
+    even = law.get("normalization", "hist") in ("softmax", "minmax") or law.get("ties", "average") == "average"
+    assert ("uniform_when_uninformative" in schemes.info(scheme).claims) == even
+
+
+def test_resolve_fills_the_derived_values():
+    """device 'auto' → cpu here, cap 0 → the task's, warm_steps −1 → 1200 for the tiny model, negative '' → the
+    task's first kind; given values stay."""
+    task = toy_envs.make_task("needle")
+    cfg = gcpo.resolve(gcpo.make_config("gcpo", device="auto", max_new_tokens=0, warm_steps=-1, negative=""), task)
+    assert (cfg.max_new_tokens, cfg.warm_steps, cfg.negative) == (9, 1200, "null")
+    assert cfg.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    kept = gcpo.resolve(gcpo.make_config("gcpo", device="cpu", max_new_tokens=12, warm_steps=5), task)
+    assert (kept.device, kept.max_new_tokens, kept.warm_steps) == ("cpu", 12, 5)
