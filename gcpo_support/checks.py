@@ -181,7 +181,7 @@ def validate_config(cfg) -> None:
         path = os.path.abspath(os.path.expanduser(getattr(cfg, name))) if getattr(cfg, name) else ""
         if path and (os.path.isdir(path) != is_dir and os.path.exists(path)):
             raise ValueError(f"{name}={getattr(cfg, name)!r} exists and is not a {'directory' if is_dir else 'file'}")
-        parent = path
+        parent = path if is_dir else os.path.dirname(path)  # an existing page is overwritten: its folder decides
         while parent and not os.path.exists(parent):
             parent = os.path.dirname(parent)
         writable = os.path.isdir(parent) and os.access(parent, os.W_OK)

@@ -588,3 +588,122 @@ def test_resolve_fills_the_derived_values():
     assert cfg.device == ("cuda" if torch.cuda.is_available() else "cpu")
     kept = gcpo.resolve(gcpo.make_config("gcpo", device="cpu", max_new_tokens=12, warm_steps=5), task)
     assert (kept.device, kept.max_new_tokens, kept.warm_steps) == ("cpu", 12, 5)
+
+
+# ---- credit scheme declarations ------------------------------------------------------------------------------
+def test_the_shuffled_control_declares_what_a_permutation_keeps():
+    """Its name, the inputs it names (the scheme's, plus mask and generator even when the scheme names neither),
+    the scheme's claims but `monotone`, and the scheme's unclaimed properties plus the three a per-batch
+    permutation breaks."""
+    from gcpo_support import schemes
+
+    base = gcpo.credit_scheme(gcpo.make_config("gcpo"))
+    b, i = schemes.info(base), schemes.info(schemes.shuffled(base))
+    assert (
+        i.name == "shuffled" == schemes.shuffled(base).__name__
+        and schemes.info(schemes.shuffled(base, "p")).name == "p"
+    )
+    assert "monotone" in b.claims and i.claims == tuple(c for c in b.claims if c != "monotone") != ()
+    random = dict.fromkeys(("padding_invariant", "row_independent", "micro_batch_invariant"), schemes.RANDOM_POSITION)
+    assert i.not_claimed == {**b.not_claimed, **random}
+
+    def from_logp(logp, scale=2.0):
+        return logp.exp() * scale
+
+    assert schemes.needs(from_logp) == ("logp",)
+    assert set(schemes.needs(schemes.shuffled(from_logp))) == {"logp", "mask", "generator"}
+
+
+def test_credit_scheme_declarations_by_hand():
+    from gcpo_support import schemes
+
+    @schemes.credit_scheme(claims="monotone", signal="entropy", not_claimed={"total_preserved": "a mask"})
+    def mine(entropy, mask):
+        return mask.float()
+
+    assert schemes.info(mine) == schemes.SchemeInfo("mine", {"total_preserved": "a mask"}, ("monotone",), "entropy")
+    assert schemes.info(schemes.credit_scheme("named")(mine)).name == "named"
+    assert schemes.info(lambda mask: mask).name == "<lambda>"
+
+    class Callable:
+        def __call__(self, mask):
+            return mask
+
+    assert schemes.info(Callable()).name == "Callable"
+    with pytest.raises(ValueError, match="unknown properties \\['fast'\\]"):
+        schemes.credit_scheme(not_claimed={"fast": "why"})
+    with pytest.raises(ValueError, match="unknown properties \\['speed'\\]"):
+        schemes.credit_scheme(claims=("speed",))
+    with pytest.raises(ValueError, match="asks for 'args', which is not an input"):
+        schemes.needs(lambda mask, *args: mask)
+
+
+@pytest.mark.parametrize("divergence", ["kl", "full_kl", "abs", "info_gain"])
+def test_the_contrast_scheme_claims_monotone_and_its_signal_by_divergence(divergence):
+    from gcpo_support import schemes
+
+    i = schemes.info(gcpo.credit_scheme(gcpo.make_config("gcpo", divergence=divergence)))
+    assert ("monotone" in i.claims) == (divergence in ("kl", "full_kl"))
+    assert "uniform_when_uninformative" in i.claims  # hist with average ties, the default
+    assert i.signal == ("full_kl" if divergence == "full_kl" else "contrast")
+
+
+# ---- configuration checks ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(dynamic_sampling=1), "^dynamic_sampling=1 must be true or false"),
+        (dict(n_embd=30, n_head=4), "n_embd"),
+        (dict(kl_reweight=True, beta=0.0), "kl_reweight"),
+        (dict(kl_reweight=True, beta=0.1, credit="uniform"), "kl_reweight"),
+        (dict(log_token_moves=True, credit="uniform"), "log_token_moves"),
+        (dict(surrogate="log_hinge", dual_clip=2.0), "dual_clip"),
+        (dict(credit="nowhere.py:f"), "^credit scheme 'nowhere.py:f': no file nowhere.py$"),
+    ],
+)
+def test_option_combinations_that_cannot_work_are_one_line_errors(options, message):
+    with pytest.raises(ValueError, match=message) as e:
+        cfg = gcpo.make_config("gcpo", **options)
+        checks.validate_config(cfg)
+        gcpo.resolve(cfg, toy_envs.make_task("needle"))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(kl_reweight=True, beta=1.0),
+        dict(log_token_moves=True),
+        dict(n_embd=32, n_head=4),
+        dict(model="m", n_embd=30),
+    ],
+)
+def test_option_combinations_that_work_pass(options):
+    checks.validate_config(gcpo.make_config("gcpo", **options))
+
+
+def test_unknown_options_and_cuda_without_cuda_are_one_line():
+    with pytest.raises(ValueError, match="^unknown option\\(s\\) \\['speed'\\]"):
+        gcpo.make_config("gcpo", speed=2)
+    if torch.cuda.is_available():
+        checks.validate_config(gcpo.make_config("gcpo", device="cuda"))
+    else:
+        with pytest.raises(ValueError, match="^device='cuda' but CUDA is not available"):
+            checks.validate_config(gcpo.make_config("gcpo", device="cuda"))
+
+
+def test_out_and_html_must_be_writable_a_folder_and_a_file(tmp_path):
+    (tmp_path / "page.html").write_text("old")
+    checks.validate_config(
+        gcpo.make_config("gcpo", out=str(tmp_path / "new" / "run"), html=str(tmp_path / "page.html"))
+    )
+    with pytest.raises(ValueError, match="^out=.* exists and is not a directory$"):
+        checks.validate_config(gcpo.make_config("gcpo", out=str(tmp_path / "page.html")))
+    with pytest.raises(ValueError, match="^html=.* cannot be written"):
+        checks.validate_config(gcpo.make_config("gcpo", html=str(tmp_path / "page.html" / "x.html")))
+
+
+@pytest.mark.parametrize("top_fraction, target_mass", [(0.4, 0.0), (1.0, 0.8), (1.5, 0.8), (1e-20, 0.5)])
+def test_hist_parameters_outside_0_1_are_named(top_fraction, target_mass):
+    with pytest.raises(ValueError, match="must both be in \\(0, 1\\)"):
+        checks.check_hist_params(top_fraction, target_mass)
