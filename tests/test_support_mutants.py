@@ -571,7 +571,8 @@ def test_the_contrast_scheme_applies_the_runs_weight_law_and_claims_what_it_keep
 
     g = torch.Generator().manual_seed(0)
     logp, mask = -torch.rand(3, 6, generator=g), torch.ones(3, 6)
-    logp_neg = logp - torch.rand(3, 6, generator=g)
+    logp[:, 1], logp[:, 5] = logp[:, 0], logp[:, 4]  # tied scores in every row, so the tie rule matters too
+    logp_neg = logp - torch.tensor([0.2, 0.2, 0.5, 0.1, 0.7, 0.7])
     scheme = gcpo.credit_scheme(gcpo.make_config("gcpo", **options))
     want = gcpo.token_weights(logp, logp_neg, mask, **law)
     torch.testing.assert_close(schemes.call(scheme, dict(logp=logp, logp_neg=logp_neg, mask=mask)), want)
