@@ -1,5 +1,6 @@
 """Shared fixtures. Tests never download: the hub is switched off, and the pretrained-model path is exercised
-on a tiny GPT-2 and a byte-level BPE tokenizer that the fixture builds and saves itself."""
+on a tiny GPT-2 and a byte-level BPE tokenizer that the fixture builds and saves itself. Under mutmut only, a
+mutant's tests run quickest first (docs/testing.md, Mutation testing)."""
 
 import json
 import os

@@ -708,3 +708,28 @@ def test_out_and_html_must_be_writable_a_folder_and_a_file(tmp_path):
 def test_hist_parameters_outside_0_1_are_named(top_fraction, target_mass):
     with pytest.raises(ValueError, match="must both be in \\(0, 1\\)"):
         checks.check_hist_params(top_fraction, target_mass)
+
+
+def test_under_mutmut_a_mutants_tests_run_quickest_first_file_by_file(tmp_path, monkeypatch):
+    """conftest's ordering: files by the mean of their tests' recorded seconds, then tests by their own; only for a
+    mutant's run (MUTANT_UNDER_TEST names a mutant), never for mutmut's stats run or outside mutmut."""
+    import json
+    from types import SimpleNamespace
+
+    import conftest
+
+    seconds = {"a.py::slow": 3.0, "a.py::quick": 0.5, "b.py::only": 1.0}  # means: a.py 1.75, b.py 1.0
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": seconds}))
+    monkeypatch.chdir(tmp_path)
+    conftest._mutmut_test_durations.cache_clear()
+    try:
+        for env, want in (
+            ("gcpo.x_f__mutmut_3", ["b.py::only", "a.py::quick", "a.py::slow"]),
+            ("stats", ["a.py::slow", "b.py::only", "a.py::quick"]),
+        ):
+            monkeypatch.setenv("MUTANT_UNDER_TEST", env)
+            items = [SimpleNamespace(nodeid=n) for n in ("a.py::slow", "b.py::only", "a.py::quick")]
+            conftest.pytest_collection_modifyitems(None, items)
+            assert [i.nodeid for i in items] == want
+    finally:
+        conftest._mutmut_test_durations.cache_clear()
