@@ -22,3 +22,8 @@ def oracle_weights(key_mask, mask):
 
 def micro_batch_loss(model, ref_model, b, cfg, total_tokens, total_seqs, generator=None):
     return gcpo.micro_batch_loss(model, ref_model, b, cfg, gcpo.credit_scheme(cfg), total_tokens, total_seqs, generator)
+
+
+def small_policy(vocab_size=11, positions=16):
+    """A randomly initialised one-layer GPT-2 (width 16, 2 heads) through gcpo.build_policy."""
+    return gcpo.build_policy(gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2), vocab_size, positions, {})

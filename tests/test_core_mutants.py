@@ -13,6 +13,7 @@ import gcpo
 from credit_kit.quality import bootstrap
 from gcpo_support import loading
 from gcpo_support.metrics import weight_metrics
+from tests.helpers import small_policy
 from tests.test_pipeline import POLICY, TASK, PromptLookupLM, RecordingOptimizer, config, handmade_batch
 from toy_envs.text import stand_in_tokenizer
 
@@ -484,7 +485,7 @@ def test_response_logprobs_divide_the_logits_by_any_temperature_but_one():
 
 
 def test_response_logprobs_of_no_responses_are_empty_and_full_only_when_asked():
-    model = gcpo.build_policy(gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2), 11, 16, {})
+    model = small_policy()
     prompts, responses = torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 3, dtype=torch.long)
     logp, logp_all = gcpo.response_logprobs(model, prompts, torch.ones_like(prompts), responses)
     assert logp.shape == (0, 3) and logp_all is None
@@ -528,10 +529,8 @@ def test_draw_never_returns_a_token_without_mass_even_at_the_ends_of_u(u, want, 
     """u = 1 (where float rounding of u·cdf_V can land) takes the last token that has mass, not one past it or a
     zero-probability one after it; u = 0 takes the first token that has mass."""
     probs = torch.tensor([[0.2, 0.3, 0.5, 0.0, 0.0], [0.1, 0.0, 0.0, 0.9, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]])
-    real_rand = torch.rand
     monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.full(shape, u, dtype=kw.get("dtype")))
     assert gcpo.draw(probs).tolist() == want
-    monkeypatch.setattr(torch, "rand", real_rand)
 
 
 def test_train_builds_what_its_options_ask_and_logs_the_warm_start(tmp_path):

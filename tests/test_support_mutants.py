@@ -17,6 +17,7 @@ import gcpo
 import toy_envs
 from gcpo_support import checks, kernels, loading
 from gcpo_support.variants import hist_official, official_hist_loop
+from tests.helpers import small_policy
 from toy_envs.render import render_grid
 
 
@@ -374,6 +375,9 @@ def test_policy_loss_checks_logp_itself():
         (lambda: gcpo.aggregate(torch.ones(2, 2), torch.ones(2, 2), "mean"), "unknown loss_agg 'mean'"),
         (lambda: gcpo.group_advantages(torch.ones(4), 2, "groups"), "unknown advantage scale 'groups'"),
         (lambda: gcpo.group_advantages(torch.ones(4), 2, eps=-1.0), "eps=-1.0 is outside"),
+        (lambda: gcpo.normalize_weights(torch.rand(2, 3), torch.ones(2, 3), "histo"), "unknown normalization 'histo'"),
+        (lambda: gcpo.normalize_weights(torch.rand(2, 3), torch.ones(2, 3), ties="first"), "unknown ties 'first'"),
+        (lambda: gcpo.normalize_weights(torch.rand(2, 3), torch.ones(2, 3), softmax_temp=0.0), "softmax_temp=0.0 is"),
     ],
 )
 def test_bad_options_of_the_pure_functions_name_the_option(call, start):
@@ -450,10 +454,6 @@ def test_model_positions_reads_gpt2s_n_positions_or_else_max_position_embeddings
     assert positions() is None
 
 
-def tiny_gpt2(V=11, positions=16):
-    return gcpo.build_policy(gcpo.make_config("gcpo", n_layer=1, n_embd=16, n_head=2), V, positions, {})
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -473,21 +473,8 @@ def test_sample_checks_its_ids_shapes_and_positions_with_one_line_errors(change,
     args |= dict(neg_prompts=torch.ones(1, 2, dtype=torch.long), neg_mask=torch.ones(1, 2), guidance_scale=2.0)
     args |= change
     with pytest.raises(ValueError, match=message) as e:
-        gcpo.sample(tiny_gpt2(), prompt_mask=torch.ones_like(args["prompts"]), **args)
+        gcpo.sample(small_policy(), prompt_mask=torch.ones_like(args["prompts"]), **args)
     assert "\n" not in str(e.value)
-
-
-@pytest.mark.parametrize(
-    "option, message",
-    [
-        (dict(normalization="histo"), "^unknown normalization 'histo'"),
-        (dict(ties="first"), "^unknown ties 'first'"),
-        (dict(softmax_temp=0.0), "^softmax_temp=0.0 is outside"),
-    ],
-)
-def test_normalize_weights_names_a_bad_law_option(option, message):
-    with pytest.raises(ValueError, match=message):
-        gcpo.normalize_weights(torch.rand(2, 3), torch.ones(2, 3), **option)
 
 
 def test_parse_task_args_by_hand():
